@@ -1,0 +1,41 @@
+# Interface targets for warnings and sanitizers. Link them PRIVATE so they never leak to consumers.
+
+add_library(loopwarden_warnings INTERFACE)
+add_library(loopwarden::warnings ALIAS loopwarden_warnings)
+target_compile_options(
+  loopwarden_warnings
+  INTERFACE -Wall
+            -Wextra
+            -Wpedantic
+            -Wshadow
+            -Wnon-virtual-dtor
+            -Wold-style-cast
+            -Wcast-align
+            -Woverloaded-virtual
+            -Wnull-dereference
+            -Wimplicit-fallthrough
+            $<$<BOOL:${LOOPWARDEN_WERROR}>:-Werror>)
+
+add_library(loopwarden_sanitizers INTERFACE)
+add_library(loopwarden::sanitizers ALIAS loopwarden_sanitizers)
+if(LOOPWARDEN_SANITIZE)
+  target_compile_options(loopwarden_sanitizers INTERFACE -fsanitize=address,undefined
+                                                         -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  target_link_options(loopwarden_sanitizers INTERFACE -fsanitize=address,undefined)
+endif()
+
+# loopwarden_add_plugin(NAME SOURCES...): a bundled monitor as a MODULE library that links only
+# the SDK. Hidden visibility: only the entry symbols exported by LOOPWARDEN_PLUGIN are visible.
+function(loopwarden_add_plugin name)
+  add_library(${name} MODULE ${ARGN})
+  target_link_libraries(${name} PRIVATE loopwarden::sdk loopwarden::warnings
+                                        loopwarden::sanitizers)
+  set_target_properties(
+    ${name}
+    PROPERTIES PREFIX ""
+               OUTPUT_NAME "${name}"
+               CXX_VISIBILITY_PRESET hidden
+               VISIBILITY_INLINES_HIDDEN ON
+               LIBRARY_OUTPUT_DIRECTORY "${PROJECT_BINARY_DIR}/plugins")
+  install(TARGETS ${name} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/loopwarden/plugins)
+endfunction()

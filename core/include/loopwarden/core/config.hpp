@@ -1,0 +1,88 @@
+#pragma once
+// The typed configuration of an engine, loaded from YAML. Every error names the field path and
+// the line: `monitors[2].config.window: expected a positive integer, got "abc" (loopwarden.yaml:14)`.
+//
+// Document layout (docs/configuration.md has the full reference):
+//
+//   version: 1                      # required: the config format version
+//   log_level: info                 # debug | info | warn | error
+//   state_dir: ./loopwarden-state   # where durable state lives (relative: to the config file)
+//   plugin_paths: [plugins/]        # directories searched for <plugin>.so (relative: to the file)
+//   probation: 5m                   # default half-open probation after a reset (0 = none)
+//   breakers:                       # operator overrides of what monitors declare, by name
+//     training.collapse: {action: rollback, severity: critical, scope: run, probation: 10m}
+//   monitors:
+//     - name: loss_guard            # instance name, unique, [a-z0-9_.-]+
+//       plugin: threshold           # plugin name (found as <plugin>.so on plugin_paths) ...
+//       path: ./my_monitor.so       # ... or an explicit file instead of a plugin name
+//       optional: false             # true: a plugin that fails to load is skipped with an error
+//       enabled: true
+//       on_error: fail_closed       # fail_closed (trip its breakers) | disable
+//       config: {...}               # handed to the monitor's configure()
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <loopwarden/config_node.hpp>
+#include <loopwarden/status.hpp>
+#include <loopwarden/types.hpp>
+
+namespace loopwarden::core {
+
+// What happens when a monitor throws (or, later, hangs).
+enum class error_policy {
+  fail_closed,  // trip every breaker the monitor declares: its protection goes to the safe state
+  disable,      // stop calling it; report it as disabled
+};
+
+// Operator overrides for one breaker, by name.
+struct breaker_config {
+  std::string name;
+  std::optional<sdk::breaker_action> action;
+  std::optional<sdk::severity> severity;
+  std::optional<sdk::breaker_scope> scope;
+  std::optional<std::chrono::nanoseconds> probation;
+  sdk::config_node node;  // for errors that only the engine can find (e.g. no such breaker)
+};
+
+// One monitor instance.
+struct monitor_config {
+  std::string name;    // instance name, unique within the config
+  std::string plugin;  // plugin name; empty when path is given
+  std::string path;    // explicit plugin file (absolute, or made absolute against the config dir)
+  bool optional = false;
+  bool enabled = true;
+  error_policy on_error = error_policy::fail_closed;
+  sdk::config_node config;  // the `config:` subtree (missing when absent)
+  sdk::config_node node;    // the whole `monitors[i]` node, for errors found later
+};
+
+struct config {
+  std::string source;  // the file it came from, or "<embedded default>"
+  int version = 1;
+  sdk::log_level log_level = sdk::log_level::info;
+  std::string state_dir;                  // absolute once loaded from a file
+  std::vector<std::string> plugin_paths;  // absolute once loaded from a file; may be empty
+  std::chrono::nanoseconds probation = std::chrono::minutes(5);
+  std::vector<breaker_config> breakers;
+  std::vector<monitor_config> monitors;
+  sdk::config_node root;  // the whole document
+};
+
+// Parses and validates a YAML document. `source` names it in errors (a path or a label);
+// relative paths in it are resolved against `base_dir` (empty: the current directory).
+// Errors: invalid_argument with path and line (a YAML syntax error names line and column).
+result<config> parse_config(std::string_view yaml, std::string source, std::string base_dir = {});
+
+// Reads and parses a file. Errors: io_error naming the file, or parse_config's.
+result<config> load_config_file(const std::string& path);
+
+// The embedded default configuration (used by `serve` and `replay` without --config; printed by
+// `loopwarden config default`). Always parses.
+std::string_view default_config_yaml();
+result<config> default_config();
+
+}  // namespace loopwarden::core
