@@ -1,0 +1,17 @@
+#pragma once
+// Process-wide logging setup for the engine (spdlog underneath; not exposed to plugins, which log
+// through their context).
+
+#include <string_view>
+
+#include <loopwarden/types.hpp>
+
+namespace loopwarden::core {
+
+// Sets the minimum level of the engine's logger. Thread-safe.
+void set_log_level(sdk::log_level level);
+
+// Sends the engine's log to stderr (the default) with a compact pattern. Thread-safe.
+void log_to_stderr();
+
+}  // namespace loopwarden::core
