@@ -27,6 +27,7 @@
 #include <vector>
 
 #include <loopwarden/config_node.hpp>
+#include <loopwarden/core/status.hpp>
 #include <loopwarden/status.hpp>
 #include <loopwarden/types.hpp>
 

@@ -1,0 +1,113 @@
+#pragma once
+// The engine: loads the configured monitors, routes each event to the monitors that asked for
+// its kind, answers gate requests, runs periodic ticks, and owns the breaker registry. It has no
+// sockets: `loopwarden serve` feeds it from ZeroMQ, `loopwarden replay` from a file, and both get
+// the same trips for the same events in the same order.
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <loopwarden/core/breaker_registry.hpp>
+#include <loopwarden/core/breaker_store.hpp>
+#include <loopwarden/core/config.hpp>
+#include <loopwarden/event_kind.hpp>
+#include <loopwarden/monitor.hpp>
+#include <loopwarden/core/status.hpp>
+#include <loopwarden/status.hpp>
+#include <loopwarden/v1/envelope.pb.h>
+#include <loopwarden/v1/gate.pb.h>
+
+namespace loopwarden::core {
+
+struct engine_options {
+  // Directories searched after the config's plugin_paths (e.g. from --plugin-path).
+  std::vector<std::string> extra_plugin_paths;
+  // Search the bundled plugin directory last (core::bundled_plugin_dir()).
+  bool search_bundled_plugins = true;
+  // Where breakers are recorded; borrowed, must outlive the engine. Null: an in-memory store.
+  breaker_store* store = nullptr;
+  // true (replay): the clock is the time of the last event, so output is deterministic.
+  // false (live): the caller passes wall-clock time to tick() and events carry receive time.
+  bool event_time_clock = true;
+};
+
+// Per-monitor figures, for status output and metrics.
+struct monitor_status {
+  enum class state { active, disabled };
+  std::string name;     // instance name
+  std::string plugin;   // plugin name from its info()
+  std::string version;  // plugin version from its info()
+  std::string path;     // the loaded file
+  state current = state::active;
+  std::uint64_t events = 0;    // on_event calls
+  std::uint64_t gates = 0;     // on_gate calls
+  std::uint64_t ticks = 0;     // on_tick calls
+  std::uint64_t errors = 0;    // calls that threw
+  std::string last_error;
+  std::uint64_t total_call_ns = 0;  // wall time spent in the monitor's calls
+  std::uint64_t max_call_ns = 0;
+  // Call-time histogram: bucket i counts calls of < 2^i microseconds (last bucket: the rest).
+  std::array<std::uint64_t, 16> call_us_log2{};
+  std::vector<std::pair<std::string, double>> gauges;  // in the order first published
+};
+
+struct engine_counters {
+  std::uint64_t events = 0;     // envelopes processed
+  std::uint64_t malformed = 0;  // envelopes dropped because their body was not set
+  std::array<std::uint64_t, sdk::event_kind_count> by_kind{};
+};
+
+// The result of a gate request: the strictest decision and the monitor that gave it.
+struct gate_outcome {
+  sdk::gate_decision decision;
+  std::string monitor;  // empty when no monitor gated (the answer is allow)
+};
+
+// Thread-safety: process, gate and tick must be called from one thread at a time (the engine's
+// dispatcher); the registry (breakers()) is safe from any thread; monitors() and counters() may
+// be called concurrently with the dispatcher.
+class engine {
+ public:
+  // Loads and configures every enabled monitor of `cfg`. Errors: a non-optional plugin that
+  // can't be found or loaded (refused, with file and reason), a monitor whose configure fails
+  // (invalid_argument, with field path and line), the store failing to restore. An optional
+  // plugin that fails to load is skipped and reported in warnings().
+  static result<std::unique_ptr<engine>> create(const config& cfg, engine_options options = {});
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  // Routes one event to the monitors that want its kind, in config order. An envelope without a
+  // body is counted as malformed and dropped.
+  void process(const v1::Envelope& envelope);
+
+  // Asks every gating monitor; the strictest answer wins (deny > require_approval > allow).
+  gate_outcome gate(const v1::GateRequest& request);
+
+  // Runs due on_tick calls and ends due breaker probations. `now_unix_nano` is ignored with the
+  // event-time clock (the time of the last event is used).
+  void tick(std::int64_t now_unix_nano);
+
+  breaker_registry& breakers() { return *registry_; }
+  std::vector<monitor_status> monitors() const;
+  engine_counters counters() const;
+  // Problems that did not stop the engine (optional plugins that failed to load, ...).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  // The engine's clock now (see engine_options::event_time_clock).
+  std::int64_t now_unix_nano() const;
+
+  struct impl;  // implementation detail (core/src/engine.cpp)
+
+ private:
+  explicit engine(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+  std::unique_ptr<breaker_store> owned_store_;
+  std::unique_ptr<breaker_registry> registry_;
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace loopwarden::core

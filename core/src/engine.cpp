@@ -1,0 +1,417 @@
+#include <loopwarden/core/engine.hpp>
+
+#include <algorithm>
+#include <boost/core/demangle.hpp>
+#include <chrono>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <typeinfo>
+
+#include <loopwarden/core/plugin_host.hpp>
+
+#include "log.hpp"
+
+namespace loopwarden::core {
+
+namespace {
+
+struct runner {
+  monitor_config cfg;
+  std::unique_ptr<loaded_monitor> loaded;
+  sdk::monitor_info info;
+  std::map<std::string, sdk::breaker_spec> specs;  // declared breakers by name
+  bool disabled = false;      // only the dispatcher thread reads or writes it
+  std::int64_t next_tick = 0;  // dispatcher thread only
+
+  mutable std::mutex stats_mu;
+  monitor_status stats;  // guarded by stats_mu
+};
+
+int severity_rank(sdk::gate_verdict v) {
+  switch (v) {
+    case sdk::gate_verdict::allow: return 0;
+    case sdk::gate_verdict::require_approval: return 1;
+    case sdk::gate_verdict::deny: return 2;
+  }
+  return 2;
+}
+
+std::string describe_exception(std::exception_ptr p) {
+  try {
+    std::rethrow_exception(p);
+  } catch (const std::exception& e) {
+    return boost::core::demangle(typeid(e).name()) + ": " + e.what();
+  } catch (...) {
+    return "a non-standard exception";
+  }
+}
+
+}  // namespace
+
+struct engine::impl {
+  config cfg;
+  bool event_time_clock = true;
+  breaker_registry* registry = nullptr;  // owned by the engine, outlives impl's use of it
+  std::vector<std::unique_ptr<runner>> runners;
+  std::array<std::vector<runner*>, sdk::event_kind_count> routes;
+  std::vector<runner*> gaters;
+  std::vector<runner*> tickers;
+  std::map<std::string, const breaker_config*> overrides;  // into cfg.breakers
+
+  // Dispatcher-thread state.
+  std::int64_t clock_unix_nano = 0;
+  const v1::Envelope* current_event = nullptr;
+
+  mutable std::mutex counters_mu;
+  engine_counters counters;  // guarded by counters_mu
+
+  void trip_for(runner& r, sdk::trip_request req);
+  void fail(runner& r, std::string_view call, const std::string& error);
+  template <typename F>
+  bool invoke(runner& r, std::string_view call, F&& f);
+};
+
+namespace {
+
+// The context handed to one monitor call.
+class call_context final : public sdk::context {
+ public:
+  call_context(engine::impl& e, runner& r) : engine_(e), runner_(r) {}
+
+  void trip(sdk::trip_request request) override { engine_.trip_for(runner_, std::move(request)); }
+
+  void set_gauge(std::string_view name, double value) override {
+    std::lock_guard lock(runner_.stats_mu);
+    auto& gauges = runner_.stats.gauges;
+    auto it = std::find_if(gauges.begin(), gauges.end(),
+                           [&](const auto& g) { return g.first == name; });
+    if (it != gauges.end()) {
+      it->second = value;
+    } else {
+      gauges.emplace_back(std::string(name), value);
+    }
+  }
+
+  void log(sdk::log_level level, std::string_view message) override {
+    constexpr std::size_t max_len = 4096;  // a monitor must not flood the log with one line
+    std::string_view m = message.substr(0, std::min(message.size(), max_len));
+    switch (level) {
+      case sdk::log_level::debug: detail::log().debug("monitor {}: {}", runner_.cfg.name, m); break;
+      case sdk::log_level::info: detail::log().info("monitor {}: {}", runner_.cfg.name, m); break;
+      case sdk::log_level::warn: detail::log().warn("monitor {}: {}", runner_.cfg.name, m); break;
+      case sdk::log_level::error: detail::log().error("monitor {}: {}", runner_.cfg.name, m); break;
+    }
+  }
+
+  std::int64_t now_unix_nano() const override { return engine_.clock_unix_nano; }
+  std::string_view instance_name() const override { return runner_.cfg.name; }
+
+ private:
+  engine::impl& engine_;
+  runner& runner_;
+};
+
+}  // namespace
+
+void engine::impl::trip_for(runner& r, sdk::trip_request req) {
+  sdk::breaker_spec spec;
+  if (auto it = r.specs.find(req.breaker); it != r.specs.end()) {
+    spec = it->second;
+  } else {
+    // Undeclared breakers still trip (failing safe), with the strict defaults.
+    detail::log().warn("monitor {} tripped undeclared breaker '{}'", r.cfg.name, req.breaker);
+    spec.name = req.breaker;
+  }
+  trip_input in;
+  in.breaker = req.breaker;
+  in.monitor = r.cfg.name;
+  in.reason = std::move(req.reason);
+  in.evidence = std::move(req.evidence);
+  // Precedence: the operator's config, then the monitor's request, then its declaration.
+  in.action = req.action.value_or(spec.action);
+  in.severity = req.severity.value_or(spec.severity);
+  in.scope = spec.scope;
+  if (auto it = overrides.find(req.breaker); it != overrides.end()) {
+    const breaker_config& o = *it->second;
+    if (o.action) in.action = *o.action;
+    if (o.severity) in.severity = *o.severity;
+    if (o.scope) in.scope = *o.scope;
+  }
+  in.run_id = !req.run_id.empty() ? std::move(req.run_id)
+              : current_event != nullptr ? current_event->run_id()
+                                         : std::string();
+  in.time_unix_nano = clock_unix_nano;
+  if (current_event != nullptr) {
+    in.trigger_source = current_event->source();
+    in.trigger_seq = current_event->seq();
+  }
+  registry->trip(in);
+}
+
+void engine::impl::fail(runner& r, std::string_view call, const std::string& error) {
+  std::uint64_t errors = 0;
+  {
+    std::lock_guard lock(r.stats_mu);
+    errors = ++r.stats.errors;
+    r.stats.last_error = std::string(call) + ": " + error;
+  }
+  // Log the first failures in full, then every 1000th, so a monitor failing on every event
+  // cannot flood the log.
+  if (errors <= 10 || errors % 1000 == 0) {
+    detail::log().error("monitor {} threw in {}: {} ({} failures so far, policy {})", r.cfg.name,
+                        call, error, errors,
+                        r.cfg.on_error == error_policy::fail_closed ? "fail_closed" : "disable");
+  }
+  if (r.cfg.on_error == error_policy::disable) {
+    r.disabled = true;
+    std::lock_guard lock(r.stats_mu);
+    r.stats.current = monitor_status::state::disabled;
+    return;
+  }
+  // Fail closed: the protection this monitor provides goes to its safe state.
+  std::vector<sdk::breaker_spec> specs;
+  for (const auto& [name, spec] : r.specs) specs.push_back(spec);
+  if (specs.empty()) {
+    sdk::breaker_spec s;
+    s.name = "monitor.failed";
+    s.scope = sdk::breaker_scope::global;
+    r.specs[s.name] = s;
+    specs.push_back(s);
+  }
+  for (const auto& spec : specs) {
+    sdk::trip_request req;
+    req.breaker = spec.name;
+    req.reason = "monitor '" + r.cfg.name + "' failed in " + std::string(call) + ": " + error;
+    req.evidence = {{"monitor", r.cfg.name},
+                    {"call", std::string(call)},
+                    {"error", error},
+                    {"policy", "fail_closed"}};
+    trip_for(r, std::move(req));
+  }
+}
+
+template <typename F>
+bool engine::impl::invoke(runner& r, std::string_view call, F&& f) {
+  if (r.disabled) return false;
+  const auto start = std::chrono::steady_clock::now();
+  std::exception_ptr thrown;
+  try {
+    f();
+  } catch (...) {
+    thrown = std::current_exception();
+  }
+  const auto ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                           start)
+          .count());
+  {
+    std::lock_guard lock(r.stats_mu);
+    r.stats.total_call_ns += ns;
+    r.stats.max_call_ns = std::max(r.stats.max_call_ns, ns);
+    std::size_t bucket = 0;
+    for (std::uint64_t us = ns / 1000; us > 0 && bucket + 1 < r.stats.call_us_log2.size();
+         us >>= 1) {
+      ++bucket;
+    }
+    ++r.stats.call_us_log2[bucket];
+  }
+  if (thrown) {
+    fail(r, call, describe_exception(thrown));
+    return false;
+  }
+  return true;
+}
+
+engine::engine(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+
+engine::~engine() {
+  // Monitors go first (each destroys its instance, then unloads its library).
+  impl_.reset();
+}
+
+result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options options) {
+  auto p = std::make_unique<impl>();
+  p->cfg = cfg;
+  p->event_time_clock = options.event_time_clock;
+  std::unique_ptr<engine> e(new engine(std::move(p)));
+  impl& m = *e->impl_;
+
+  breaker_store* store = options.store;
+  if (store == nullptr) {
+    e->owned_store_ = std::make_unique<memory_breaker_store>();
+    store = e->owned_store_.get();
+  }
+  e->registry_ = std::make_unique<breaker_registry>(*store, m.cfg.probation);
+  m.registry = e->registry_.get();
+  for (const auto& b : m.cfg.breakers) {
+    m.overrides[b.name] = &b;
+    if (b.probation) e->registry_->set_probation(b.name, *b.probation);
+  }
+  if (auto s = e->registry_->restore(); !s.ok()) return s;
+
+  std::vector<std::string> paths = m.cfg.plugin_paths;
+  paths.insert(paths.end(), options.extra_plugin_paths.begin(), options.extra_plugin_paths.end());
+  if (options.search_bundled_plugins) {
+    if (auto dir = bundled_plugin_dir(); !dir.empty()) paths.push_back(dir);
+  }
+  plugin_host host(std::move(paths));
+
+  for (const monitor_config& mc : m.cfg.monitors) {
+    if (!mc.enabled) continue;
+    result<std::string> path = mc.path.empty() ? host.find(mc.plugin) : result<std::string>(mc.path);
+    result<std::unique_ptr<loaded_monitor>> loaded =
+        path.ok() ? host.load(*path, mc.plugin) : result<std::unique_ptr<loaded_monitor>>(path.error());
+    if (!loaded.ok()) {
+      sdk::status why = loaded.error().with_context("monitor '" + mc.name + "'");
+      if (mc.optional) {
+        detail::log().warn("{} (optional: carrying on without it)", why.message());
+        e->warnings_.push_back(why.message() + " (optional: skipped)");
+        continue;
+      }
+      return why;
+    }
+
+    auto r = std::make_unique<runner>();
+    r->cfg = mc;
+    r->loaded = std::move(*loaded);
+    sdk::monitor& mon = r->loaded->instance();
+    sdk::status configured;
+    try {
+      configured = mon.configure(mc.config);
+      if (configured.ok()) r->info = mon.info();
+    } catch (...) {
+      configured = make_error(sdk::status_code::internal,
+                              "threw in configure: " + describe_exception(std::current_exception()));
+    }
+    if (!configured.ok()) return configured.with_context("monitor '" + mc.name + "'");
+
+    r->stats.name = mc.name;
+    r->stats.plugin = r->info.name;
+    r->stats.version = r->info.version;
+    r->stats.path = r->loaded->path();
+    for (const auto& spec : r->info.breakers) {
+      sdk::breaker_spec effective = spec;
+      if (auto it = m.overrides.find(spec.name); it != m.overrides.end()) {
+        if (it->second->action) effective.action = *it->second->action;
+        if (it->second->severity) effective.severity = *it->second->severity;
+        if (it->second->scope) effective.scope = *it->second->scope;
+      }
+      r->specs[spec.name] = effective;
+      e->registry_->declare(effective, mc.name);
+    }
+    runner* raw = r.get();
+    for (std::size_t k = 0; k < sdk::event_kind_count; ++k) {
+      if (r->info.kinds.contains(static_cast<sdk::event_kind>(k))) m.routes[k].push_back(raw);
+    }
+    if (r->info.gate) m.gaters.push_back(raw);
+    if (r->info.tick_interval.count() > 0) m.tickers.push_back(raw);
+    if (r->info.kinds.empty() && !r->info.gate && r->info.tick_interval.count() == 0) {
+      e->warnings_.push_back("monitor '" + mc.name + "' asks for no events, gates or ticks");
+    }
+    m.runners.push_back(std::move(r));
+  }
+
+  for (const auto& b : m.cfg.breakers) {
+    bool declared = std::any_of(m.runners.begin(), m.runners.end(),
+                                [&](const auto& r) { return r->specs.count(b.name) != 0; });
+    if (!declared) {
+      e->warnings_.push_back(b.node.path() + ": no configured monitor declares breaker '" +
+                             b.name + "' (" + b.node.file() + ":" + std::to_string(b.node.line()) +
+                             ")");
+    }
+  }
+  return e;
+}
+
+void engine::process(const v1::Envelope& envelope) {
+  impl& m = *impl_;
+  const auto kind = sdk::kind_of(envelope);
+  {
+    std::lock_guard lock(m.counters_mu);
+    ++m.counters.events;
+    if (!kind) {
+      ++m.counters.malformed;
+    } else {
+      ++m.counters.by_kind[static_cast<std::size_t>(*kind)];
+    }
+  }
+  if (!kind) return;
+  if (m.event_time_clock && envelope.time_unix_nano() != 0) {
+    m.clock_unix_nano = envelope.time_unix_nano();
+  }
+  m.current_event = &envelope;
+  for (runner* r : m.routes[static_cast<std::size_t>(*kind)]) {
+    call_context ctx(m, *r);
+    if (m.invoke(*r, "on_event", [&] { r->loaded->instance().on_event(envelope, ctx); })) {
+      std::lock_guard lock(r->stats_mu);
+      ++r->stats.events;
+    }
+  }
+  m.current_event = nullptr;
+}
+
+gate_outcome engine::gate(const v1::GateRequest& request) {
+  impl& m = *impl_;
+  if (m.event_time_clock && request.time_unix_nano() != 0) {
+    m.clock_unix_nano = request.time_unix_nano();
+  }
+  gate_outcome out;
+  for (runner* r : m.gaters) {
+    call_context ctx(m, *r);
+    sdk::gate_decision d;
+    const bool ok = m.invoke(*r, "on_gate", [&] { d = r->loaded->instance().on_gate(request, ctx); });
+    if (!ok) {
+      if (r->cfg.on_error == error_policy::disable) continue;
+      // A gating monitor that fails closed denies: an unjudged action must not pass.
+      d.verdict = sdk::gate_verdict::deny;
+      d.reason = "monitor '" + r->cfg.name + "' failed while judging this action";
+      d.rule_id = "loopwarden.monitor_failed";
+    } else {
+      std::lock_guard lock(r->stats_mu);
+      ++r->stats.gates;
+    }
+    if (out.monitor.empty() || severity_rank(d.verdict) > severity_rank(out.decision.verdict)) {
+      out.decision = std::move(d);
+      out.monitor = r->cfg.name;
+    }
+  }
+  return out;
+}
+
+void engine::tick(std::int64_t now_unix_nano) {
+  impl& m = *impl_;
+  if (!m.event_time_clock) m.clock_unix_nano = now_unix_nano;
+  const std::int64_t now = m.clock_unix_nano;
+  for (runner* r : m.tickers) {
+    const std::int64_t interval =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(r->info.tick_interval).count();
+    if (r->next_tick == 0) r->next_tick = now + interval;
+    if (now < r->next_tick) continue;
+    r->next_tick = now + interval;
+    call_context ctx(m, *r);
+    if (m.invoke(*r, "on_tick", [&] { r->loaded->instance().on_tick(ctx); })) {
+      std::lock_guard lock(r->stats_mu);
+      ++r->stats.ticks;
+    }
+  }
+  registry_->advance(now);
+}
+
+std::vector<monitor_status> engine::monitors() const {
+  std::vector<monitor_status> out;
+  for (const auto& r : impl_->runners) {
+    std::lock_guard lock(r->stats_mu);
+    out.push_back(r->stats);
+  }
+  return out;
+}
+
+engine_counters engine::counters() const {
+  std::lock_guard lock(impl_->counters_mu);
+  return impl_->counters;
+}
+
+std::int64_t engine::now_unix_nano() const { return impl_->clock_unix_nano; }
+
+}  // namespace loopwarden::core
