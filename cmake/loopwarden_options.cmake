@@ -36,6 +36,6 @@ function(loopwarden_add_plugin name)
                OUTPUT_NAME "${name}"
                CXX_VISIBILITY_PRESET hidden
                VISIBILITY_INLINES_HIDDEN ON
-               LIBRARY_OUTPUT_DIRECTORY "${PROJECT_BINARY_DIR}/plugins")
+               LIBRARY_OUTPUT_DIRECTORY "${PROJECT_BINARY_DIR}/lib/loopwarden/plugins")
   install(TARGETS ${name} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/loopwarden/plugins)
 endfunction()
