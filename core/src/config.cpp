@@ -1,0 +1,432 @@
+#include <loopwarden/core/config.hpp>
+
+// yaml-cpp appears in this file only: its nodes and exceptions are turned into config_node trees
+// and statuses in one place (yaml_to_tree), and everything else reads the trees.
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <loopwarden/core/status.hpp>
+#include <map>
+#include <sstream>
+#include <system_error>
+#include <utility>
+
+namespace loopwarden::core {
+namespace {
+
+namespace fs = std::filesystem;
+using sdk::config_node;
+
+constexpr std::string_view embedded_default_yaml =
+    R"(# loopwarden default configuration (print it with `loopwarden config default`).
+version: 1
+log_level: info
+# Durable state (breakers, audit log) lives here.
+state_dir: ./loopwarden-state
+# Directories searched for monitor plugins (<plugin>.so). Empty: the bundled plugin directory.
+plugin_paths: []
+# After an operator resets a breaker it stays half-open this long: a new trip re-opens it at once.
+probation: 5m
+monitors:
+  # Halts a run whose loss (any metric whose name ends in "loss") becomes NaN or infinite.
+  - name: nonfinite_loss
+    plugin: threshold
+    on_error: fail_closed
+    config:
+      metric: "*loss"
+      non_finite: true
+      breaker: training.nonfinite_loss
+      action: halt
+)";
+
+constexpr std::string_view embedded_default_source = "<embedded default>";
+constexpr std::int64_t supported_version = 1;
+
+// ---------------------------------------------------------------------------------------------
+// yaml-cpp → config_node. The only code in loopwarden that sees yaml-cpp types: everything after
+// this works on config_node trees, and every yaml-cpp exception is caught in yaml_to_tree.
+
+struct tree_builder {
+  const std::string& file;
+  std::string_view text;  // the document, to tell `- ~` from an empty `-` (see element_line)
+
+  static int line_of(const YAML::Node& n) {
+    const YAML::Mark m = n.Mark();
+    return m.is_null() ? 0 : m.line + 1;
+  }
+
+  // An empty sequence element (`-` alone) is marked at the next token, which may be the next
+  // element; only an explicit null's mark is its own. The sequence's line is the honest fallback.
+  int element_line(const YAML::Node& element, int sequence_line) const {
+    if (!element.IsNull()) return line_of(element);
+    const YAML::Mark m = element.Mark();
+    if (m.is_null() || m.pos < 0 || static_cast<std::size_t>(m.pos) >= text.size()) {
+      return sequence_line;
+    }
+    const std::string_view at = text.substr(static_cast<std::size_t>(m.pos));
+    const bool explicit_null = at.starts_with("~") || at.starts_with("null") ||
+                               at.starts_with("Null") || at.starts_with("NULL");
+    return explicit_null ? line_of(element) : sequence_line;
+  }
+
+  // `line` is passed in rather than read from `n` because yaml-cpp marks an empty value (`key:`)
+  // at the token after it, often the next line; map values therefore carry their key's line,
+  // which is also where an operator looks for the field named in a message.
+  result<config_node> convert(const YAML::Node& n, const std::string& path, int line) const {
+    switch (n.Type()) {
+      case YAML::NodeType::Undefined:
+      case YAML::NodeType::Null:
+        return config_node::make_null(path, file, line);
+      case YAML::NodeType::Scalar:
+        // Plain scalars carry the tag "?"; quoted ones "!", explicit tags their own name.
+        return config_node::make_scalar(path, file, line, n.Scalar(), n.Tag() != "?");
+      case YAML::NodeType::Sequence: {
+        auto seq = config_node::make_sequence(path, file, line);
+        std::size_t index = 0;
+        for (const auto& element : n) {
+          auto child = convert(element, path + "[" + std::to_string(index) + "]",
+                               element_line(element, line));
+          if (!child) return child.error();
+          seq.push_back(std::move(child).value());
+          ++index;
+        }
+        return seq;
+      }
+      case YAML::NodeType::Map: {
+        auto map = config_node::make_map(path, file, line);
+        std::map<std::string, int, std::less<>> first_line;
+        for (const auto& entry : n) {
+          const YAML::Node& key = entry.first;
+          const int key_line = line_of(key);
+          if (!key.IsScalar()) {
+            const char* kind = key.IsMap() ? "a map" : key.IsSequence() ? "a sequence" : "null";
+            return config_node::make_null(path, file, key_line)
+                .error(std::string("map keys must be plain strings, got ") + kind);
+          }
+          const std::string& name = key.Scalar();
+          std::string child_path = path.empty() ? name : path + "." + name;
+          // YAML forbids duplicate keys but yaml-cpp keeps both; a silent "last one wins" would
+          // hide a half-edited file.
+          if (auto [it, fresh] = first_line.emplace(name, key_line); !fresh) {
+            return config_node::make_null(child_path, file, key_line)
+                .error("duplicate key, first at line " + std::to_string(it->second));
+          }
+          auto child = convert(entry.second, child_path, key_line);
+          if (!child) return child.error();
+          map.insert(name, std::move(child).value());
+        }
+        return map;
+      }
+    }
+    return config_node::make_null(path, file, line);
+  }
+};
+
+status empty_document(const std::string& source) {
+  return config_node::make_null("", source, 1)
+      .error("the document is empty: expected a map of settings starting with `version: 1`");
+}
+
+result<config_node> yaml_to_tree(std::string_view yaml, const std::string& source) {
+  try {
+    std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml));
+    if (documents.empty()) return empty_document(source);
+    if (documents.size() > 1) {
+      return config_node::make_null("", source, tree_builder::line_of(documents[1]))
+          .error("expected one yaml document, found " + std::to_string(documents.size()));
+    }
+    const YAML::Node& root = documents.front();
+    // `---` or `~` alone: as empty as no text at all, and yaml-cpp marks it at the end.
+    if (root.IsNull()) return empty_document(source);
+    return tree_builder{source, yaml}.convert(root, "", std::max(1, tree_builder::line_of(root)));
+  } catch (const YAML::Exception& e) {
+    std::string m = source;
+    if (!e.mark.is_null()) {
+      m += ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1);
+    }
+    m += ": yaml syntax error: " + e.msg;
+    return make_error(status_code::invalid_argument, std::move(m));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation of the typed config, from the config_node tree only.
+
+// `parse` is the SDK's name parser, so config files accept exactly the names the rest of
+// loopwarden prints; `names` lists them for the message.
+template <typename E>
+result<E> read_enum(const config_node& n, std::optional<E> (*parse)(std::string_view),
+                    std::string_view names) {
+  if (n.is_scalar()) {
+    if (auto v = parse(n.scalar())) return *v;
+  }
+  return n.error("expected one of " + std::string(names) + ", got " + n.describe());
+}
+
+std::optional<error_policy> parse_error_policy(std::string_view name) {
+  if (name == "fail_closed") return error_policy::fail_closed;
+  if (name == "disable") return error_policy::disable;
+  return std::nullopt;
+}
+
+bool absent(const config_node& n) { return n.is_missing() || n.is_null(); }
+
+// Monitor instance and plugin names end up in file names, metric labels and log lines.
+bool is_plain_name(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+constexpr std::string_view plain_name_rule = "lowercase letters, digits, '_', '.' or '-'";
+
+// Absolute and lexically normal, without a trailing separator.
+std::string resolve_path(const std::string& text, const fs::path& base) {
+  fs::path p(text);
+  if (p.is_relative()) p = base / p;
+  p = p.lexically_normal();
+  if (!p.has_filename() && p.has_relative_path()) p = p.parent_path();
+  return p.string();
+}
+
+result<std::string> read_path(const config_node& n, const fs::path& base, std::string_view what) {
+  auto text = n.as_string();
+  if (!text) return text.error();
+  if (text->empty()) return n.error("expected " + std::string(what) + ", got \"\"");
+  return resolve_path(*text, base);
+}
+
+status read_breakers(const config_node& node, config& out) {
+  if (absent(node)) return status::success();
+  if (!node.is_map()) {
+    return node.error("expected a map from breaker name to settings, got " + node.describe());
+  }
+  for (const auto& name : node.keys()) {
+    const config_node entry = node[name];
+    breaker_config b;
+    b.name = name;
+    b.node = entry;
+    if (!entry.is_map() && !entry.is_null()) {
+      return entry.error("expected a map with action, severity, scope or probation, got " +
+                         entry.describe());
+    }
+    if (auto s = entry.check_keys({"action", "severity", "scope", "probation"}); !s.ok()) return s;
+    if (auto n = entry["action"]; !absent(n)) {
+      auto v = read_enum(n, &sdk::parse_breaker_action,
+                         "halt, pause, rollback, throttle, require_approval, alert");
+      if (!v) return v.error();
+      b.action = *v;
+    }
+    if (auto n = entry["severity"]; !absent(n)) {
+      auto v = read_enum(n, &sdk::parse_severity, "info, warning, critical");
+      if (!v) return v.error();
+      b.severity = *v;
+    }
+    if (auto n = entry["scope"]; !absent(n)) {
+      auto v = read_enum(n, &sdk::parse_breaker_scope, "run, global");
+      if (!v) return v.error();
+      b.scope = *v;
+    }
+    if (auto n = entry["probation"]; !absent(n)) {
+      auto v = n.as_duration();
+      if (!v) return v.error();
+      b.probation = *v;
+    }
+    out.breakers.push_back(std::move(b));
+  }
+  return status::success();
+}
+
+status read_monitor(const config_node& entry, const fs::path& base, monitor_config& m) {
+  m.node = entry;
+  if (!entry.is_map()) {
+    return entry.error("expected a map with name and plugin (or path), got " + entry.describe());
+  }
+  if (auto s =
+          entry.check_keys({"name", "plugin", "path", "optional", "enabled", "on_error", "config"});
+      !s.ok()) {
+    return s;
+  }
+
+  status missing;
+  const config_node name = entry.require("name", missing);
+  if (!missing.ok()) return missing;
+  auto name_text = name.as_string();
+  if (!name_text) return name_text.error();
+  if (!is_plain_name(*name_text)) {
+    return name.error("expected a name of " + std::string(plain_name_rule) + ", got " +
+                      name.describe());
+  }
+  m.name = std::move(name_text).value();
+
+  const config_node plugin = entry["plugin"];
+  const config_node path = entry["path"];
+  if (absent(plugin) == absent(path)) return entry.error("needs exactly one of plugin or path");
+  if (!absent(plugin)) {
+    auto text = plugin.as_string();
+    if (!text) return text.error();
+    // A plugin name becomes "<name>.so" on the search path: no separators, no "..".
+    if (!is_plain_name(*text) || *text == "." || *text == "..") {
+      return plugin.error("expected a plugin name of " + std::string(plain_name_rule) +
+                          " (use path: for a file), got " + plugin.describe());
+    }
+    m.plugin = std::move(text).value();
+  } else {
+    auto p = read_path(path, base, "a plugin file");
+    if (!p) return p.error();
+    m.path = std::move(p).value();
+  }
+
+  auto optional = entry.get_bool("optional", false);
+  if (!optional) return optional.error();
+  m.optional = *optional;
+  auto enabled = entry.get_bool("enabled", true);
+  if (!enabled) return enabled.error();
+  m.enabled = *enabled;
+  if (auto n = entry["on_error"]; !absent(n)) {
+    auto v = read_enum(n, &parse_error_policy, "fail_closed, disable");
+    if (!v) return v.error();
+    m.on_error = *v;
+  }
+  m.config = entry["config"];
+  return status::success();
+}
+
+status read_monitors(const config_node& node, const fs::path& base, config& out) {
+  if (absent(node)) return status::success();
+  if (!node.is_sequence()) {
+    return node.error("expected a sequence of monitors, got " + node.describe());
+  }
+  std::map<std::string, int, std::less<>> first_line;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    monitor_config m;
+    if (auto s = read_monitor(node.at(i), base, m); !s.ok()) return s;
+    const config_node name = m.node["name"];
+    if (auto [it, fresh] = first_line.emplace(m.name, name.line()); !fresh) {
+      return name.error("duplicate monitor name \"" + m.name + "\", first at line " +
+                        std::to_string(it->second));
+    }
+    out.monitors.push_back(std::move(m));
+  }
+  return status::success();
+}
+
+status read_config(const config_node& root, const fs::path& base, config& out) {
+  if (!root.is_map()) {
+    return root.error("expected a map of settings at the top level, got " + root.describe());
+  }
+  // The version comes first: a file written for another version would otherwise fail on the
+  // first key this version does not know, which hides the real problem.
+  status missing;
+  const config_node version = root.require("version", missing);
+  if (!missing.ok()) return missing;
+  auto v = version.as_int();
+  if (!v) return v.error();
+  if (*v != supported_version) {
+    return version.error("unsupported config version " + std::to_string(*v) +
+                         ", this loopwarden reads version " + std::to_string(supported_version));
+  }
+  out.version = static_cast<int>(*v);
+
+  if (auto s = root.check_keys({"version", "log_level", "state_dir", "plugin_paths", "probation",
+                                "breakers", "monitors"});
+      !s.ok()) {
+    return s;
+  }
+
+  if (auto n = root["log_level"]; !absent(n)) {
+    auto level = read_enum(n, &sdk::parse_log_level, "debug, info, warn, error");
+    if (!level) return level.error();
+    out.log_level = *level;
+  }
+
+  if (auto n = root["state_dir"]; !absent(n)) {
+    auto dir = read_path(n, base, "a directory");
+    if (!dir) return dir.error();
+    out.state_dir = std::move(dir).value();
+  } else {
+    out.state_dir = resolve_path("./loopwarden-state", base);
+  }
+
+  if (auto n = root["plugin_paths"]; !absent(n)) {
+    if (!n.is_sequence()) return n.error("expected a sequence of directories, got " + n.describe());
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      auto dir = read_path(n.at(i), base, "a directory");
+      if (!dir) return dir.error();
+      out.plugin_paths.push_back(std::move(dir).value());
+    }
+  }
+
+  auto probation = root.get_duration("probation", std::chrono::minutes(5));
+  if (!probation) return probation.error();
+  out.probation = *probation;
+
+  if (auto s = read_breakers(root["breakers"], out); !s.ok()) return s;
+  return read_monitors(root["monitors"], base, out);
+}
+
+}  // namespace
+
+result<config> parse_config(std::string_view yaml, std::string source, std::string base_dir) {
+  auto tree = yaml_to_tree(yaml, source);
+  if (!tree) return tree.error();
+
+  std::error_code ec;
+  fs::path base = base_dir.empty() ? fs::current_path(ec) : fs::absolute(base_dir, ec);
+  if (ec) {
+    return make_error(
+        status_code::io_error,
+        source + ": can't resolve the base directory for relative paths: " + ec.message());
+  }
+
+  config out;
+  out.source = std::move(source);
+  out.root = tree.value();
+  if (auto s = read_config(out.root, base, out); !s.ok()) return s;
+  return out;
+}
+
+result<config> load_config_file(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    return make_error(status_code::io_error,
+                      "can't read config file '" + path + "': it is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    // errno names the reason on every platform we build for; fall back to a plain phrase.
+    const int err = errno;
+    std::string reason = err != 0 ? std::generic_category().message(err) : "can't open it";
+    if (!reason.empty()) {
+      reason[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(reason[0])));
+    }
+    return make_error(status_code::io_error, "can't read config file '" + path + "': " + reason);
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    return make_error(status_code::io_error, "can't read config file '" + path + "': read failed");
+  }
+  const fs::path base = fs::absolute(fs::path(path), ec).parent_path();
+  if (ec) {
+    return make_error(status_code::io_error,
+                      "can't read config file '" + path + "': " + ec.message());
+  }
+  return parse_config(text.str(), path, base.string());
+}
+
+std::string_view default_config_yaml() { return embedded_default_yaml; }
+
+result<config> default_config() {
+  return parse_config(embedded_default_yaml, std::string(embedded_default_source));
+}
+
+}  // namespace loopwarden::core
