@@ -12,7 +12,6 @@ target_compile_options(
             -Wold-style-cast
             -Wcast-align
             -Woverloaded-virtual
-            -Wnull-dereference
             -Wimplicit-fallthrough
             $<$<BOOL:${LOOPWARDEN_WERROR}>:-Werror>)
 

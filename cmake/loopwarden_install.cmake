@@ -1,0 +1,1 @@
+# Installs the SDK as a CMake package; see docs/plugin-guide.md.

@@ -1,0 +1,1 @@
+# The plugin guide's example is built against the installed SDK.
