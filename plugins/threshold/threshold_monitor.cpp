@@ -5,13 +5,15 @@
 //     above: 3.0               # crossing: value > above     (at least one of above, below,
 //     below: 0.01              # crossing: value < below      non_finite is required)
 //     non_finite: true         # crossing: NaN or infinity
-//     consecutive: 3           # crossings in a row (per run and stream) before it trips
+//     consecutive: 3           # crossings in a row of one stream before it trips
 //     breaker: metric.threshold
 //     action: halt             # halt | pause | rollback | throttle | require_approval | alert
 //     severity: critical       # info | warning | critical
 //     scope: run               # run | global
 //     max_streams: 10000       # memory bound: streams tracked at once
 //
+// A stream is one metric name from one source in one run: two ranks reporting train/loss are two
+// streams, so their interleaved samples never add up to a false "consecutive" run.
 // A NaN sample is a crossing only with non_finite: true; otherwise it breaks a run of crossings
 // (it is neither above nor below anything).
 
@@ -140,6 +142,8 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
                             (below_ && v < *below_);
       std::string key = envelope.run_id();
       key += '\0';
+      key += envelope.source();
+      key += '\0';
       key += sample.name();
       if (!crossing) {
         streams_.erase(key);
@@ -154,7 +158,7 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
       if (s.count == 0) s.first_step = sample.step();
       ++s.count;
       if (s.count < consecutive_) continue;
-      trip(ctx, sample, s);
+      trip(ctx, envelope.source(), sample, s);
       streams_.erase(key);
     }
   }
@@ -176,7 +180,8 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
     return "< " + format_number(*below_);
   }
 
-  void trip(context& ctx, const loopwarden::v1::MetricSample& sample, const stream& s) {
+  void trip(context& ctx, const std::string& source, const loopwarden::v1::MetricSample& sample,
+            const stream& s) {
     loopwarden::sdk::trip_request req;
     req.breaker = breaker_;
     const double v = sample.value();
@@ -184,6 +189,7 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
     if (consecutive_ > 1) req.reason += " for " + std::to_string(consecutive_) + " consecutive samples";
     req.reason += " (last " + format_number(v) + ")";
     req.evidence = {{"metric", sample.name()},
+                    {"source", source},
                     {"value", format_number(v)},
                     {"consecutive", std::to_string(s.count)},
                     {"first_step", std::to_string(s.first_step)},
@@ -206,7 +212,7 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
   breaker_scope scope_ = breaker_scope::run;
   std::size_t max_streams_ = 10000;
   std::uint64_t dropped_streams_ = 0;
-  std::unordered_map<std::string, stream> streams_;  // (run, stream) -> crossings in a row
+  std::unordered_map<std::string, stream> streams_;  // (run, source, metric) -> crossings in a row
 };
 
 }  // namespace
