@@ -1,0 +1,34 @@
+# loopwarden — the two commands a newcomer needs:
+#   make demo   install dependencies, build, and run the demo
+#   make test   install dependencies, build, and run the whole test suite
+# Both use the `ci` preset (warnings are errors). Other targets: build, deps, test-asan, clean.
+
+PRESET ?= ci
+BUILD_DIR := build/$(PRESET)
+
+.PHONY: all deps build test demo test-asan format clean
+
+all: build
+
+deps:
+	bash scripts/install-deps.sh
+
+build: deps
+	cmake --preset $(PRESET)
+	cmake --build --preset $(PRESET)
+
+test: build
+	ctest --preset $(PRESET)
+
+demo: build
+	bash examples/replay_demo/run.sh $(BUILD_DIR)
+
+# The suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan:
+	$(MAKE) test PRESET=asan
+
+format:
+	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+clean:
+	rm -rf build
