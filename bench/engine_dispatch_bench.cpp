@@ -96,8 +96,7 @@ int main(int argc, char** argv) {
   for (const auto& m : (*engine)->monitors()) {
     std::printf("  monitor %-12s %8.0f ns/call mean, %8.0f ns max, %llu calls\n", m.name.c_str(),
                 static_cast<double>(m.total_call_ns) / static_cast<double>(m.events ? m.events : 1),
-                static_cast<double>(m.max_call_ns),
-                static_cast<unsigned long long>(m.events));
+                static_cast<double>(m.max_call_ns), static_cast<unsigned long long>(m.events));
   }
   return 0;
 }

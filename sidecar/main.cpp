@@ -2,4 +2,6 @@
 
 #include <loopwarden/sidecar/cli.hpp>
 
-int main(int argc, char** argv) { return loopwarden::sidecar::run_cli(argc, argv, std::cout, std::cerr); }
+int main(int argc, char** argv) {
+  return loopwarden::sidecar::run_cli(argc, argv, std::cout, std::cerr);
+}

@@ -58,8 +58,7 @@ std::chrono::nanoseconds breaker_registry::probation_for(const std::string& name
 }
 
 v1::BreakerTransition breaker_registry::commit(v1::BreakerStatus& b, v1::BreakerState previous,
-                                               std::string_view cause,
-                                               std::string_view operator_id,
+                                               std::string_view cause, std::string_view operator_id,
                                                std::string_view note) {
   b.set_epoch(b.epoch() + 1);
   v1::BreakerTransition t;
@@ -163,9 +162,9 @@ result<v1::BreakerTransition> breaker_registry::reset(const breaker_key& key,
   }
   const v1::BreakerState previous = it->second.state();
   if (!is_open(previous) && previous != v1::BREAKER_STATE_HALF_OPEN) {
-    return make_error(sdk::status_code::failed_precondition,
-                      "can't reset " + describe_key(key) + ": it is " +
-                          std::string(sdk::to_string(previous)));
+    return make_error(
+        sdk::status_code::failed_precondition,
+        "can't reset " + describe_key(key) + ": it is " + std::string(sdk::to_string(previous)));
   }
   // Resetting a half-open breaker ends its probation early; an open one starts probation.
   // A reset that cannot be recorded does not happen: the breaker stays open (fail safe).

@@ -36,8 +36,8 @@ status memory_breaker_store::record(const v1::BreakerTransition& transition) {
 }
 
 result<std::vector<v1::BreakerTransition>> memory_breaker_store::history(const std::string& name,
-                                                                          const std::string& run_id,
-                                                                          std::size_t limit) {
+                                                                         const std::string& run_id,
+                                                                         std::size_t limit) {
   std::lock_guard lock(mu_);
   std::vector<v1::BreakerTransition> out;
   for (auto t = transitions_.rbegin(); t != transitions_.rend() && out.size() < limit; ++t) {

@@ -21,8 +21,8 @@ struct runner {
   std::unique_ptr<loaded_monitor> loaded;
   sdk::monitor_info info;
   std::map<std::string, sdk::breaker_spec> specs;  // declared breakers by name
-  bool disabled = false;      // only the dispatcher thread reads or writes it
-  std::int64_t next_tick = 0;  // dispatcher thread only
+  bool disabled = false;                           // only the dispatcher thread reads or writes it
+  std::int64_t next_tick = 0;                      // dispatcher thread only
 
   mutable std::mutex stats_mu;
   monitor_status stats;  // guarded by stats_mu
@@ -30,9 +30,12 @@ struct runner {
 
 int severity_rank(sdk::gate_verdict v) {
   switch (v) {
-    case sdk::gate_verdict::allow: return 0;
-    case sdk::gate_verdict::require_approval: return 1;
-    case sdk::gate_verdict::deny: return 2;
+    case sdk::gate_verdict::allow:
+      return 0;
+    case sdk::gate_verdict::require_approval:
+      return 1;
+    case sdk::gate_verdict::deny:
+      return 2;
   }
   return 2;
 }
@@ -84,8 +87,8 @@ class call_context final : public sdk::context {
   void set_gauge(std::string_view name, double value) override {
     std::lock_guard lock(runner_.stats_mu);
     auto& gauges = runner_.stats.gauges;
-    auto it = std::find_if(gauges.begin(), gauges.end(),
-                           [&](const auto& g) { return g.first == name; });
+    auto it =
+        std::find_if(gauges.begin(), gauges.end(), [&](const auto& g) { return g.first == name; });
     if (it != gauges.end()) {
       it->second = value;
     } else {
@@ -97,10 +100,18 @@ class call_context final : public sdk::context {
     constexpr std::size_t max_len = 4096;  // a monitor must not flood the log with one line
     std::string_view m = message.substr(0, std::min(message.size(), max_len));
     switch (level) {
-      case sdk::log_level::debug: detail::log().debug("monitor {}: {}", runner_.cfg.name, m); break;
-      case sdk::log_level::info: detail::log().info("monitor {}: {}", runner_.cfg.name, m); break;
-      case sdk::log_level::warn: detail::log().warn("monitor {}: {}", runner_.cfg.name, m); break;
-      case sdk::log_level::error: detail::log().error("monitor {}: {}", runner_.cfg.name, m); break;
+      case sdk::log_level::debug:
+        detail::log().debug("monitor {}: {}", runner_.cfg.name, m);
+        break;
+      case sdk::log_level::info:
+        detail::log().info("monitor {}: {}", runner_.cfg.name, m);
+        break;
+      case sdk::log_level::warn:
+        detail::log().warn("monitor {}: {}", runner_.cfg.name, m);
+        break;
+      case sdk::log_level::error:
+        detail::log().error("monitor {}: {}", runner_.cfg.name, m);
+        break;
     }
   }
 
@@ -138,7 +149,7 @@ void engine::impl::trip_for(runner& r, sdk::trip_request req) {
     if (o.severity) in.severity = *o.severity;
     if (o.scope) in.scope = *o.scope;
   }
-  in.run_id = !req.run_id.empty() ? std::move(req.run_id)
+  in.run_id = !req.run_id.empty()        ? std::move(req.run_id)
               : current_event != nullptr ? current_event->run_id()
                                          : std::string();
   in.time_unix_nano = clock_unix_nano;
@@ -202,8 +213,7 @@ bool engine::impl::invoke(runner& r, std::string_view call, F&& f) {
     thrown = std::current_exception();
   }
   const auto ns = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
-                                                           start)
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());
   {
     std::lock_guard lock(r.stats_mu);
@@ -259,9 +269,11 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
 
   for (const monitor_config& mc : m.cfg.monitors) {
     if (!mc.enabled) continue;
-    result<std::string> path = mc.path.empty() ? host.find(mc.plugin) : result<std::string>(mc.path);
+    result<std::string> path =
+        mc.path.empty() ? host.find(mc.plugin) : result<std::string>(mc.path);
     result<std::unique_ptr<loaded_monitor>> loaded =
-        path.ok() ? host.load(*path, mc.plugin) : result<std::unique_ptr<loaded_monitor>>(path.error());
+        path.ok() ? host.load(*path, mc.plugin)
+                  : result<std::unique_ptr<loaded_monitor>>(path.error());
     if (!loaded.ok()) {
       sdk::status why = loaded.error().with_context("monitor '" + mc.name + "'");
       if (mc.optional) {
@@ -281,8 +293,9 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
       configured = mon.configure(mc.config);
       if (configured.ok()) r->info = mon.info();
     } catch (...) {
-      configured = make_error(sdk::status_code::internal,
-                              "threw in configure: " + describe_exception(std::current_exception()));
+      configured =
+          make_error(sdk::status_code::internal,
+                     "threw in configure: " + describe_exception(std::current_exception()));
     }
     if (!configured.ok()) return configured.with_context("monitor '" + mc.name + "'");
 
@@ -316,9 +329,8 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
     bool declared = std::any_of(m.runners.begin(), m.runners.end(),
                                 [&](const auto& r) { return r->specs.count(b.name) != 0; });
     if (!declared) {
-      e->warnings_.push_back(b.node.path() + ": no configured monitor declares breaker '" +
-                             b.name + "' (" + b.node.file() + ":" + std::to_string(b.node.line()) +
-                             ")");
+      e->warnings_.push_back(b.node.path() + ": no configured monitor declares breaker '" + b.name +
+                             "' (" + b.node.file() + ":" + std::to_string(b.node.line()) + ")");
     }
   }
   return e;
@@ -360,7 +372,8 @@ gate_outcome engine::gate(const v1::GateRequest& request) {
   for (runner* r : m.gaters) {
     call_context ctx(m, *r);
     sdk::gate_decision d;
-    const bool ok = m.invoke(*r, "on_gate", [&] { d = r->loaded->instance().on_gate(request, ctx); });
+    const bool ok =
+        m.invoke(*r, "on_gate", [&] { d = r->loaded->instance().on_gate(request, ctx); });
     if (!ok) {
       if (r->cfg.on_error == error_policy::disable) continue;
       // A gating monitor that fails closed denies: an unjudged action must not pass.

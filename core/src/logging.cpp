@@ -22,10 +22,18 @@ spdlog::logger& log() {
 
 void set_log_level(sdk::log_level level) {
   switch (level) {
-    case sdk::log_level::debug: detail::log().set_level(spdlog::level::debug); break;
-    case sdk::log_level::info: detail::log().set_level(spdlog::level::info); break;
-    case sdk::log_level::warn: detail::log().set_level(spdlog::level::warn); break;
-    case sdk::log_level::error: detail::log().set_level(spdlog::level::err); break;
+    case sdk::log_level::debug:
+      detail::log().set_level(spdlog::level::debug);
+      break;
+    case sdk::log_level::info:
+      detail::log().set_level(spdlog::level::info);
+      break;
+    case sdk::log_level::warn:
+      detail::log().set_level(spdlog::level::warn);
+      break;
+    case sdk::log_level::error:
+      detail::log().set_level(spdlog::level::err);
+      break;
   }
 }
 

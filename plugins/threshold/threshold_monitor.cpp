@@ -111,8 +111,8 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
     auto action = loopwarden::sdk::parse_breaker_action(*a);
     if (!action) {
       return config["action"].error(
-          "expected one of halt, pause, rollback, throttle, require_approval, alert, got \"" +
-          *a + "\"");
+          "expected one of halt, pause, rollback, throttle, require_approval, alert, got \"" + *a +
+          "\"");
     }
     action_ = *action;
     auto sv = config.get_string("severity", "critical");
@@ -138,8 +138,8 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
     for (const auto& sample : envelope.metrics().samples()) {
       if (!matches(sample.name())) continue;
       const double v = sample.value();
-      const bool crossing = (non_finite_ && !std::isfinite(v)) || (above_ && v > *above_) ||
-                            (below_ && v < *below_);
+      const bool crossing =
+          (non_finite_ && !std::isfinite(v)) || (above_ && v > *above_) || (below_ && v < *below_);
       std::string key = envelope.run_id();
       key += '\0';
       key += envelope.source();
@@ -186,7 +186,8 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
     req.breaker = breaker_;
     const double v = sample.value();
     req.reason = sample.name() + " " + describe_bound(v);
-    if (consecutive_ > 1) req.reason += " for " + std::to_string(consecutive_) + " consecutive samples";
+    if (consecutive_ > 1)
+      req.reason += " for " + std::to_string(consecutive_) + " consecutive samples";
     req.reason += " (last " + format_number(v) + ")";
     req.evidence = {{"metric", sample.name()},
                     {"source", source},

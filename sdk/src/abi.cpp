@@ -17,11 +17,12 @@ std::string protobuf_text(std::uint32_t v) {
 }  // namespace
 
 std::string describe(const abi_record& r) {
-  std::string out = "sdk " + std::to_string(r.sdk_major) + "." + std::to_string(r.sdk_minor) +
-                    "." + std::to_string(r.sdk_patch) + ", " + field(r.compiler) + " " +
+  std::string out = "sdk " + std::to_string(r.sdk_major) + "." + std::to_string(r.sdk_minor) + "." +
+                    std::to_string(r.sdk_patch) + ", " + field(r.compiler) + " " +
                     std::to_string(r.compiler_major) + ", " + field(r.stdlib);
   if (field(r.stdlib) == "libstdc++") out += r.stdlib_dual_abi ? " (cxx11 abi)" : " (old abi)";
-  out += ", c++" + std::to_string(r.cxx_standard) + ", protobuf " + protobuf_text(r.protobuf_version);
+  out +=
+      ", c++" + std::to_string(r.cxx_standard) + ", protobuf " + protobuf_text(r.protobuf_version);
   return out;
 }
 

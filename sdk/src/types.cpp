@@ -75,21 +75,30 @@ std::optional<log_level> parse_log_level(std::string_view name) {
 
 v1::BreakerAction to_proto(breaker_action a) {
   switch (a) {
-    case breaker_action::halt: return v1::BREAKER_ACTION_HALT;
-    case breaker_action::pause: return v1::BREAKER_ACTION_PAUSE;
-    case breaker_action::rollback: return v1::BREAKER_ACTION_ROLLBACK;
-    case breaker_action::throttle: return v1::BREAKER_ACTION_THROTTLE;
-    case breaker_action::require_approval: return v1::BREAKER_ACTION_REQUIRE_APPROVAL;
-    case breaker_action::alert: return v1::BREAKER_ACTION_ALERT;
+    case breaker_action::halt:
+      return v1::BREAKER_ACTION_HALT;
+    case breaker_action::pause:
+      return v1::BREAKER_ACTION_PAUSE;
+    case breaker_action::rollback:
+      return v1::BREAKER_ACTION_ROLLBACK;
+    case breaker_action::throttle:
+      return v1::BREAKER_ACTION_THROTTLE;
+    case breaker_action::require_approval:
+      return v1::BREAKER_ACTION_REQUIRE_APPROVAL;
+    case breaker_action::alert:
+      return v1::BREAKER_ACTION_ALERT;
   }
   return v1::BREAKER_ACTION_UNSPECIFIED;
 }
 
 v1::Severity to_proto(severity s) {
   switch (s) {
-    case severity::info: return v1::SEVERITY_INFO;
-    case severity::warning: return v1::SEVERITY_WARNING;
-    case severity::critical: return v1::SEVERITY_CRITICAL;
+    case severity::info:
+      return v1::SEVERITY_INFO;
+    case severity::warning:
+      return v1::SEVERITY_WARNING;
+    case severity::critical:
+      return v1::SEVERITY_CRITICAL;
   }
   return v1::SEVERITY_UNSPECIFIED;
 }
@@ -100,49 +109,71 @@ v1::BreakerScope to_proto(breaker_scope s) {
 
 v1::GateVerdict to_proto(gate_verdict v) {
   switch (v) {
-    case gate_verdict::allow: return v1::GATE_VERDICT_ALLOW;
-    case gate_verdict::require_approval: return v1::GATE_VERDICT_REQUIRE_APPROVAL;
-    case gate_verdict::deny: return v1::GATE_VERDICT_DENY;
+    case gate_verdict::allow:
+      return v1::GATE_VERDICT_ALLOW;
+    case gate_verdict::require_approval:
+      return v1::GATE_VERDICT_REQUIRE_APPROVAL;
+    case gate_verdict::deny:
+      return v1::GATE_VERDICT_DENY;
   }
   return v1::GATE_VERDICT_UNSPECIFIED;
 }
 
 std::optional<breaker_action> from_proto(v1::BreakerAction a) {
   switch (a) {
-    case v1::BREAKER_ACTION_HALT: return breaker_action::halt;
-    case v1::BREAKER_ACTION_PAUSE: return breaker_action::pause;
-    case v1::BREAKER_ACTION_ROLLBACK: return breaker_action::rollback;
-    case v1::BREAKER_ACTION_THROTTLE: return breaker_action::throttle;
-    case v1::BREAKER_ACTION_REQUIRE_APPROVAL: return breaker_action::require_approval;
-    case v1::BREAKER_ACTION_ALERT: return breaker_action::alert;
-    default: return std::nullopt;
+    case v1::BREAKER_ACTION_HALT:
+      return breaker_action::halt;
+    case v1::BREAKER_ACTION_PAUSE:
+      return breaker_action::pause;
+    case v1::BREAKER_ACTION_ROLLBACK:
+      return breaker_action::rollback;
+    case v1::BREAKER_ACTION_THROTTLE:
+      return breaker_action::throttle;
+    case v1::BREAKER_ACTION_REQUIRE_APPROVAL:
+      return breaker_action::require_approval;
+    case v1::BREAKER_ACTION_ALERT:
+      return breaker_action::alert;
+    default:
+      return std::nullopt;
   }
 }
 
 std::optional<severity> from_proto(v1::Severity s) {
   switch (s) {
-    case v1::SEVERITY_INFO: return severity::info;
-    case v1::SEVERITY_WARNING: return severity::warning;
-    case v1::SEVERITY_CRITICAL: return severity::critical;
-    default: return std::nullopt;
+    case v1::SEVERITY_INFO:
+      return severity::info;
+    case v1::SEVERITY_WARNING:
+      return severity::warning;
+    case v1::SEVERITY_CRITICAL:
+      return severity::critical;
+    default:
+      return std::nullopt;
   }
 }
 
 std::optional<breaker_scope> from_proto(v1::BreakerScope s) {
   switch (s) {
-    case v1::BREAKER_SCOPE_RUN: return breaker_scope::run;
-    case v1::BREAKER_SCOPE_GLOBAL: return breaker_scope::global;
-    default: return std::nullopt;
+    case v1::BREAKER_SCOPE_RUN:
+      return breaker_scope::run;
+    case v1::BREAKER_SCOPE_GLOBAL:
+      return breaker_scope::global;
+    default:
+      return std::nullopt;
   }
 }
 
 std::string_view to_string(v1::BreakerState s) {
   switch (s) {
-    case v1::BREAKER_STATE_CLOSED: return "closed";
-    case v1::BREAKER_STATE_OPEN: return "open";
-    case v1::BREAKER_STATE_HALF_OPEN: return "half_open";
-    case v1::BREAKER_STATE_FORCED_OPEN: return "forced_open";
-    default: return "unspecified";
+    case v1::BREAKER_STATE_CLOSED:
+      return "closed";
+    case v1::BREAKER_STATE_OPEN:
+      return "open";
+    case v1::BREAKER_STATE_HALF_OPEN:
+      return "half_open";
+    case v1::BREAKER_STATE_FORCED_OPEN:
+      return "forced_open";
+    default:
+      return "unspecified";
   }
 }
 

@@ -34,9 +34,11 @@ int run_config_check(const std::string& file, const std::vector<std::string>& pl
     err << "loopwarden config check: " << engine.error().message() << "\n";
     return exit_found;
   }
-  for (const auto& w : (*engine)->warnings()) err << "loopwarden config check: warning: " << w << "\n";
+  for (const auto& w : (*engine)->warnings())
+    err << "loopwarden config check: warning: " << w << "\n";
   const auto monitors = (*engine)->monitors();
-  out << "ok: " << file << ": " << monitors.size() << " monitor" << (monitors.size() == 1 ? "" : "s");
+  out << "ok: " << file << ": " << monitors.size() << " monitor"
+      << (monitors.size() == 1 ? "" : "s");
   for (std::size_t i = 0; i < monitors.size(); ++i) {
     out << (i == 0 ? " (" : ", ") << monitors[i].name << ": " << monitors[i].plugin << " "
         << monitors[i].version;
@@ -70,8 +72,9 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   replay->add_option("file", ro.file, "recorded event file (see docs/replay-format.md)")
       ->required()
       ->check(CLI::ExistingFile);
-  replay->add_option("-c,--config", ro.config_file,
-                     "configuration file (default: the embedded default, see `config default`)")
+  replay
+      ->add_option("-c,--config", ro.config_file,
+                   "configuration file (default: the embedded default, see `config default`)")
       ->check(CLI::ExistingFile);
   replay->add_option("--plugin-path", ro.plugin_paths,
                      "extra directory to search for plugins (repeatable)");

@@ -1,7 +1,7 @@
 #include <loopwarden/sidecar/replay_command.hpp>
 
-#include <ostream>
 #include <nlohmann/json.hpp>
+#include <ostream>
 
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/engine.hpp>
@@ -36,9 +36,10 @@ int run_replay(const replay_options& options, std::ostream& out, std::ostream& e
   for (const auto& w : e.warnings()) err << "loopwarden replay: warning: " << w << "\n";
 
   if (!options.json && !options.quiet) {
-    out << "replaying " << options.file << " with " << cfg->source << " ("
-        << e.monitors().size() << " monitor" << (e.monitors().size() == 1 ? "" : "s");
-    for (const auto& m : e.monitors()) out << ", " << m.name << ": " << m.plugin << " " << m.version;
+    out << "replaying " << options.file << " with " << cfg->source << " (" << e.monitors().size()
+        << " monitor" << (e.monitors().size() == 1 ? "" : "s");
+    for (const auto& m : e.monitors())
+      out << ", " << m.name << ": " << m.plugin << " " << m.version;
     out << ")\n";
   }
 

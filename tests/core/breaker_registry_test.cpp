@@ -172,9 +172,9 @@ TEST_CASE("with zero probation a reset closes the breaker at once", "[core][brea
 TEST_CASE("force_open halts a breaker that never tripped and needs a reason", "[core][breakers]") {
   core::memory_breaker_store store;
   breaker_registry reg(store, no_probation);
-  CHECK(reg.force_open({"ops.halt", ""}, "alice", "", sdk::breaker_action::halt, 1)
-            .error()
-            .code() == sdk::status_code::refused);
+  CHECK(
+      reg.force_open({"ops.halt", ""}, "alice", "", sdk::breaker_action::halt, 1).error().code() ==
+      sdk::status_code::refused);
   auto f = reg.force_open({"ops.halt", ""}, "alice", "maintenance", sdk::breaker_action::pause, 1);
   REQUIRE(f.ok());
   CHECK(f->breaker().state() == v1::BREAKER_STATE_FORCED_OPEN);
@@ -244,9 +244,9 @@ TEST_CASE("declared global breakers appear closed before they trip", "[core][bre
   reg.declare({"telemetry.silence", sdk::breaker_action::pause, sdk::severity::warning,
                sdk::breaker_scope::global, ""},
               "sidecar");
-  reg.declare({"per.run", sdk::breaker_action::pause, sdk::severity::warning,
-               sdk::breaker_scope::run, ""},
-              "m");
+  reg.declare(
+      {"per.run", sdk::breaker_action::pause, sdk::severity::warning, sdk::breaker_scope::run, ""},
+      "m");
   auto snap = reg.snapshot();
   REQUIRE(snap.breakers_size() == 1);
   CHECK(snap.breakers(0).name() == "telemetry.silence");

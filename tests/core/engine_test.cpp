@@ -85,7 +85,8 @@ TEST_CASE("engine counts an envelope without a body as malformed and drops it", 
 
 TEST_CASE("a monitor's trip opens its breaker with the declared defaults and the event's run",
           "[core][engine]") {
-  auto e = make_engine(make_config("  - {name: fx, plugin: fixture_monitor, config: {label: x}}\n"));
+  auto e =
+      make_engine(make_config("  - {name: fx, plugin: fixture_monitor, config: {label: x}}\n"));
   e->process(metrics_event(7, {"trip"}, "run-42"));
   auto b = e->breakers().find({"fixture.trip", "run-42"});
   REQUIRE(b);
@@ -111,8 +112,9 @@ TEST_CASE("the operator's breaker config overrides what the monitor declares", "
 }
 
 TEST_CASE("a throwing on_event is contained and fails its breaker closed", "[core][engine]") {
-  auto e = make_engine(make_config("  - {name: thrower, plugin: throwing_monitor}\n"
-                                   "  - {name: fx, plugin: fixture_monitor}\n"));
+  auto e =
+      make_engine(make_config("  - {name: thrower, plugin: throwing_monitor}\n"
+                              "  - {name: fx, plugin: fixture_monitor}\n"));
   e->process(metrics_event(3, {"boom"}));
   auto b = e->breakers().find({"fixture.throwing", "run-1"});
   REQUIRE(b);
@@ -166,17 +168,19 @@ TEST_CASE("the strictest gate answer wins; a failing gate denies unless disabled
     CHECK(d.monitor == "fx");
   }
   SECTION("a throwing gate with fail_closed denies even when another allows") {
-    auto e = make_engine(make_config("  - {name: fx, plugin: fixture_monitor}\n"
-                                     "  - {name: thrower, plugin: throwing_monitor}\n"));
+    auto e =
+        make_engine(make_config("  - {name: fx, plugin: fixture_monitor}\n"
+                                "  - {name: thrower, plugin: throwing_monitor}\n"));
     auto d = gate(*e, "ls");
     CHECK(d.decision.verdict == sdk::gate_verdict::deny);
     CHECK(d.monitor == "thrower");
     CHECK(d.decision.rule_id == "loopwarden.monitor_failed");
   }
   SECTION("a throwing gate with disable is skipped") {
-    auto e = make_engine(make_config("  - {name: fx, plugin: fixture_monitor}\n"
-                                     "  - {name: thrower, plugin: throwing_monitor, on_error: "
-                                     "disable}\n"));
+    auto e =
+        make_engine(make_config("  - {name: fx, plugin: fixture_monitor}\n"
+                                "  - {name: thrower, plugin: throwing_monitor, on_error: "
+                                "disable}\n"));
     auto d = gate(*e, "please approve");
     CHECK(d.decision.verdict == sdk::gate_verdict::require_approval);
     CHECK(d.monitor == "fx");
@@ -193,10 +197,10 @@ TEST_CASE("engine refuses a missing required plugin and skips a missing optional
         "monitor 'gd': can't find plugin 'goal_drift': no goal_drift.so in " +
             test::fixture_plugin_dir());
 
-  auto optional = core::engine::create(
-      make_config("  - {name: gd, plugin: wrong_major, optional: true}\n"
-                  "  - {name: fx, plugin: fixture_monitor}\n"),
-      opts);
+  auto optional =
+      core::engine::create(make_config("  - {name: gd, plugin: wrong_major, optional: true}\n"
+                                       "  - {name: fx, plugin: fixture_monitor}\n"),
+                           opts);
   REQUIRE(optional.ok());
   REQUIRE((*optional)->warnings().size() == 1);
   CHECK_THAT((*optional)->warnings()[0],
@@ -205,8 +209,7 @@ TEST_CASE("engine refuses a missing required plugin and skips a missing optional
   CHECK((*optional)->monitors().size() == 1);
 }
 
-TEST_CASE("engine refuses a monitor config error with the field path and line",
-          "[core][engine]") {
+TEST_CASE("engine refuses a monitor config error with the field path and line", "[core][engine]") {
   core::engine_options opts;
   opts.search_bundled_plugins = false;
   auto e = core::engine::create(make_config("  - name: fx\n"

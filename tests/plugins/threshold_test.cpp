@@ -59,7 +59,8 @@ constexpr double infinity = std::numeric_limits<double>::infinity();
 
 }  // namespace
 
-TEST_CASE("threshold trips at the Nth consecutive crossing and not before", "[plugins][threshold]") {
+TEST_CASE("threshold trips at the Nth consecutive crossing and not before",
+          "[plugins][threshold]") {
   struct row {
     std::string config;
     std::vector<double> values;
@@ -122,12 +123,12 @@ TEST_CASE("threshold puts what it saw in the evidence and uses its configured br
   std::vector<std::pair<std::string, std::string>> ev;
   for (const auto& kv : b->evidence()) ev.emplace_back(kv.key(), kv.value());
   CHECK(ev == std::vector<std::pair<std::string, std::string>>{{"metric", "loss"},
-                                                                {"source", "trainer/rank0"},
-                                                                {"value", "4.25"},
-                                                                {"consecutive", "2"},
-                                                                {"first_step", "7"},
-                                                                {"last_step", "8"},
-                                                                {"above", "3"}});
+                                                               {"source", "trainer/rank0"},
+                                                               {"value", "4.25"},
+                                                               {"consecutive", "2"},
+                                                               {"first_step", "7"},
+                                                               {"last_step", "8"},
+                                                               {"above", "3"}});
 }
 
 TEST_CASE("threshold refuses bad config naming the field and line", "[plugins][threshold]") {

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -8,7 +9,6 @@
 #include <loopwarden/sidecar/cli.hpp>
 #include <random>
 #include <sstream>
-#include <sys/wait.h>
 
 using namespace loopwarden;
 namespace fs = std::filesystem;
@@ -71,12 +71,13 @@ struct temp_dir {
 std::string plugin_dir() { return std::string(LOOPWARDEN_BINARY_DIR) + "/lib/loopwarden/plugins"; }
 
 std::string threshold_config(const temp_dir& dir) {
-  return dir.file("loopwarden.yaml", "version: 1\n"
-                                     "monitors:\n"
-                                     "  - name: loss_guard\n"
-                                     "    plugin: threshold\n"
-                                     "    config: {metric: loss, above: 3, consecutive: 3, "
-                                     "breaker: training.loss}\n");
+  return dir.file("loopwarden.yaml",
+                  "version: 1\n"
+                  "monitors:\n"
+                  "  - name: loss_guard\n"
+                  "    plugin: threshold\n"
+                  "    config: {metric: loss, above: 3, consecutive: 3, "
+                  "breaker: training.loss}\n");
 }
 
 v1::Envelope loss_event(std::uint64_t seq, double value) {
@@ -136,8 +137,8 @@ TEST_CASE("replay trips exactly once at the expected event and exits 1", "[sidec
   temp_dir dir;
   const auto file = dir.file("crossing.lwreplay");
   REQUIRE(core::write_replay_file(file, crossing_at_10_to_12()).ok());
-  auto r = run({"replay", "--json", "--config", threshold_config(dir), "--plugin-path",
-                plugin_dir(), file});
+  auto r = run(
+      {"replay", "--json", "--config", threshold_config(dir), "--plugin-path", plugin_dir(), file});
   INFO(r.err);
   CHECK(r.code == sidecar::exit_found);
   auto out = lines(r.out);
@@ -205,8 +206,8 @@ TEST_CASE("a malformed record in the middle is reported with its offset and skip
     for (std::size_t i = 5; i < events.size(); ++i) REQUIRE(w->append(events[i]).ok());
     REQUIRE(w->close().ok());
   }
-  auto r = run({"replay", "--json", "--config", threshold_config(dir), "--plugin-path",
-                plugin_dir(), file});
+  auto r = run(
+      {"replay", "--json", "--config", threshold_config(dir), "--plugin-path", plugin_dir(), file});
   CHECK(r.code == sidecar::exit_found);
   auto out = lines(r.out);
   REQUIRE(out.size() == 3);
@@ -220,9 +221,10 @@ TEST_CASE("a malformed record in the middle is reported with its offset and skip
         "\"transitions\":1,\"opened\":[\"training.loss (run run-1)\"]}");
 
   // In text mode the problem goes to stderr, naming the file and the offset.
-  auto text = run({"replay", "--config", threshold_config(dir), "--plugin-path", plugin_dir(),
-                   file});
-  CHECK_THAT(text.err, Catch::Contains(file + ": record 5 at offset " + std::to_string(bad_offset)));
+  auto text =
+      run({"replay", "--config", threshold_config(dir), "--plugin-path", plugin_dir(), file});
+  CHECK_THAT(text.err,
+             Catch::Contains(file + ": record 5 at offset " + std::to_string(bad_offset)));
 }
 
 TEST_CASE("replay refuses a file that is not a recording", "[sidecar][replay]") {
@@ -241,19 +243,21 @@ TEST_CASE("config check accepts a good file and names the field and line of a ba
   CHECK(good.out == "ok: " + (dir.path / "loopwarden.yaml").string() +
                         ": 1 monitor (loss_guard: threshold 1.0.0)\n");
 
-  const auto bad_monitor = dir.file("bad.yaml", "version: 1\n"
-                                                "monitors:\n"
-                                                "  - name: loss_guard\n"
-                                                "    plugin: threshold\n"
-                                                "    config:\n"
-                                                "      metric: loss\n"
-                                                "      consecutive: abc\n"
-                                                "      above: 3\n");
+  const auto bad_monitor = dir.file("bad.yaml",
+                                    "version: 1\n"
+                                    "monitors:\n"
+                                    "  - name: loss_guard\n"
+                                    "    plugin: threshold\n"
+                                    "    config:\n"
+                                    "      metric: loss\n"
+                                    "      consecutive: abc\n"
+                                    "      above: 3\n");
   auto bad = run({"config", "check", bad_monitor, "--plugin-path", plugin_dir()});
   CHECK(bad.code == sidecar::exit_found);
-  CHECK(bad.err == "loopwarden config check: monitor 'loss_guard': "
-                   "monitors[0].config.consecutive: expected a positive integer, got \"abc\" (" +
-                       bad_monitor + ":7)\n");
+  CHECK(bad.err ==
+        "loopwarden config check: monitor 'loss_guard': "
+        "monitors[0].config.consecutive: expected a positive integer, got \"abc\" (" +
+            bad_monitor + ":7)\n");
 
   const auto bad_top = dir.file("bad2.yaml", "version: 1\nmonitor: []\n");
   auto top = run({"config", "check", bad_top});

@@ -18,16 +18,16 @@ namespace loopwarden::sdk {
 inline constexpr std::uint32_t abi_record_layout = 1;
 
 struct abi_record {
-  std::uint32_t layout;             // abi_record_layout of the writer
-  std::uint32_t sdk_major;          // SDK the plugin was built with
+  std::uint32_t layout;     // abi_record_layout of the writer
+  std::uint32_t sdk_major;  // SDK the plugin was built with
   std::uint32_t sdk_minor;
   std::uint32_t sdk_patch;
-  std::uint32_t cxx_standard;       // __cplusplus, e.g. 202002
-  char compiler[16];                // "gcc", "clang", "msvc", "unknown"
-  std::uint32_t compiler_major;     // e.g. 12
-  char stdlib[16];                  // "libstdc++", "libc++", "msvc-stl", "unknown"
-  std::uint32_t stdlib_dual_abi;    // libstdc++'s _GLIBCXX_USE_CXX11_ABI (0 or 1), else 0
-  std::uint32_t protobuf_version;   // GOOGLE_PROTOBUF_VERSION, e.g. 3021012
+  std::uint32_t cxx_standard;      // __cplusplus, e.g. 202002
+  char compiler[16];               // "gcc", "clang", "msvc", "unknown"
+  std::uint32_t compiler_major;    // e.g. 12
+  char stdlib[16];                 // "libstdc++", "libc++", "msvc-stl", "unknown"
+  std::uint32_t stdlib_dual_abi;   // libstdc++'s _GLIBCXX_USE_CXX11_ABI (0 or 1), else 0
+  std::uint32_t protobuf_version;  // GOOGLE_PROTOBUF_VERSION, e.g. 3021012
 };
 
 // The record describing the code being compiled now (a plugin's, or the host's).

@@ -6,13 +6,13 @@
 #include <string>
 #include <vector>
 
+#include <loopwarden/v1/envelope.pb.h>
+#include <loopwarden/v1/gate.pb.h>
 #include <loopwarden/config_node.hpp>
 #include <loopwarden/context.hpp>
 #include <loopwarden/event_kind.hpp>
 #include <loopwarden/status.hpp>
 #include <loopwarden/types.hpp>
-#include <loopwarden/v1/envelope.pb.h>
-#include <loopwarden/v1/gate.pb.h>
 
 namespace loopwarden::sdk {
 
@@ -32,7 +32,7 @@ struct monitor_info {
   std::string description;  // one line
   event_kind_set kinds;     // the event kinds on_event receives; others are never delivered
   std::vector<breaker_spec> breakers;  // every breaker it may trip
-  bool gate = false;        // true if on_gate answers gate requests
+  bool gate = false;                   // true if on_gate answers gate requests
   // How often on_tick runs; zero = never.
   std::chrono::milliseconds tick_interval{0};
 };

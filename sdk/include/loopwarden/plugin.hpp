@@ -32,19 +32,18 @@ using monitor_factory = std::unique_ptr<monitor>();
 
 // Same layout as BOOST_DLL_ALIAS: an exported pointer-sized variable holding the function's
 // address, so the plugin needs no Boost headers of its own.
-#define LOOPWARDEN_PLUGIN(monitor_type)                                                        \
-  extern "C" {                                                                                  \
-  extern const ::loopwarden::sdk::abi_record loopwarden_abi LOOPWARDEN_EXPORT;                  \
-  const ::loopwarden::sdk::abi_record loopwarden_abi =                                          \
-      ::loopwarden::sdk::current_abi_record();                                                  \
-  }                                                                                             \
-  namespace {                                                                                   \
-  std::unique_ptr<::loopwarden::sdk::monitor> loopwarden_plugin_factory() {                     \
-    return std::make_unique<monitor_type>();                                                    \
-  }                                                                                             \
-  }                                                                                             \
-  extern "C" {                                                                                  \
-  LOOPWARDEN_EXPORT const void* loopwarden_create_monitor =                                     \
+#define LOOPWARDEN_PLUGIN(monitor_type)                                                           \
+  extern "C" {                                                                                    \
+  extern const ::loopwarden::sdk::abi_record loopwarden_abi LOOPWARDEN_EXPORT;                    \
+  const ::loopwarden::sdk::abi_record loopwarden_abi = ::loopwarden::sdk::current_abi_record();   \
+  }                                                                                               \
+  namespace {                                                                                     \
+  std::unique_ptr<::loopwarden::sdk::monitor> loopwarden_plugin_factory() {                       \
+    return std::make_unique<monitor_type>();                                                      \
+  }                                                                                               \
+  }                                                                                               \
+  extern "C" {                                                                                    \
+  LOOPWARDEN_EXPORT const void* loopwarden_create_monitor =                                       \
       reinterpret_cast<const void*>(reinterpret_cast<std::intptr_t>(&loopwarden_plugin_factory)); \
-  }                                                                                             \
+  }                                                                                               \
   static_assert(true, "LOOPWARDEN_PLUGIN is used as a statement: end it with a semicolon")

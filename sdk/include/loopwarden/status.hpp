@@ -17,10 +17,10 @@ enum class status_code {
   not_found,         // a named thing does not exist (file, breaker, plugin)
   io_error,          // the operating system refused (open, read, write)
   parse_error,       // bytes that should have been a message, file or document were not
-  refused,           // a well-formed request that policy rejects (abi mismatch, reset without reason)
+  refused,  // a well-formed request that policy rejects (abi mismatch, reset without reason)
   failed_precondition,  // the request does not fit the current state (reset of a closed breaker)
   timeout,
-  internal,          // a bug or an exception from a plugin
+  internal,  // a bug or an exception from a plugin
 };
 
 // The outcome of an operation: ok, or a code and a lowercase message with context.

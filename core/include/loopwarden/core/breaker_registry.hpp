@@ -1,9 +1,9 @@
 #pragma once
 // The breaker registry: every breaker's state machine, in memory, behind a persistence seam.
 //
-//   closed --trip--> open --ack--> open (acknowledged) --reset(reason)--> half_open --probation--> closed
-//   half_open --trip--> open (escalated to critical)      any --force_open(reason)--> forced_open
-//   forced_open --reset(reason)--> half_open / closed
+//   closed --trip--> open --ack--> open (acknowledged) --reset(reason)--> half_open --probation-->
+//   closed half_open --trip--> open (escalated to critical)      any --force_open(reason)-->
+//   forced_open forced_open --reset(reason)--> half_open / closed
 //
 // An open breaker is latched: further trips change nothing until an operator resets it. Every
 // change increments the breaker's epoch, is recorded in the store, and then reaches listeners.
@@ -18,12 +18,12 @@
 #include <string_view>
 #include <vector>
 
+#include <loopwarden/v1/breaker.pb.h>
 #include <loopwarden/core/breaker_store.hpp>
-#include <loopwarden/monitor.hpp>
 #include <loopwarden/core/status.hpp>
+#include <loopwarden/monitor.hpp>
 #include <loopwarden/status.hpp>
 #include <loopwarden/types.hpp>
-#include <loopwarden/v1/breaker.pb.h>
 
 namespace loopwarden::core {
 
@@ -106,10 +106,10 @@ class breaker_registry {
   const std::chrono::nanoseconds default_probation_;
 
   mutable std::mutex mu_;
-  std::map<breaker_key, v1::BreakerStatus> breakers_;              // guarded by mu_
-  std::map<std::string, std::chrono::nanoseconds> probation_;      // guarded by mu_
-  std::vector<listener> listeners_;                                // guarded by mu_
-  std::uint64_t store_errors_ = 0;                                 // guarded by mu_
+  std::map<breaker_key, v1::BreakerStatus> breakers_;          // guarded by mu_
+  std::map<std::string, std::chrono::nanoseconds> probation_;  // guarded by mu_
+  std::vector<listener> listeners_;                            // guarded by mu_
+  std::uint64_t store_errors_ = 0;                             // guarded by mu_
 };
 
 }  // namespace loopwarden::core

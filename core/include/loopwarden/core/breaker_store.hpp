@@ -9,9 +9,9 @@
 #include <mutex>
 #include <vector>
 
+#include <loopwarden/v1/breaker.pb.h>
 #include <loopwarden/core/status.hpp>
 #include <loopwarden/status.hpp>
-#include <loopwarden/v1/breaker.pb.h>
 
 namespace loopwarden::core {
 
@@ -49,7 +49,7 @@ class memory_breaker_store final : public breaker_store {
  private:
   const std::size_t history_limit_;
   std::mutex mu_;
-  std::vector<v1::BreakerStatus> latest_;          // guarded by mu_
+  std::vector<v1::BreakerStatus> latest_;           // guarded by mu_
   std::vector<v1::BreakerTransition> transitions_;  // guarded by mu_
 };
 

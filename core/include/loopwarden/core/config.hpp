@@ -1,6 +1,7 @@
 #pragma once
 // The typed configuration of an engine, loaded from YAML. Every error names the field path and
-// the line: `monitors[2].config.window: expected a positive integer, got "abc" (loopwarden.yaml:14)`.
+// the line: `monitors[2].config.window: expected a positive integer, got "abc"
+// (loopwarden.yaml:14)`.
 //
 // Document layout (docs/configuration.md has the full reference):
 //

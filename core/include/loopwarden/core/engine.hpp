@@ -11,15 +11,15 @@
 #include <string>
 #include <vector>
 
+#include <loopwarden/v1/envelope.pb.h>
+#include <loopwarden/v1/gate.pb.h>
 #include <loopwarden/core/breaker_registry.hpp>
 #include <loopwarden/core/breaker_store.hpp>
 #include <loopwarden/core/config.hpp>
+#include <loopwarden/core/status.hpp>
 #include <loopwarden/event_kind.hpp>
 #include <loopwarden/monitor.hpp>
-#include <loopwarden/core/status.hpp>
 #include <loopwarden/status.hpp>
-#include <loopwarden/v1/envelope.pb.h>
-#include <loopwarden/v1/gate.pb.h>
 
 namespace loopwarden::core {
 
@@ -43,10 +43,10 @@ struct monitor_status {
   std::string version;  // plugin version from its info()
   std::string path;     // the loaded file
   state current = state::active;
-  std::uint64_t events = 0;    // on_event calls
-  std::uint64_t gates = 0;     // on_gate calls
-  std::uint64_t ticks = 0;     // on_tick calls
-  std::uint64_t errors = 0;    // calls that threw
+  std::uint64_t events = 0;  // on_event calls
+  std::uint64_t gates = 0;   // on_gate calls
+  std::uint64_t ticks = 0;   // on_tick calls
+  std::uint64_t errors = 0;  // calls that threw
   std::string last_error;
   std::uint64_t total_call_ns = 0;  // wall time spent in the monitor's calls
   std::uint64_t max_call_ns = 0;

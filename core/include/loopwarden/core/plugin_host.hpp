@@ -3,7 +3,8 @@
 // their ABI record before creating anything, and creates monitor instances.
 //
 // Every refusal names the plugin, the file and the reason, e.g.
-//   can't load plugin 'goal_drift' (/usr/lib/loopwarden/plugins/goal_drift.so): sdk abi 2.x, host is 1.0
+//   can't load plugin 'goal_drift' (/usr/lib/loopwarden/plugins/goal_drift.so): sdk abi 2.x, host
+//   is 1.0
 
 #include <memory>
 #include <string>
@@ -11,8 +12,8 @@
 #include <vector>
 
 #include <loopwarden/abi.hpp>
-#include <loopwarden/monitor.hpp>
 #include <loopwarden/core/status.hpp>
+#include <loopwarden/monitor.hpp>
 #include <loopwarden/status.hpp>
 
 namespace loopwarden::core {
