@@ -319,6 +319,177 @@ status read_monitors(const config_node& node, const fs::path& base, config& out)
   return status::success();
 }
 
+// The longest ipc path the kernel accepts (sockaddr_un.sun_path less its terminator).
+constexpr std::size_t max_ipc_path = 107;
+
+// An endpoint: ipc (relative paths resolved against the config's directory) or tcp.
+result<std::string> read_endpoint(const config_node& n, const fs::path& base) {
+  auto text = n.as_string();
+  if (!text) return text.error();
+  constexpr std::string_view ipc = "ipc://";
+  constexpr std::string_view tcp = "tcp://";
+  if (text->rfind(ipc, 0) == 0) {
+    const std::string path = text->substr(ipc.size());
+    if (path.empty()) return n.error("expected an ipc path after ipc://");
+    std::string resolved = resolve_path(path, base);
+    if (resolved.size() > max_ipc_path) {
+      return n.error("ipc path is " + std::to_string(resolved.size()) +
+                     " bytes once made absolute, longer than the " +
+                     std::to_string(max_ipc_path) + " the operating system allows");
+    }
+    return std::string(ipc) + resolved;
+  }
+  if (text->rfind(tcp, 0) == 0 && text->size() > tcp.size()) return *text;
+  return n.error("expected an endpoint such as ipc:///run/loopwarden/ingest.sock or "
+                 "tcp://127.0.0.1:5556, got " + n.describe());
+}
+
+std::optional<ingest_socket> parse_ingest_socket(std::string_view name) {
+  if (name == "pull") return ingest_socket::pull;
+  if (name == "sub") return ingest_socket::sub;
+  return std::nullopt;
+}
+
+std::optional<overflow_policy> parse_overflow(std::string_view name) {
+  if (name == "block") return overflow_policy::block;
+  if (name == "drop") return overflow_policy::drop;
+  return std::nullopt;
+}
+
+status read_ingest(const config_node& entry, const fs::path& base, ingest_config& in) {
+  in.node = entry;
+  if (!entry.is_map()) {
+    return entry.error("expected a map with socket and bind (or connect), got " + entry.describe());
+  }
+  if (auto s = entry.check_keys({"socket", "bind", "connect", "topics"}); !s.ok()) return s;
+  status missing;
+  auto kind = read_enum(entry.require("socket", missing), &parse_ingest_socket, "pull, sub");
+  if (!missing.ok()) return missing;
+  if (!kind) return kind.error();
+  in.socket = *kind;
+  const config_node bind = entry["bind"];
+  const config_node connect = entry["connect"];
+  if (absent(bind) == absent(connect)) return entry.error("needs exactly one of bind or connect");
+  if (in.socket == ingest_socket::pull && !absent(connect)) {
+    return connect.error("a pull socket binds; use socket: sub to connect to a publisher");
+  }
+  in.bind = !absent(bind);
+  auto ep = read_endpoint(in.bind ? bind : connect, base);
+  if (!ep) return ep.error();
+  in.endpoint = std::move(ep).value();
+  if (auto t = entry["topics"]; !absent(t)) {
+    if (in.socket != ingest_socket::sub) return t.error("topics apply to sub sockets only");
+    auto topics = t.as_string_list();
+    if (!topics) return topics.error();
+    in.topics = std::move(topics).value();
+  }
+  return status::success();
+}
+
+status read_transport(const config_node& node, const fs::path& base, config& out) {
+  transport_config& t = out.transport;
+  const std::string run = "ipc://" + out.state_dir + "/run/";
+  t.breakers = run + "breakers.sock";
+  t.gate = run + "gate.sock";
+  t.control = "ipc://" + out.state_dir + "/control/control.sock";
+  if (absent(node)) {
+    t.ingest.push_back({ingest_socket::pull, run + "ingest.sock", true, {}, {}});
+    return status::success();
+  }
+  if (!node.is_map()) return node.error("expected a map of transport settings, got " + node.describe());
+  if (auto s = node.check_keys({"ingest", "breakers", "gate", "control", "control_curve",
+                                "heartbeat_interval", "queue_capacity", "overflow",
+                                "drain_timeout"});
+      !s.ok()) {
+    return s;
+  }
+  if (auto n = node["ingest"]; !absent(n)) {
+    if (!n.is_sequence() || n.size() == 0) {
+      return n.error("expected a non-empty sequence of ingest sockets, got " + n.describe());
+    }
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      ingest_config in;
+      if (auto s = read_ingest(n.at(i), base, in); !s.ok()) return s;
+      t.ingest.push_back(std::move(in));
+    }
+  } else {
+    t.ingest.push_back({ingest_socket::pull, run + "ingest.sock", true, {}, {}});
+  }
+  for (auto [key, field] : {std::pair{"breakers", &t.breakers}, std::pair{"gate", &t.gate},
+                            std::pair{"control", &t.control}}) {
+    if (auto n = node[key]; !absent(n)) {
+      auto ep = read_endpoint(n, base);
+      if (!ep) return ep.error();
+      *field = std::move(ep).value();
+    }
+  }
+  if (auto n = node["control_curve"]; !absent(n)) {
+    if (auto s = n.check_keys({"secret_key_file", "operator_keys"}); !s.ok()) return s;
+    status missing;
+    auto key_file = read_path(n.require("secret_key_file", missing), base, "a key file");
+    if (!missing.ok()) return missing;
+    if (!key_file) return key_file.error();
+    t.control_secret_key_file = std::move(key_file).value();
+    auto keys = n.require("operator_keys", missing).as_string_list();
+    if (!missing.ok()) return missing;
+    if (!keys) return keys.error();
+    for (std::size_t i = 0; i < keys->size(); ++i) {
+      if ((*keys)[i].size() != 40) {
+        const config_node k = n["operator_keys"].is_sequence() ? n["operator_keys"].at(i)
+                                                               : n["operator_keys"];
+        return k.error("expected a 40-character Z85 CURVE public key, got " + k.describe());
+      }
+    }
+    t.operator_keys = std::move(keys).value();
+  }
+  if (t.control.rfind("tcp://", 0) == 0 && t.control_secret_key_file.empty()) {
+    return node["control"].error(
+        "a tcp control socket needs control_curve (CURVE keys), so that only operators can "
+        "connect; use ipc:// for a local operator");
+  }
+  auto hb = node.get_duration("heartbeat_interval", t.heartbeat_interval);
+  if (!hb) return hb.error();
+  if (hb->count() <= 0) return node["heartbeat_interval"].error("expected a positive duration");
+  t.heartbeat_interval = *hb;
+  auto cap = node.get_positive_int("queue_capacity", static_cast<std::int64_t>(t.queue_capacity));
+  if (!cap) return cap.error();
+  t.queue_capacity = static_cast<std::size_t>(*cap);
+  if (auto n = node["overflow"]; !absent(n)) {
+    auto v = read_enum(n, &parse_overflow, "block, drop");
+    if (!v) return v.error();
+    t.overflow = *v;
+  }
+  auto drain = node.get_duration("drain_timeout", t.drain_timeout);
+  if (!drain) return drain.error();
+  t.drain_timeout = *drain;
+  return status::success();
+}
+
+status read_telemetry(const config_node& node, config& out) {
+  telemetry_config& t = out.telemetry;
+  if (absent(node)) return status::success();
+  if (!node.is_map()) return node.error("expected a map of telemetry settings, got " + node.describe());
+  if (auto s = node.check_keys({"silence_timeout", "silence_breaker", "loss_threshold",
+                                "max_sources"});
+      !s.ok()) {
+    return s;
+  }
+  auto silence = node.get_duration("silence_timeout", t.silence_timeout);
+  if (!silence) return silence.error();
+  t.silence_timeout = *silence;
+  auto breaker = node.get_bool("silence_breaker", t.silence_breaker);
+  if (!breaker) return breaker.error();
+  t.silence_breaker = *breaker;
+  auto loss = node.get_int("loss_threshold", 0);
+  if (!loss) return loss.error();
+  if (*loss < 0) return node["loss_threshold"].error("expected 0 (off) or a positive count");
+  t.loss_threshold = static_cast<std::uint64_t>(*loss);
+  auto max = node.get_positive_int("max_sources", static_cast<std::int64_t>(t.max_sources));
+  if (!max) return max.error();
+  t.max_sources = static_cast<std::size_t>(*max);
+  return status::success();
+}
+
 status read_config(const config_node& root, const fs::path& base, config& out) {
   if (!root.is_map()) {
     return root.error("expected a map of settings at the top level, got " + root.describe());
@@ -337,7 +508,7 @@ status read_config(const config_node& root, const fs::path& base, config& out) {
   out.version = static_cast<int>(*v);
 
   if (auto s = root.check_keys({"version", "log_level", "state_dir", "plugin_paths", "probation",
-                                "breakers", "monitors"});
+                                "breakers", "monitors", "transport", "telemetry"});
       !s.ok()) {
     return s;
   }
@@ -370,7 +541,9 @@ status read_config(const config_node& root, const fs::path& base, config& out) {
   out.probation = *probation;
 
   if (auto s = read_breakers(root["breakers"], out); !s.ok()) return s;
-  return read_monitors(root["monitors"], base, out);
+  if (auto s = read_monitors(root["monitors"], base, out); !s.ok()) return s;
+  if (auto s = read_transport(root["transport"], base, out); !s.ok()) return s;
+  return read_telemetry(root["telemetry"], out);
 }
 
 }  // namespace

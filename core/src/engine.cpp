@@ -69,6 +69,14 @@ struct engine::impl {
   mutable std::mutex counters_mu;
   engine_counters counters;  // guarded by counters_mu
 
+  mutable std::mutex accounting_mu;
+  std::unique_ptr<source_accounting> accounting;  // guarded by accounting_mu
+  std::map<std::string, sdk::breaker_spec> telemetry_specs;  // telemetry.silence, telemetry.loss
+
+  void trip_telemetry(const std::string& breaker, const source_stats& s, std::string reason);
+  // The runner's breakers as declared, with the operator's overrides applied; declares them.
+  void apply_specs(runner& r);
+
   void trip_for(runner& r, sdk::trip_request req);
   void fail(runner& r, std::string_view call, const std::string& error);
   template <typename F>
@@ -202,6 +210,44 @@ void engine::impl::fail(runner& r, std::string_view call, const std::string& err
   }
 }
 
+void engine::impl::apply_specs(runner& r) {
+  r.specs.clear();
+  for (const auto& spec : r.info.breakers) {
+    sdk::breaker_spec effective = spec;
+    if (auto it = overrides.find(spec.name); it != overrides.end()) {
+      if (it->second->action) effective.action = *it->second->action;
+      if (it->second->severity) effective.severity = *it->second->severity;
+      if (it->second->scope) effective.scope = *it->second->scope;
+    }
+    r.specs[spec.name] = effective;
+    registry->declare(effective, r.cfg.name);
+  }
+}
+
+void engine::impl::trip_telemetry(const std::string& breaker, const source_stats& s,
+                                  std::string reason) {
+  const sdk::breaker_spec& spec = telemetry_specs.at(breaker);
+  trip_input in;
+  in.breaker = breaker;
+  in.monitor = "loopwarden.telemetry";
+  in.reason = std::move(reason);
+  in.evidence = {{"source", s.source},
+                 {"run_id", s.run_id},
+                 {"received", std::to_string(s.received)},
+                 {"lost", std::to_string(s.lost)},
+                 {"duplicates", std::to_string(s.duplicates)},
+                 {"highest_seq", std::to_string(s.highest_seq)},
+                 {"last_seen_unix_nano", std::to_string(s.last_seen_unix_nano)}};
+  in.action = spec.action;
+  in.severity = spec.severity;
+  in.scope = spec.scope;
+  in.run_id = s.run_id;
+  in.time_unix_nano = clock_unix_nano;
+  in.trigger_source = s.source;
+  in.trigger_seq = s.highest_seq;
+  registry->trip(in);
+}
+
 template <typename F>
 bool engine::impl::invoke(runner& r, std::string_view call, F&& f) {
   if (r.disabled) return false;
@@ -247,18 +293,39 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
   std::unique_ptr<engine> e(new engine(std::move(p)));
   impl& m = *e->impl_;
 
-  breaker_store* store = options.store;
-  if (store == nullptr) {
-    e->owned_store_ = std::make_unique<memory_breaker_store>();
-    store = e->owned_store_.get();
+  if (options.registry != nullptr) {
+    e->registry_ = options.registry;
+  } else {
+    breaker_store* store = options.store;
+    if (store == nullptr) {
+      e->owned_store_ = std::make_unique<memory_breaker_store>();
+      store = e->owned_store_.get();
+    }
+    e->owned_registry_ = std::make_unique<breaker_registry>(*store, m.cfg.probation);
+    e->registry_ = e->owned_registry_.get();
+    if (auto s = e->registry_->restore(); !s.ok()) return s;
   }
-  e->registry_ = std::make_unique<breaker_registry>(*store, m.cfg.probation);
-  m.registry = e->registry_.get();
+  m.registry = e->registry_;
   for (const auto& b : m.cfg.breakers) {
     m.overrides[b.name] = &b;
     if (b.probation) e->registry_->set_probation(b.name, *b.probation);
   }
-  if (auto s = e->registry_->restore(); !s.ok()) return s;
+
+  // The engine's own breakers, for the event stream itself.
+  m.accounting = std::make_unique<source_accounting>(m.cfg.telemetry);
+  m.telemetry_specs["telemetry.silence"] = {
+      "telemetry.silence", sdk::breaker_action::pause, sdk::severity::warning,
+      sdk::breaker_scope::run, "a source stopped sending events and heartbeats"};
+  m.telemetry_specs["telemetry.loss"] = {"telemetry.loss", sdk::breaker_action::alert,
+                                         sdk::severity::warning, sdk::breaker_scope::run,
+                                         "a source lost more events than allowed"};
+  for (auto& [name, spec] : m.telemetry_specs) {
+    if (auto it = m.overrides.find(name); it != m.overrides.end()) {
+      if (it->second->action) spec.action = *it->second->action;
+      if (it->second->severity) spec.severity = *it->second->severity;
+      if (it->second->scope) spec.scope = *it->second->scope;
+    }
+  }
 
   std::vector<std::string> paths = m.cfg.plugin_paths;
   paths.insert(paths.end(), options.extra_plugin_paths.begin(), options.extra_plugin_paths.end());
@@ -303,16 +370,7 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
     r->stats.plugin = r->info.name;
     r->stats.version = r->info.version;
     r->stats.path = r->loaded->path();
-    for (const auto& spec : r->info.breakers) {
-      sdk::breaker_spec effective = spec;
-      if (auto it = m.overrides.find(spec.name); it != m.overrides.end()) {
-        if (it->second->action) effective.action = *it->second->action;
-        if (it->second->severity) effective.severity = *it->second->severity;
-        if (it->second->scope) effective.scope = *it->second->scope;
-      }
-      r->specs[spec.name] = effective;
-      e->registry_->declare(effective, mc.name);
-    }
+    m.apply_specs(*r);
     runner* raw = r.get();
     for (std::size_t k = 0; k < sdk::event_kind_count; ++k) {
       if (r->info.kinds.contains(static_cast<sdk::event_kind>(k))) m.routes[k].push_back(raw);
@@ -326,7 +384,8 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
   }
 
   for (const auto& b : m.cfg.breakers) {
-    bool declared = std::any_of(m.runners.begin(), m.runners.end(),
+    bool declared = m.telemetry_specs.count(b.name) != 0 ||
+                    std::any_of(m.runners.begin(), m.runners.end(),
                                 [&](const auto& r) { return r->specs.count(b.name) != 0; });
     if (!declared) {
       e->warnings_.push_back(b.node.path() + ": no configured monitor declares breaker '" + b.name +
@@ -336,22 +395,43 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
   return e;
 }
 
-void engine::process(const v1::Envelope& envelope) {
+void engine::process(const v1::Envelope& envelope, std::int64_t receive_unix_nano) {
   impl& m = *impl_;
   const auto kind = sdk::kind_of(envelope);
+  if (!kind) {
+    std::lock_guard lock(m.counters_mu);
+    ++m.counters.events;
+    ++m.counters.malformed;
+    return;
+  }
+  if (m.event_time_clock) {
+    if (envelope.time_unix_nano() != 0) m.clock_unix_nano = envelope.time_unix_nano();
+  } else if (receive_unix_nano != 0) {
+    m.clock_unix_nano = receive_unix_nano;
+  }
+  seq_verdict verdict;
+  std::vector<source_stats> lossy;
+  {
+    std::lock_guard lock(m.accounting_mu);
+    verdict = m.accounting->observe(envelope, m.clock_unix_nano);
+    lossy = m.accounting->newly_lossy();
+  }
   {
     std::lock_guard lock(m.counters_mu);
     ++m.counters.events;
-    if (!kind) {
-      ++m.counters.malformed;
+    if (verdict == seq_verdict::duplicate) {
+      ++m.counters.duplicates;
     } else {
       ++m.counters.by_kind[static_cast<std::size_t>(*kind)];
     }
   }
-  if (!kind) return;
-  if (m.event_time_clock && envelope.time_unix_nano() != 0) {
-    m.clock_unix_nano = envelope.time_unix_nano();
+  for (const auto& s : lossy) {
+    m.trip_telemetry("telemetry.loss", s,
+                     "source " + s.source + " lost " + std::to_string(s.lost) +
+                         " events (sequence gaps), at or above the limit of " +
+                         std::to_string(m.cfg.telemetry.loss_threshold));
   }
+  if (verdict == seq_verdict::duplicate) return;
   m.current_event = &envelope;
   for (runner* r : m.routes[static_cast<std::size_t>(*kind)]) {
     call_context ctx(m, *r);
@@ -408,7 +488,85 @@ void engine::tick(std::int64_t now_unix_nano) {
       ++r->stats.ticks;
     }
   }
+  std::vector<source_stats> silent;
+  {
+    std::lock_guard lock(m.accounting_mu);
+    silent = m.accounting->newly_silent(now);
+  }
+  if (m.cfg.telemetry.silence_breaker) {
+    const double secs = std::chrono::duration<double>(m.cfg.telemetry.silence_timeout).count();
+    for (const auto& s : silent) {
+      char text[64];
+      std::snprintf(text, sizeof text, "%.3g", secs);
+      m.trip_telemetry("telemetry.silence", s,
+                       "source " + s.source + " sent nothing (no event, no heartbeat) for more than " +
+                           text + " s");
+    }
+  }
   registry_->advance(now);
+}
+
+std::vector<source_stats> engine::sources() const {
+  std::lock_guard lock(impl_->accounting_mu);
+  return impl_->accounting->sources();
+}
+
+namespace {
+
+// A canonical text of a config subtree, to tell whether a monitor's config changed on reload.
+void canonical(const sdk::config_node& n, std::string& out) {
+  switch (n.type()) {
+    case sdk::config_node::node_type::missing: out += "~missing"; break;
+    case sdk::config_node::node_type::null: out += "~null"; break;
+    case sdk::config_node::node_type::scalar:
+      out += "s" + std::to_string(n.scalar().size()) + ":" + n.scalar();
+      break;
+    case sdk::config_node::node_type::sequence:
+      out += "[";
+      for (std::size_t i = 0; i < n.size(); ++i) canonical(n.at(i), out);
+      out += "]";
+      break;
+    case sdk::config_node::node_type::map:
+      out += "{";
+      for (const auto& k : n.keys()) {
+        out += "k" + std::to_string(k.size()) + ":" + k;
+        canonical(n[k], out);
+      }
+      out += "}";
+      break;
+  }
+}
+
+std::string identity(const monitor_config& c) {
+  std::string out = c.name + '\0' + c.plugin + '\0' + c.path + '\0' +
+                    (c.on_error == error_policy::fail_closed ? "fc" : "d") + '\0';
+  canonical(c.config, out);
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> engine::adopt_unchanged(engine& old) {
+  impl& m = *impl_;
+  impl& o = *old.impl_;
+  std::vector<std::string> kept;
+  for (auto& fresh : m.runners) {
+    for (auto& previous : o.runners) {
+      if (!previous || identity(previous->cfg) != identity(fresh->cfg)) continue;
+      runner* from = fresh.get();
+      runner* to = previous.get();
+      for (auto& route : m.routes) std::replace(route.begin(), route.end(), from, to);
+      std::replace(m.gaters.begin(), m.gaters.end(), from, to);
+      std::replace(m.tickers.begin(), m.tickers.end(), from, to);
+      fresh = std::move(previous);  // the fresh instance is destroyed here, the old one kept
+      m.apply_specs(*fresh);        // the new config's breaker overrides apply to it
+      kept.push_back(fresh->cfg.name);
+      break;
+    }
+  }
+  std::scoped_lock lock(m.accounting_mu, o.accounting_mu);
+  std::swap(m.accounting, o.accounting);
+  return kept;
 }
 
 std::vector<monitor_status> engine::monitors() const {

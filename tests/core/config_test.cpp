@@ -135,7 +135,7 @@ monitor:
   - name: a
 )",
        "monitor: unknown key (allowed: version, log_level, state_dir, plugin_paths, probation, "
-       "breakers, monitors) (loopwarden.yaml:3)"},
+       "breakers, monitors, transport, telemetry) (loopwarden.yaml:3)"},
       {"bad log level", R"(version: 1
 log_level: verbose
 )",

@@ -20,6 +20,23 @@
 //       enabled: true
 //       on_error: fail_closed       # fail_closed (trip its breakers) | disable
 //       config: {...}               # handed to the monitor's configure()
+//   transport:                      # the sidecar's sockets (docs/wire-protocol.md)
+//     ingest:                       # default: [{socket: pull, bind: ipc://<state_dir>/run/ingest.sock}]
+//       - {socket: pull, bind: "tcp://0.0.0.0:5556"}
+//       - {socket: sub, connect: "tcp://trainer:5557", topics: [metrics]}
+//     breakers: ipc://<state_dir>/run/breakers.sock   # PUB, bind
+//     gate: ipc://<state_dir>/run/gate.sock           # ROUTER, bind
+//     control: ipc://<state_dir>/control/control.sock # ROUTER, bind; tcp needs control_curve
+//     control_curve: {secret_key_file: server.key, operator_keys: [<z85 public key>, ...]}
+//     heartbeat_interval: 250ms     # breaker snapshot period
+//     queue_capacity: 65536         # events between ingest and the monitors
+//     overflow: block               # block (back-pressure) | drop (count and drop)
+//     drain_timeout: 5s             # at shutdown, how long queued events may still be evaluated
+//   telemetry:
+//     silence_timeout: 30s          # a source silent this long trips telemetry.silence (0: off)
+//     silence_breaker: true
+//     loss_threshold: 0             # lost events of one source that trip telemetry.loss (0: off)
+//     max_sources: 10000            # sources tracked at once
 
 #include <chrono>
 #include <optional>
@@ -62,6 +79,38 @@ struct monitor_config {
   sdk::config_node node;    // the whole `monitors[i]` node, for errors found later
 };
 
+enum class ingest_socket { pull, sub };
+enum class overflow_policy { block, drop };
+
+// One ingest socket.
+struct ingest_config {
+  ingest_socket socket = ingest_socket::pull;
+  std::string endpoint;             // "ipc:///abs/path" or "tcp://host:port"
+  bool bind = true;                 // bind, or connect to a pipeline's existing PUB
+  std::vector<std::string> topics;  // SUB only: topic prefixes; empty = everything
+  sdk::config_node node;
+};
+
+struct transport_config {
+  std::vector<ingest_config> ingest;
+  std::string breakers;  // PUB endpoint (bind)
+  std::string gate;      // ROUTER endpoint (bind)
+  std::string control;   // ROUTER endpoint (bind)
+  std::string control_secret_key_file;     // CURVE server secret key (Z85 text), tcp control only
+  std::vector<std::string> operator_keys;  // CURVE public keys (Z85) allowed on tcp control
+  std::chrono::nanoseconds heartbeat_interval = std::chrono::milliseconds(250);
+  std::size_t queue_capacity = 65536;
+  overflow_policy overflow = overflow_policy::block;
+  std::chrono::nanoseconds drain_timeout = std::chrono::seconds(5);
+};
+
+struct telemetry_config {
+  std::chrono::nanoseconds silence_timeout = std::chrono::seconds(30);  // zero: off
+  bool silence_breaker = true;
+  std::uint64_t loss_threshold = 0;  // zero: never trip telemetry.loss
+  std::size_t max_sources = 10000;
+};
+
 struct config {
   std::string source;  // the file it came from, or "<embedded default>"
   int version = 1;
@@ -71,6 +120,8 @@ struct config {
   std::chrono::nanoseconds probation = std::chrono::minutes(5);
   std::vector<breaker_config> breakers;
   std::vector<monitor_config> monitors;
+  transport_config transport;
+  telemetry_config telemetry;
   sdk::config_node root;  // the whole document
 };
 

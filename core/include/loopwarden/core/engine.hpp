@@ -16,6 +16,7 @@
 #include <loopwarden/core/breaker_registry.hpp>
 #include <loopwarden/core/breaker_store.hpp>
 #include <loopwarden/core/config.hpp>
+#include <loopwarden/core/telemetry.hpp>
 #include <loopwarden/core/status.hpp>
 #include <loopwarden/event_kind.hpp>
 #include <loopwarden/monitor.hpp>
@@ -29,7 +30,11 @@ struct engine_options {
   // Search the bundled plugin directory last (core::bundled_plugin_dir()).
   bool search_bundled_plugins = true;
   // Where breakers are recorded; borrowed, must outlive the engine. Null: an in-memory store.
+  // Ignored when `registry` is given.
   breaker_store* store = nullptr;
+  // A registry to use instead of the engine's own; borrowed, must outlive the engine. The sidecar
+  // passes one so that breakers survive a config reload (a new engine, the same registry).
+  breaker_registry* registry = nullptr;
   // true (replay): the clock is the time of the last event, so output is deterministic.
   // false (live): the caller passes wall-clock time to tick() and events carry receive time.
   bool event_time_clock = true;
@@ -56,8 +61,9 @@ struct monitor_status {
 };
 
 struct engine_counters {
-  std::uint64_t events = 0;     // envelopes processed
-  std::uint64_t malformed = 0;  // envelopes dropped because their body was not set
+  std::uint64_t events = 0;      // envelopes processed
+  std::uint64_t malformed = 0;   // envelopes dropped because their body was not set
+  std::uint64_t duplicates = 0;  // envelopes dropped because their seq was already seen
   std::array<std::uint64_t, sdk::event_kind_count> by_kind{};
 };
 
@@ -81,9 +87,12 @@ class engine {
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
 
-  // Routes one event to the monitors that want its kind, in config order. An envelope without a
-  // body is counted as malformed and dropped.
-  void process(const v1::Envelope& envelope);
+  // Accounts the event to its source (gaps, duplicates, silence), then routes it to the monitors
+  // that want its kind, in config order. An envelope without a body is counted as malformed and
+  // dropped; a duplicate (a seq already seen from its source) is counted and dropped.
+  // `receive_unix_nano` is the wall-clock receive time, used by the live clock (ignored with the
+  // event-time clock).
+  void process(const v1::Envelope& envelope, std::int64_t receive_unix_nano = 0);
 
   // Asks every gating monitor; the strictest answer wins (deny > require_approval > allow).
   gate_outcome gate(const v1::GateRequest& request);
@@ -92,8 +101,16 @@ class engine {
   // event-time clock (the time of the last event is used).
   void tick(std::int64_t now_unix_nano);
 
+  // Takes over the monitors of `old` whose configuration is identical (same name, plugin or path,
+  // policy and config subtree), with all their learned state, in place of this engine's freshly
+  // loaded ones, and the per-source telemetry. Used by a reload; `old` is discarded afterwards.
+  // Call on the dispatcher thread, with neither engine processing. Returns the names kept.
+  std::vector<std::string> adopt_unchanged(engine& old);
+
   breaker_registry& breakers() { return *registry_; }
   std::vector<monitor_status> monitors() const;
+  // Every source seen, with its gap, duplicate and silence accounting. Safe from any thread.
+  std::vector<source_stats> sources() const;
   engine_counters counters() const;
   // Problems that did not stop the engine (optional plugins that failed to load, ...).
   const std::vector<std::string>& warnings() const { return warnings_; }
@@ -106,7 +123,8 @@ class engine {
   explicit engine(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
   std::unique_ptr<breaker_store> owned_store_;
-  std::unique_ptr<breaker_registry> registry_;
+  std::unique_ptr<breaker_registry> owned_registry_;
+  breaker_registry* registry_ = nullptr;  // owned_registry_ or engine_options::registry
   std::vector<std::string> warnings_;
 };
 
