@@ -36,5 +36,6 @@ function(loopwarden_add_plugin name)
                CXX_VISIBILITY_PRESET hidden
                VISIBILITY_INLINES_HIDDEN ON
                LIBRARY_OUTPUT_DIRECTORY "${PROJECT_BINARY_DIR}/lib/loopwarden/plugins")
-  install(TARGETS ${name} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/loopwarden/plugins)
+  # lib/, not the multiarch libdir: `loopwarden` looks in <bin>/../lib/loopwarden/plugins.
+  install(TARGETS ${name} LIBRARY DESTINATION lib/loopwarden/plugins)
 endfunction()
