@@ -259,6 +259,11 @@ v1::BreakerSnapshot breaker_registry::snapshot() const {
   return snap;
 }
 
+result<std::vector<v1::BreakerTransition>> breaker_registry::history(const breaker_key& key,
+                                                                    std::size_t limit) const {
+  return store_.history(key.name, key.run_id, limit);
+}
+
 std::optional<v1::BreakerStatus> breaker_registry::find(const breaker_key& key) const {
   std::lock_guard lock(mu_);
   auto it = breakers_.find(key);

@@ -596,6 +596,19 @@ result<config> load_config_file(const std::string& path) {
   return parse_config(text.str(), path, base.string());
 }
 
+void override_state_dir(config& cfg, const std::string& dir) {
+  cfg.state_dir = resolve_path(dir, fs::current_path());
+  const config_node t = cfg.root["transport"];
+  const std::string run = "ipc://" + cfg.state_dir + "/run/";
+  if (absent(t["breakers"])) cfg.transport.breakers = run + "breakers.sock";
+  if (absent(t["gate"])) cfg.transport.gate = run + "gate.sock";
+  if (absent(t["control"])) cfg.transport.control = "ipc://" + cfg.state_dir + "/control/control.sock";
+  if (absent(t["ingest"])) {
+    cfg.transport.ingest.clear();
+    cfg.transport.ingest.push_back({ingest_socket::pull, run + "ingest.sock", true, {}, {}});
+  }
+}
+
 std::string_view default_config_yaml() { return embedded_default_yaml; }
 
 result<config> default_config() {

@@ -318,6 +318,7 @@ v1::Heartbeat heartbeat() {
   h.set_events_sent(100'000);
   h.set_events_dropped(3);
   h.set_interval_ms(1000);
+  h.set_closing(true);
   return h;
 }
 

@@ -133,6 +133,10 @@ result<config> parse_config(std::string_view yaml, std::string source, std::stri
 // Reads and parses a file. Errors: io_error naming the file, or parse_config's.
 result<config> load_config_file(const std::string& path);
 
+// Moves the state directory (a command-line or environment override) and re-derives the socket
+// endpoints that the document left at their defaults under it. `dir` is made absolute.
+void override_state_dir(config& cfg, const std::string& dir);
+
 // The embedded default configuration (used by `serve` and `replay` without --config; printed by
 // `loopwarden config default`). Always parses.
 std::string_view default_config_yaml();
