@@ -7,7 +7,10 @@
 #include <loopwarden/core/engine.hpp>
 #include <loopwarden/core/logging.hpp>
 #include <loopwarden/sidecar/replay_command.hpp>
+#include <loopwarden/sidecar/server.hpp>
 #include <loopwarden/version.hpp>
+
+#include "operator_commands.hpp"
 
 namespace loopwarden::sidecar {
 namespace {
@@ -93,6 +96,78 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   auto* print_default =
       config->add_subcommand("default", "print the embedded default configuration");
 
+  // serve
+  serve_options so;
+  std::string serve_log_level;
+  auto* serve = app.add_subcommand(
+      "serve",
+      "run the sidecar: ingest events over ZeroMQ, run the monitors, publish breakers, answer\n"
+      "gate requests and operator commands (SIGINT/SIGTERM stop, SIGHUP reloads the config)");
+  serve->add_option("-c,--config", so.config_file, "configuration file (default: the embedded default)")
+      ->envname("LOOPWARDEN_CONFIG")
+      ->check(CLI::ExistingFile);
+  serve->add_option("--state-dir", so.state_dir, "state directory (overrides the config's state_dir)")
+      ->envname("LOOPWARDEN_STATE_DIR");
+  serve->add_option("--ingest", so.ingest,
+                    "bind a PULL ingest socket here instead of the config's (repeatable)")
+      ->envname("LOOPWARDEN_INGEST");
+  serve->add_option("--breakers", so.breakers_endpoint, "bind the breaker PUB socket here")
+      ->envname("LOOPWARDEN_BREAKERS");
+  serve->add_option("--gate", so.gate_endpoint, "bind the gate ROUTER socket here")
+      ->envname("LOOPWARDEN_GATE");
+  serve->add_option("--control", so.control_endpoint, "bind the control socket here (ipc)")
+      ->envname("LOOPWARDEN_CONTROL");
+  serve->add_option("--plugin-path", so.plugin_paths, "extra directory to search for plugins");
+  serve->add_option("--record", so.record_file,
+                    "also write every ingested event to this file (replay format)");
+  serve->add_option("--log-level", serve_log_level, "debug, info, warn, error (overrides the config)")
+      ->envname("LOOPWARDEN_LOG_LEVEL")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+
+  // operator commands
+  detail::operator_options oo;
+  auto add_operator_options = [&](CLI::App* cmd) {
+    cmd->add_option("--control", oo.control, "the control endpoint (default: from the config)")
+        ->envname("LOOPWARDEN_CONTROL");
+    cmd->add_option("-c,--config", oo.config_file, "the sidecar's configuration file")
+        ->envname("LOOPWARDEN_CONFIG");
+    cmd->add_option("--state-dir", oo.state_dir, "the sidecar's state directory")
+        ->envname("LOOPWARDEN_STATE_DIR");
+    cmd->add_flag("--json", oo.json, "print the reply as JSON");
+    cmd->add_option("--timeout-ms", oo.timeout_ms, "how long to wait for the sidecar");
+  };
+  std::string breaker_name;
+  std::string run_id;
+  std::string reason;
+  std::string halt_action = "halt";
+  auto add_breaker_ref = [&](CLI::App* cmd) {
+    cmd->add_option("breaker", breaker_name, "breaker name, e.g. training.collapse")->required();
+    cmd->add_option("--run", run_id, "the run, for run-scoped breakers");
+  };
+  auto* status_cmd = app.add_subcommand("status", "every breaker, source and monitor at a glance");
+  add_operator_options(status_cmd);
+  auto* explain_cmd =
+      app.add_subcommand("explain", "why a breaker tripped: reason, evidence, timeline");
+  add_operator_options(explain_cmd);
+  add_breaker_ref(explain_cmd);
+  auto* ack_cmd = app.add_subcommand("ack", "acknowledge an open breaker (you are on it)");
+  add_operator_options(ack_cmd);
+  add_breaker_ref(ack_cmd);
+  ack_cmd->add_option("--note", reason, "a note for the timeline");
+  auto* reset_cmd = app.add_subcommand(
+      "reset", "reset an open breaker once the cause is fixed (it enters probation)");
+  add_operator_options(reset_cmd);
+  add_breaker_ref(reset_cmd);
+  reset_cmd->add_option("--reason", reason, "why it is safe to resume (required)")->required();
+  auto* halt_cmd = app.add_subcommand("halt", "force a breaker open (a manual stop)");
+  add_operator_options(halt_cmd);
+  add_breaker_ref(halt_cmd);
+  halt_cmd->add_option("--reason", reason, "why (required)")->required();
+  halt_cmd->add_option("--action", halt_action, "what hosts must do (default halt)")
+      ->check(CLI::IsMember({"halt", "pause", "rollback", "throttle", "require_approval", "alert"}));
+  auto* reload_cmd = app.add_subcommand("reload", "re-read the sidecar's configuration file");
+  add_operator_options(reload_cmd);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -120,6 +195,37 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   core::set_log_level(*sdk::parse_log_level(log_level));
 
   if (*replay) return run_replay(ro, out, err);
+  if (*serve) {
+    if (!serve_log_level.empty()) so.log_level = sdk::parse_log_level(serve_log_level);
+    core::set_log_level(so.log_level.value_or(sdk::log_level::info));
+    return run_serve(so, out, err);
+  }
+  auto ref = [&](v1::BreakerRef* r) {
+    r->set_name(breaker_name);
+    r->set_run_id(run_id);
+  };
+  v1::ControlRequest request;
+  if (*status_cmd) {
+    request.mutable_status();
+  } else if (*explain_cmd) {
+    ref(request.mutable_explain()->mutable_breaker());
+  } else if (*ack_cmd) {
+    ref(request.mutable_ack()->mutable_breaker());
+    request.mutable_ack()->set_note(reason);
+  } else if (*reset_cmd) {
+    ref(request.mutable_reset()->mutable_breaker());
+    request.mutable_reset()->set_reason(reason);
+  } else if (*halt_cmd) {
+    ref(request.mutable_force_open()->mutable_breaker());
+    request.mutable_force_open()->set_reason(reason);
+    request.mutable_force_open()->set_action(
+        sdk::to_proto(*sdk::parse_breaker_action(halt_action)));
+  } else if (*reload_cmd) {
+    request.mutable_reload();
+  }
+  if (request.command_case() != v1::ControlRequest::COMMAND_NOT_SET) {
+    return detail::run_operator_command(oo, std::move(request), out, err);
+  }
   if (*check) return run_config_check(check_file, check_paths, out, err);
   if (*print_default) {
     out << core::default_config_yaml();

@@ -1,0 +1,53 @@
+#pragma once
+// The breaker PUB socket's thread: every transition is sent at once, and a snapshot of every
+// breaker every heartbeat interval, so a late joiner knows the state within one period.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <thread>
+
+#include <loopwarden/core/breaker_registry.hpp>
+#include <loopwarden/core/status.hpp>
+
+namespace loopwarden::sidecar::detail {
+
+// Thread-safety: publish() is safe from any thread (it only queues); start/stop from one.
+class breaker_publisher {
+ public:
+  // `registry` is borrowed for snapshots and must outlive the publisher.
+  breaker_publisher(std::string endpoint, std::chrono::nanoseconds interval,
+                    core::breaker_registry& registry, std::string sidecar_id);
+  ~breaker_publisher();
+
+  // Binds the PUB socket and starts the thread. Errors name the endpoint.
+  core::status start();
+  // Queues a transition for sending (a registry listener calls this). Never blocks on I/O.
+  void publish(const v1::BreakerTransition& transition);
+  // Sends what is queued and a final snapshot, then stops. Idempotent.
+  void stop();
+
+  std::uint64_t snapshots_sent() const;
+  std::uint64_t transitions_sent() const;
+
+ private:
+  void run(std::stop_token stop, std::shared_ptr<std::promise<core::status>> started);
+
+  const std::string endpoint_;
+  const std::chrono::nanoseconds interval_;
+  core::breaker_registry& registry_;
+  const std::string sidecar_id_;
+  std::jthread thread_;
+
+  mutable std::mutex mu_;
+  std::condition_variable_any wake_;
+  std::deque<std::string> pending_;    // serialized BreakerMessages; guarded by mu_
+  std::uint64_t snapshots_ = 0;        // guarded by mu_
+  std::uint64_t transitions_ = 0;      // guarded by mu_
+};
+
+}  // namespace loopwarden::sidecar::detail

@@ -1,0 +1,175 @@
+#include "control_service.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <future>
+#include <zmq_addon.hpp>
+
+#include <loopwarden/core/logging.hpp>
+
+#include "zmq_util.hpp"
+
+namespace loopwarden::sidecar::detail {
+
+namespace {
+
+constexpr const char* zap_endpoint = "inproc://zeromq.zap.01";
+
+core::result<std::string> read_secret_key(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return core::make_error(core::status_code::io_error,
+                            "can't read the control CURVE secret key file '" + path + "'");
+  }
+  std::string key;
+  std::getline(in, key);
+  key.erase(std::remove_if(key.begin(), key.end(), [](unsigned char c) { return std::isspace(c); }),
+            key.end());
+  if (key.size() != 40) {
+    return core::make_error(core::status_code::invalid_argument,
+                            "'" + path + "' must hold a 40-character Z85 CURVE secret key on its "
+                            "first line (make one with `loopwarden keygen`)");
+  }
+  return key;
+}
+
+}  // namespace
+
+control_service::control_service(const core::transport_config& transport, handler h)
+    : transport_(transport), handler_(std::move(h)) {}
+
+control_service::~control_service() { stop(); }
+
+core::status control_service::start() {
+  auto started = std::make_shared<std::promise<core::status>>();
+  auto result = started->get_future();
+  thread_ = std::jthread([this, started](std::stop_token st) { run(st, started); });
+  core::status s = result.get();
+  if (!s.ok()) thread_.join();
+  return s;
+}
+
+void control_service::stop() {
+  if (thread_.joinable()) {
+    thread_.request_stop();
+    thread_.join();
+  }
+}
+
+void control_service::run(std::stop_token stop,
+                          std::shared_ptr<std::promise<core::status>> started) {
+  const std::string& endpoint = transport_.control;
+  const bool tcp = endpoint.rfind("tcp://", 0) == 0;
+  std::string local_operator = current_user();
+
+  // CURVE: the ZAP handler must be bound before the server socket binds.
+  std::optional<zmq::socket_t> zap;
+  zmq::socket_t router(zmq_context(), zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  if (tcp) {
+    auto secret = read_secret_key(transport_.control_secret_key_file);
+    if (!secret.ok()) {
+      started->set_value(secret.error());
+      return;
+    }
+    zap.emplace(zmq_context(), zmq::socket_type::rep);
+    zap->set(zmq::sockopt::linger, 0);
+    if (auto s = bind_socket(*zap, zap_endpoint, "zap"); !s.ok()) {
+      started->set_value(s);
+      return;
+    }
+    try {
+      router.set(zmq::sockopt::curve_server, true);
+      router.set(zmq::sockopt::curve_secretkey, *secret);
+      router.set(zmq::sockopt::zap_domain, "loopwarden.control");
+    } catch (const zmq::error_t& e) {
+      started->set_value(zmq_failure(e, "enable CURVE on the control socket", endpoint));
+      return;
+    }
+  } else if (auto s = prepare_ipc(endpoint, 0700); !s.ok()) {
+    started->set_value(s.with_context("control socket"));
+    return;
+  }
+  if (auto s = bind_socket(router, endpoint, "control"); !s.ok()) {
+    started->set_value(s);
+    return;
+  }
+  started->set_value(core::status::success());
+
+  std::vector<zmq::pollitem_t> items = {{router.handle(), 0, ZMQ_POLLIN, 0}};
+  if (zap) items.push_back({zap->handle(), 0, ZMQ_POLLIN, 0});
+  std::vector<zmq::message_t> frames;
+  while (!stop.stop_requested()) {
+    try {
+      zmq::poll(items, std::chrono::milliseconds(100));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      break;
+    }
+    if (zap && (items[1].revents & ZMQ_POLLIN) != 0) {
+      // ZAP request (RFC 27): version, request id, domain, address, identity, mechanism, creds.
+      frames.clear();
+      if (zmq::recv_multipart(*zap, std::back_inserter(frames))) {
+        const bool well_formed = frames.size() >= 7 && frames[5].to_string_view() == "CURVE" &&
+                                 frames[6].size() == 32;
+        std::string key_z85;
+        if (well_formed) {
+          char text[41];
+          zmq_z85_encode(text, static_cast<const std::uint8_t*>(frames[6].data()), 32);
+          key_z85.assign(text, 40);
+        }
+        const bool allowed = well_formed && std::find(transport_.operator_keys.begin(),
+                                                      transport_.operator_keys.end(),
+                                                      key_z85) != transport_.operator_keys.end();
+        if (!allowed) {
+          core::log_message(sdk::log_level::warn,
+                            fmt::format("refused a control connection from {}: {}",
+                                        frames.size() > 3 ? frames[3].to_string() : "?",
+                                        well_formed ? "key " + key_z85 + " is not an operator key"
+                                                    : "not a CURVE client"));
+        }
+        std::array<zmq::const_buffer, 6> reply = {
+            zmq::str_buffer("1.0"),
+            frames.size() > 1 ? zmq::buffer(frames[1].data(), frames[1].size()) : zmq::str_buffer(""),
+            allowed ? zmq::str_buffer("200") : zmq::str_buffer("400"),
+            allowed ? zmq::str_buffer("OK") : zmq::str_buffer("not an operator key"),
+            zmq::buffer(key_z85),  // becomes the connection's User-Id
+            zmq::str_buffer("")};
+        (void)zmq::send_multipart(*zap, reply);
+      }
+    }
+    if ((items[0].revents & ZMQ_POLLIN) == 0) continue;
+    for (int n = 0; n < 64; ++n) {
+      frames.clear();
+      auto got = zmq::recv_multipart(router, std::back_inserter(frames), zmq::recv_flags::dontwait);
+      if (!got) break;
+      if (frames.size() < 2) continue;
+      std::string operator_id = local_operator;
+      if (tcp) {
+        const char* uid = frames.back().gets("User-Id");
+        operator_id = std::string("key:") + (uid != nullptr ? uid : "?");
+      }
+      v1::ControlRequest request;
+      v1::ControlResponse response;
+      if (!request.ParseFromArray(frames.back().data(), static_cast<int>(frames.back().size()))) {
+        response.set_ok(false);
+        response.set_error("the request is not a loopwarden.v1.ControlRequest");
+      } else {
+        response = handler_(request, operator_id);
+        response.set_request_id(request.request_id());
+      }
+      // Reply with the same envelope frames (identity, and the empty delimiter if any).
+      std::string payload = response.SerializeAsString();
+      std::vector<zmq::const_buffer> reply;
+      for (std::size_t i = 0; i + 1 < frames.size(); ++i) {
+        reply.push_back(zmq::buffer(frames[i].data(), frames[i].size()));
+      }
+      reply.push_back(zmq::buffer(payload));
+      (void)zmq::send_multipart(router, reply, zmq::send_flags::dontwait);
+    }
+  }
+}
+
+}  // namespace loopwarden::sidecar::detail

@@ -1,0 +1,43 @@
+#pragma once
+// The control socket's thread: a ROUTER that only operators can reach (ipc in a 0700 directory,
+// or tcp with CURVE and an allowlist of operator keys, checked by a ZAP handler on the same
+// thread). It decodes ControlRequests and hands them to a handler.
+
+#include <functional>
+#include <future>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <loopwarden/core/config.hpp>
+#include <loopwarden/core/status.hpp>
+#include <loopwarden/v1/control.pb.h>
+
+namespace loopwarden::sidecar::detail {
+
+// Thread-safety: start/stop from one thread; the handler runs on the control thread.
+class control_service {
+ public:
+  // Answers one request; `operator_id` is who sent it, taken from the channel (the OS user owning
+  // the ipc directory, or the CURVE key's allowlist entry), never from the request.
+  using handler = std::function<v1::ControlResponse(const v1::ControlRequest&,
+                                                    const std::string& operator_id)>;
+
+  control_service(const core::transport_config& transport, handler h);
+  ~control_service();
+
+  // Prepares the directory (ipc: mode 0700), binds, starts the thread. Errors name the endpoint.
+  core::status start();
+  void stop();
+
+ private:
+  void run(std::stop_token stop, std::shared_ptr<std::promise<core::status>> started);
+
+  const core::transport_config transport_;
+  handler handler_;
+  std::jthread thread_;
+};
+
+}  // namespace loopwarden::sidecar::detail

@@ -1,0 +1,241 @@
+#include "ingest_loop.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <future>
+#include <zmq_addon.hpp>
+
+#include <loopwarden/core/logging.hpp>
+#include <loopwarden/event_kind.hpp>
+
+#include "zmq_util.hpp"
+
+namespace loopwarden::sidecar::detail {
+
+namespace {
+
+// Only the first malformed messages are logged in full, then one in every 10 000, so a
+// misbehaving producer cannot flood the log.
+bool should_log(std::uint64_t n) { return n <= 10 || n % 10'000 == 0; }
+
+}  // namespace
+
+ingest_loop::ingest_loop(const core::transport_config& transport, std::string record_file)
+    : transport_(transport), record_file_(std::move(record_file)) {}
+
+ingest_loop::~ingest_loop() { stop(); }
+
+core::status ingest_loop::start() {
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& in : transport_.ingest) {
+      endpoints_.push_back(
+          {in.endpoint, in.socket == core::ingest_socket::pull ? "pull" : "sub", 0, 0});
+    }
+  }
+  auto started = std::make_shared<std::promise<core::status>>();
+  auto result = started->get_future();
+  thread_ = std::jthread([this, started](std::stop_token st) { run(st, started); });
+  core::status s = result.get();
+  if (!s.ok()) {
+    thread_.request_stop();
+    thread_.join();
+  }
+  return s;
+}
+
+void ingest_loop::stop() {
+  if (thread_.joinable()) {
+    thread_.request_stop();
+    thread_.join();
+  }
+}
+
+std::vector<ingest_endpoint_counters> ingest_loop::counters() const {
+  std::lock_guard lock(mu_);
+  return endpoints_;
+}
+
+std::map<std::string, std::uint64_t> ingest_loop::malformed_by_source() const {
+  std::lock_guard lock(mu_);
+  return malformed_by_source_;
+}
+
+std::string ingest_loop::record_error() const {
+  std::lock_guard lock(mu_);
+  return record_error_;
+}
+
+void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::status>> started) {
+  // Every socket is created, used and closed on this thread.
+  std::vector<zmq::socket_t> sockets;
+  zmq::socket_t queue(zmq_context(), zmq::socket_type::push);
+  try {
+    queue.set(zmq::sockopt::sndhwm, static_cast<int>(transport_.queue_capacity));
+    queue.set(zmq::sockopt::linger, 0);
+    queue.connect(event_queue_endpoint);
+  } catch (const zmq::error_t& e) {
+    started->set_value(zmq_failure(e, "connect the event queue", event_queue_endpoint));
+    return;
+  }
+  for (const auto& in : transport_.ingest) {
+    const bool pull = in.socket == core::ingest_socket::pull;
+    zmq::socket_t s(zmq_context(), pull ? zmq::socket_type::pull : zmq::socket_type::sub);
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::rcvhwm, static_cast<int>(std::min<std::size_t>(transport_.queue_capacity, 1'000'000)));
+    if (!pull) {
+      if (in.topics.empty()) {
+        s.set(zmq::sockopt::subscribe, "");
+      } else {
+        for (const auto& t : in.topics) s.set(zmq::sockopt::subscribe, t);
+      }
+    }
+    core::status st;
+    if (in.bind) {
+      st = prepare_ipc(in.endpoint, 0755);
+      if (st.ok()) st = bind_socket(s, in.endpoint, "ingest");
+    } else {
+      st = connect_socket(s, in.endpoint, "ingest");
+    }
+    if (!st.ok()) {
+      started->set_value(st);
+      return;
+    }
+    sockets.push_back(std::move(s));
+  }
+
+  std::optional<core::replay_writer> recorder;
+  if (!record_file_.empty()) {
+    v1::ReplayHeader header;
+    header.mutable_schema()->set_major(1);
+    header.set_producer("loopwarden serve --record");
+    header.set_created_unix_nano(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+    auto w = core::replay_writer::create(record_file_, header);
+    if (!w.ok()) {
+      started->set_value(w.error().with_context("can't record the ingest stream"));
+      return;
+    }
+    recorder.emplace(std::move(*w));
+  }
+  started->set_value(core::status::success());
+
+  std::vector<zmq::pollitem_t> items;
+  for (auto& s : sockets) items.push_back({s.handle(), 0, ZMQ_POLLIN, 0});
+  const bool block = transport_.overflow == core::overflow_policy::block;
+  std::vector<zmq::message_t> frames;
+
+  auto enqueue = [&](std::unique_ptr<v1::Envelope> env) {
+    v1::Envelope* raw = env.get();
+    zmq::message_t msg(&raw, sizeof raw);
+    while (true) {
+      auto sent = queue.send(msg, block ? zmq::send_flags::none : zmq::send_flags::dontwait);
+      if (sent) {
+        env.release();  // the engine thread owns it now
+        enqueued_.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      if (!block || stop.stop_requested()) break;
+    }
+    const auto n = dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (should_log(n)) {
+      core::log_message(sdk::log_level::warn,
+                        fmt::format("event queue full: dropped an event from {} ({} dropped so far)",
+                                    env->source(), n));
+    }
+  };
+  if (block) queue.set(zmq::sockopt::sndtimeo, 100);  // so a blocked send still sees stop
+
+  while (!stop.stop_requested()) {
+    try {
+      zmq::poll(items, std::chrono::milliseconds(100));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      core::log_message(sdk::log_level::error, std::string("ingest poll failed: ") + e.what());
+      break;
+    }
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if ((items[i].revents & ZMQ_POLLIN) == 0) continue;
+      // Drain what is there, up to a bound, so one busy socket cannot starve the others.
+      for (int n = 0; n < 1024; ++n) {
+        frames.clear();
+        std::optional<std::size_t> got;
+        try {
+          got = zmq::recv_multipart(sockets[i], std::back_inserter(frames), zmq::recv_flags::dontwait);
+        } catch (const zmq::error_t& e) {
+          break;
+        }
+        if (!got) break;
+        std::string why;
+        std::string source;
+        auto env = std::make_unique<v1::Envelope>();
+        std::optional<sdk::event_kind> topic;
+        if (frames.size() != 2) {
+          why = fmt::format("{} frames, expected 2 ([topic][envelope])", frames.size());
+        } else if (!(topic = sdk::parse_event_kind(frames[0].to_string_view()))) {
+          why = fmt::format("unknown topic '{}'", frames[0].to_string_view().substr(0, 64));
+        } else if (!env->ParseFromArray(frames[1].data(), static_cast<int>(frames[1].size()))) {
+          why = fmt::format("{}-byte payload is not a loopwarden.v1.Envelope", frames[1].size());
+        } else {
+          source = env->source();
+          const auto kind = sdk::kind_of(*env);
+          if (!kind) {
+            why = "envelope has no body";
+          } else if (*kind != *topic) {
+            why = fmt::format("topic '{}' but a {} body", frames[0].to_string_view(),
+                              sdk::topic_name(*kind));
+          }
+        }
+        {
+          std::lock_guard lock(mu_);
+          ++endpoints_[i].received;
+          if (!why.empty()) ++endpoints_[i].malformed;
+          // Bounded: a flood of made-up source names must not grow memory without limit.
+          constexpr std::size_t max_sources = 10'000;
+          if (!why.empty() && !source.empty() &&
+              (malformed_by_source_.size() < max_sources || malformed_by_source_.count(source))) {
+            ++malformed_by_source_[source];
+          }
+        }
+        if (!why.empty()) {
+          const auto m = malformed_.fetch_add(1, std::memory_order_relaxed) + 1;
+          if (should_log(m)) {
+            core::log_message(
+                sdk::log_level::warn,
+                fmt::format("dropped a malformed message on {}{}: {} ({} malformed so far)",
+                            transport_.ingest[i].endpoint,
+                            source.empty() ? "" : " from " + source, why, m));
+          }
+          continue;
+        }
+        if (recorder) {
+          if (auto s = recorder->append(*env); !s.ok()) {
+            core::log_message(sdk::log_level::error, s.message() + " (recording stopped)");
+            std::lock_guard lock(mu_);
+            record_error_ = s.message();
+            recorder.reset();
+          }
+        }
+        enqueue(std::move(env));
+      }
+    }
+  }
+
+  // Shutdown: stop reading first, then tell the engine thread the stream has ended.
+  sockets.clear();
+  if (recorder) {
+    if (auto s = recorder->close(); !s.ok()) {
+      core::log_message(sdk::log_level::error, s.message());
+      std::lock_guard lock(mu_);
+      record_error_ = s.message();
+    }
+  }
+  v1::Envelope* end = nullptr;
+  zmq::message_t marker(&end, sizeof end);
+  queue.set(zmq::sockopt::sndtimeo, 1000);
+  (void)queue.send(marker, zmq::send_flags::none);
+}
+
+}  // namespace loopwarden::sidecar::detail

@@ -1,0 +1,623 @@
+#include <loopwarden/sidecar/server.hpp>
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <ostream>
+#include <shared_mutex>
+#include <zmq_addon.hpp>
+
+#include <loopwarden/core/breaker_registry.hpp>
+#include <loopwarden/core/engine.hpp>
+#include <loopwarden/core/logging.hpp>
+#include <loopwarden/sidecar/cli.hpp>
+#include <loopwarden/sidecar/transition_format.hpp>
+
+#include "breaker_publisher.hpp"
+#include "control_service.hpp"
+#include "ingest_loop.hpp"
+#include "zmq_util.hpp"
+
+namespace loopwarden::sidecar {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* command_endpoint = "inproc://loopwarden.engine-commands";
+constexpr auto tick_period = std::chrono::milliseconds(50);
+
+std::int64_t wall_now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A request for the engine thread, passed by pointer over an inproc socket.
+struct engine_command {
+  std::unique_ptr<core::engine> next;  // the engine to swap in
+  std::promise<std::vector<std::string>> done;  // the monitors that kept their state
+};
+
+core::result<core::config> load_config(const serve_options& o) {
+  auto cfg = o.config_file.empty() ? core::default_config() : core::load_config_file(o.config_file);
+  if (!cfg.ok()) return cfg.error();
+  if (!o.state_dir.empty()) core::override_state_dir(*cfg, o.state_dir);
+  if (!o.ingest.empty()) {
+    cfg->transport.ingest.clear();
+    for (const auto& ep : o.ingest) cfg->transport.ingest.push_back({core::ingest_socket::pull, ep, true, {}, {}});
+  }
+  if (!o.breakers_endpoint.empty()) cfg->transport.breakers = o.breakers_endpoint;
+  if (!o.gate_endpoint.empty()) cfg->transport.gate = o.gate_endpoint;
+  if (!o.control_endpoint.empty()) cfg->transport.control = o.control_endpoint;
+  if (o.log_level) cfg->log_level = *o.log_level;
+  if (cfg->transport.control.rfind("tcp://", 0) == 0 && cfg->transport.control_secret_key_file.empty()) {
+    return core::make_error(core::status_code::invalid_argument,
+                            "a tcp control socket needs transport.control_curve in the config");
+  }
+  return cfg;
+}
+
+std::string sidecar_id() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(::getpid());
+}
+
+}  // namespace
+
+struct server::impl {
+  server* self = nullptr;  // the owner, for status() and reload() from the control thread
+  serve_options options;
+  core::config cfg;
+  std::int64_t started_unix_nano = wall_now();
+
+  int lock_fd = -1;
+  std::unique_ptr<core::memory_breaker_store> store;
+  std::unique_ptr<core::breaker_registry> registry;
+
+  // The engine is owned by the engine thread; the pointer changes only on that thread, under an
+  // exclusive lock, so status() can read monitors and sources under a shared lock.
+  mutable std::shared_mutex engine_mu;
+  std::unique_ptr<core::engine> engine;  // guarded by engine_mu (writes), engine thread (reads)
+
+  std::unique_ptr<detail::breaker_publisher> publisher;
+  std::unique_ptr<detail::ingest_loop> ingest;
+  std::unique_ptr<detail::control_service> control;
+  std::jthread engine_thread;
+  std::atomic<bool> draining{false};
+  std::atomic<std::uint64_t> gate_requests{0};
+  std::atomic<std::uint64_t> discarded_at_shutdown{0};
+  std::atomic<std::uint64_t> queue_received{0};
+
+  std::mutex reload_mu;  // serialises reloads
+  std::mutex status_mu;
+  std::uint64_t reloads = 0;       // guarded by status_mu
+  std::string last_reload_error;   // guarded by status_mu
+
+  std::once_flag stopped;
+
+  core::status start_engine_thread();
+  void run_engine(std::stop_token stop, std::shared_ptr<std::promise<core::status>> started);
+  void teardown();
+  v1::ControlResponse handle_control(const v1::ControlRequest& request, const std::string& who);
+};
+
+server::server(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+
+server::~server() { stop(); }
+
+const core::config& server::config() const { return impl_->cfg; }
+
+core::result<std::unique_ptr<server>> server::start(const serve_options& options) {
+  auto p = std::make_unique<impl>();
+  p->options = options;
+  impl& m = *p;
+  std::unique_ptr<server> srv(new server(std::move(p)));
+  m.self = srv.get();
+
+  // The start-up steps, in order. Each returns ok or the reason it could not proceed; teardown
+  // (in stop()) undoes whatever was started, whichever step failed.
+  const std::vector<std::pair<const char*, std::function<core::status()>>> steps = {
+      {"load the configuration",
+       [&] {
+         auto cfg = load_config(options);
+         if (!cfg.ok()) return cfg.error();
+         m.cfg = std::move(cfg).value();
+         core::set_log_level(m.cfg.log_level);
+         return core::status::success();
+       }},
+      {"lock the state directory",
+       [&] {
+         std::error_code ec;
+         fs::create_directories(m.cfg.state_dir, ec);
+         if (ec) {
+           return core::make_error(core::status_code::io_error,
+                                   "can't create " + m.cfg.state_dir + ": " + ec.message());
+         }
+         const std::string lock = m.cfg.state_dir + "/loopwarden.lock";
+         m.lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+         if (m.lock_fd < 0) {
+           return core::make_error(core::status_code::io_error,
+                                   "can't open " + lock + ": " + std::strerror(errno));
+         }
+         if (::flock(m.lock_fd, LOCK_EX | LOCK_NB) != 0) {
+           char pid[32] = {};
+           (void)::pread(m.lock_fd, pid, sizeof pid - 1, 0);
+           return core::make_error(core::status_code::refused,
+                                   "another loopwarden (pid " + std::string(pid) +
+                                       ") is running with state directory " + m.cfg.state_dir);
+         }
+         const std::string me = std::to_string(::getpid());
+         if (::ftruncate(m.lock_fd, 0) != 0 || ::pwrite(m.lock_fd, me.data(), me.size(), 0) < 0) {
+           return core::make_error(core::status_code::io_error, "can't write " + lock);
+         }
+         return core::status::success();
+       }},
+      {"restore the breakers",
+       [&] {
+         m.store = std::make_unique<core::memory_breaker_store>();
+         m.registry = std::make_unique<core::breaker_registry>(*m.store, m.cfg.probation);
+         return m.registry->restore();
+       }},
+      {"load the monitors",
+       [&] {
+         core::engine_options eo;
+         eo.extra_plugin_paths = options.plugin_paths;
+         eo.registry = m.registry.get();
+         eo.event_time_clock = false;
+         auto e = core::engine::create(m.cfg, eo);
+         if (!e.ok()) return e.error();
+         for (const auto& w : (*e)->warnings()) core::log_message(sdk::log_level::warn, w);
+         m.engine = std::move(*e);
+         return core::status::success();
+       }},
+      {"start the engine and the gate socket", [&] { return m.start_engine_thread(); }},
+      {"start the breaker publisher",
+       [&] {
+         m.publisher = std::make_unique<detail::breaker_publisher>(
+             m.cfg.transport.breakers, m.cfg.transport.heartbeat_interval, *m.registry,
+             sidecar_id());
+         auto* pub = m.publisher.get();
+         m.registry->add_listener([pub](const v1::BreakerTransition& t) {
+           pub->publish(t);
+           const bool opened = t.breaker().state() == v1::BREAKER_STATE_OPEN ||
+                               t.breaker().state() == v1::BREAKER_STATE_FORCED_OPEN;
+           core::log_message(opened ? sdk::log_level::warn : sdk::log_level::info,
+                             "breaker " + format_transition_text(t));
+         });
+         return m.publisher->start();
+       }},
+      {"open the ingest sockets",
+       [&] {
+         m.ingest = std::make_unique<detail::ingest_loop>(m.cfg.transport, options.record_file);
+         return m.ingest->start();
+       }},
+      {"open the control socket",
+       [&] {
+         auto* self = &m;
+         m.control = std::make_unique<detail::control_service>(
+             m.cfg.transport,
+             [self](const v1::ControlRequest& r, const std::string& who) {
+               return self->handle_control(r, who);
+             });
+         return m.control->start();
+       }},
+  };
+  for (const auto& [name, step] : steps) {
+    core::status s = step();
+    if (!s.ok()) {
+      srv->stop();
+      return s.with_context(std::string("can't start: ") + name);
+    }
+  }
+  core::log_message(sdk::log_level::info,
+                    fmt::format("loopwarden serving: {} monitor(s), ingest {}, breakers {}, gate {}, "
+                                "control {}",
+                                m.engine->monitors().size(), m.cfg.transport.ingest.front().endpoint,
+                                m.cfg.transport.breakers, m.cfg.transport.gate,
+                                m.cfg.transport.control));
+  return srv;
+}
+
+void server::stop() {
+  std::call_once(impl_->stopped, [this] { impl_->teardown(); });
+}
+
+void server::impl::teardown() {
+  // Reverse order of start-up. The operator socket goes first so nobody acts on a daemon that
+  // is leaving; ingest next (no new events), then the engine drains what is queued.
+  if (control) control->stop();
+  if (ingest) ingest->stop();
+  if (engine_thread.joinable()) {
+    draining = true;
+    engine_thread.request_stop();
+    engine_thread.join();
+  }
+  if (publisher) publisher->stop();  // sends a final snapshot
+  if (lock_fd >= 0) {
+    ::close(lock_fd);  // releases the lock
+    lock_fd = -1;
+  }
+  core::flush_log();
+}
+
+core::status server::impl::start_engine_thread() {
+  auto started = std::make_shared<std::promise<core::status>>();
+  auto result = started->get_future();
+  engine_thread = std::jthread([this, started](std::stop_token st) { run_engine(st, started); });
+  core::status s = result.get();
+  if (!s.ok()) engine_thread.join();
+  return s;
+}
+
+void server::impl::run_engine(std::stop_token stop, std::shared_ptr<std::promise<core::status>> started) {
+  zmq::context_t& ctx = detail::zmq_context();
+  zmq::socket_t events(ctx, zmq::socket_type::pull);
+  zmq::socket_t gate(ctx, zmq::socket_type::router);
+  zmq::socket_t commands(ctx, zmq::socket_type::pull);
+  for (auto* s : {&events, &gate, &commands}) s->set(zmq::sockopt::linger, 0);
+  events.set(zmq::sockopt::rcvhwm, static_cast<int>(cfg.transport.queue_capacity));
+  core::status st = detail::bind_socket(events, detail::event_queue_endpoint, "event queue");
+  if (st.ok()) st = detail::bind_socket(commands, command_endpoint, "engine command");
+  if (st.ok()) st = detail::prepare_ipc(cfg.transport.gate, 0755);
+  if (st.ok()) st = detail::bind_socket(gate, cfg.transport.gate, "gate");
+  started->set_value(st);
+  if (!st.ok()) return;
+
+  std::vector<zmq::message_t> frames;
+  auto serve_gate = [&] {
+    // Gate requests are answered ahead of queued events: a host is waiting on each.
+    for (int n = 0; n < 256; ++n) {
+      frames.clear();
+      auto got = zmq::recv_multipart(gate, std::back_inserter(frames), zmq::recv_flags::dontwait);
+      if (!got) return;
+      if (frames.size() < 2) continue;
+      gate_requests.fetch_add(1, std::memory_order_relaxed);
+      v1::GateRequest request;
+      v1::GateDecision decision;
+      if (!request.ParseFromArray(frames.back().data(), static_cast<int>(frames.back().size()))) {
+        decision.set_verdict(v1::GATE_VERDICT_DENY);
+        decision.set_reason("the request is not a loopwarden.v1.GateRequest");
+        decision.set_rule_id("loopwarden.malformed_request");
+      } else {
+        auto out = engine->gate(request);
+        decision.set_request_id(request.request_id());
+        decision.set_verdict(sdk::to_proto(out.decision.verdict));
+        decision.set_reason(out.decision.reason);
+        decision.set_rule_id(out.decision.rule_id);
+        decision.set_monitor(out.monitor);
+        decision.set_alternative(out.decision.alternative);
+      }
+      const std::string payload = decision.SerializeAsString();
+      std::vector<zmq::const_buffer> reply;
+      for (std::size_t i = 0; i + 1 < frames.size(); ++i) {
+        reply.push_back(zmq::buffer(frames[i].data(), frames[i].size()));
+      }
+      reply.push_back(zmq::buffer(payload));
+      (void)zmq::send_multipart(gate, reply, zmq::send_flags::dontwait);
+    }
+  };
+  auto serve_commands = [&] {
+    zmq::message_t msg;
+    while (commands.recv(msg, zmq::recv_flags::dontwait)) {
+      engine_command* cmd = nullptr;
+      std::memcpy(&cmd, msg.data(), sizeof cmd);
+      auto kept = cmd->next->adopt_unchanged(*engine);
+      {
+        std::unique_lock lock(engine_mu);
+        std::swap(engine, cmd->next);  // the old engine is destroyed by the reloader
+      }
+      cmd->done.set_value(std::move(kept));
+    }
+  };
+
+  bool end_of_stream = false;
+  std::chrono::steady_clock::time_point drain_deadline{};
+  auto next_tick = std::chrono::steady_clock::now() + tick_period;
+  std::array<zmq::pollitem_t, 3> items = {{{gate.handle(), 0, ZMQ_POLLIN, 0},
+                                           {commands.handle(), 0, ZMQ_POLLIN, 0},
+                                           {events.handle(), 0, ZMQ_POLLIN, 0}}};
+  while (true) {
+    if (stop.stop_requested() && drain_deadline == std::chrono::steady_clock::time_point{}) {
+      drain_deadline = std::chrono::steady_clock::now() + cfg.transport.drain_timeout;
+    }
+    if (end_of_stream) break;
+    if (drain_deadline != std::chrono::steady_clock::time_point{} &&
+        std::chrono::steady_clock::now() > drain_deadline) {
+      break;
+    }
+    const auto wait = std::max(std::chrono::milliseconds(0),
+                               std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   next_tick - std::chrono::steady_clock::now()));
+    try {
+      zmq::poll(items.data(), items.size(), stop.stop_requested() ? std::chrono::milliseconds(10) : wait);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) break;
+    }
+    serve_gate();
+    serve_commands();
+    // A bounded batch of events, then the gate gets another look.
+    for (int n = 0; n < 64 && !end_of_stream; ++n) {
+      zmq::message_t msg;
+      if (!events.recv(msg, zmq::recv_flags::dontwait)) break;
+      v1::Envelope* raw = nullptr;
+      std::memcpy(&raw, msg.data(), sizeof raw);
+      if (raw == nullptr) {
+        end_of_stream = true;
+        break;
+      }
+      std::unique_ptr<v1::Envelope> env(raw);
+      queue_received.fetch_add(1, std::memory_order_relaxed);
+      engine->process(*env, wall_now());
+      if ((n & 15) == 15) serve_gate();
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_tick) {
+      engine->tick(wall_now());
+      next_tick = now + tick_period;
+    }
+  }
+  engine->tick(wall_now());
+  // Whatever is still queued after the deadline is discarded (and counted), never leaked.
+  zmq::message_t msg;
+  while (events.recv(msg, zmq::recv_flags::dontwait)) {
+    v1::Envelope* raw = nullptr;
+    std::memcpy(&raw, msg.data(), sizeof raw);
+    if (raw != nullptr) {
+      delete raw;
+      discarded_at_shutdown.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (auto d = discarded_at_shutdown.load(); d > 0) {
+    core::log_message(sdk::log_level::warn,
+                      fmt::format("shutdown: {} queued events were not evaluated before the "
+                                  "drain timeout",
+                                  d));
+  }
+}
+
+core::status server::reload() {
+  impl& m = *impl_;
+  std::lock_guard guard(m.reload_mu);
+  auto fail = [&](const core::status& s) {
+    std::lock_guard lock(m.status_mu);
+    m.last_reload_error = s.message();
+    core::log_message(sdk::log_level::error, "reload refused, keeping the running config: " + s.message());
+    return s;
+  };
+  auto cfg = load_config(m.options);
+  if (!cfg.ok()) return fail(cfg.error());
+  core::engine_options eo;
+  eo.extra_plugin_paths = m.options.plugin_paths;
+  eo.registry = m.registry.get();
+  eo.event_time_clock = false;
+  auto next = core::engine::create(*cfg, eo);
+  if (!next.ok()) return fail(next.error());
+
+  auto* cmd = new engine_command{std::move(*next), {}};
+  auto done = cmd->done.get_future();
+  {
+    zmq::socket_t push(detail::zmq_context(), zmq::socket_type::push);
+    push.set(zmq::sockopt::linger, 0);
+    push.connect(command_endpoint);
+    zmq::message_t msg(&cmd, sizeof cmd);
+    if (!push.send(msg, zmq::send_flags::none)) {
+      delete cmd;
+      return fail(core::make_error(core::status_code::internal, "the engine thread is gone"));
+    }
+  }
+  if (done.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    // The command stays with the engine thread; it will complete and free it later.
+    return fail(core::make_error(core::status_code::timeout, "the engine thread did not take the new config"));
+  }
+  auto kept = done.get();
+  delete cmd;  // now holds the old engine: destroyed here, off the engine thread
+  if (cfg->transport.ingest.size() != m.cfg.transport.ingest.size() ||
+      cfg->transport.breakers != m.cfg.transport.breakers || cfg->transport.gate != m.cfg.transport.gate ||
+      cfg->transport.control != m.cfg.transport.control) {
+    core::log_message(sdk::log_level::warn, "reload: socket settings changed; they apply after a restart");
+  }
+  std::string kept_text;
+  for (const auto& k : kept) kept_text += (kept_text.empty() ? "" : ", ") + k;
+  core::log_message(sdk::log_level::info,
+                    fmt::format("reloaded {}; kept the state of: {}", cfg->source,
+                                kept_text.empty() ? "none" : kept_text));
+  core::set_log_level(cfg->log_level);
+  {
+    std::lock_guard lock(m.status_mu);
+    ++m.reloads;
+    m.last_reload_error.clear();
+  }
+  return core::status::success();
+}
+
+v1::SidecarStatus server::status() const {
+  const impl& m = *impl_;
+  v1::SidecarStatus s;
+  s.set_version(LOOPWARDEN_VERSION);
+  s.set_started_unix_nano(m.started_unix_nano);
+  s.set_config_source(m.cfg.source);
+  s.set_gate_requests(m.gate_requests.load());
+  if (m.ingest) {
+    s.set_malformed(m.ingest->malformed());
+    s.set_dropped(m.ingest->dropped());
+    const auto enq = m.ingest->enqueued();
+    const auto got = m.queue_received.load();
+    s.set_queue_depth(enq > got ? enq - got : 0);
+    for (const auto& c : m.ingest->counters()) {
+      auto* in = s.add_ingest();
+      in->set_endpoint(c.endpoint);
+      in->set_socket(c.socket);
+      in->set_received(c.received);
+      in->set_malformed(c.malformed);
+    }
+  }
+  {
+    std::shared_lock lock(m.engine_mu);
+    if (m.engine) {
+      const auto c = m.engine->counters();
+      s.set_events(c.events);
+      s.set_duplicates(c.duplicates);
+      for (const auto& src : m.engine->sources()) {
+        auto* o = s.add_sources();
+        o->set_source(src.source);
+        o->set_run_id(src.run_id);
+        o->set_received(src.received);
+        o->set_lost(src.lost);
+        o->set_duplicates(src.duplicates);
+        o->set_late(src.late);
+        o->set_restarts(src.restarts);
+        o->set_heartbeats(src.heartbeats);
+        o->set_last_seen_unix_nano(src.last_seen_unix_nano);
+        o->set_silent(src.silent);
+        o->set_closing(src.closing);
+      }
+      for (const auto& mon : m.engine->monitors()) {
+        auto* o = s.add_monitors();
+        o->set_name(mon.name);
+        o->set_plugin(mon.plugin);
+        o->set_version(mon.version);
+        o->set_state(mon.current == core::monitor_status::state::active ? "active" : "disabled");
+        o->set_events(mon.events);
+        o->set_gates(mon.gates);
+        o->set_ticks(mon.ticks);
+        o->set_errors(mon.errors);
+        o->set_last_error(mon.last_error);
+        o->set_total_call_ns(mon.total_call_ns);
+        o->set_max_call_ns(mon.max_call_ns);
+        for (const auto& [name, value] : mon.gauges) {
+          auto* g = o->add_gauges();
+          g->set_name(name);
+          g->set_value(value);
+        }
+      }
+    }
+  }
+  {
+    std::lock_guard lock(const_cast<std::mutex&>(m.status_mu));
+    s.set_reloads(m.reloads);
+    s.set_last_reload_error(m.last_reload_error);
+  }
+  return s;
+}
+
+v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& request,
+                                                 const std::string& who) {
+  v1::ControlResponse r;
+  auto fail = [&](const core::status& s) {
+    r.set_ok(false);
+    r.set_error(s.message());
+    return r;
+  };
+  auto key_of = [](const v1::BreakerRef& ref) { return core::breaker_key{ref.name(), ref.run_id()}; };
+  const std::int64_t now = wall_now();
+  switch (request.command_case()) {
+    case v1::ControlRequest::kStatus:
+      break;  // the snapshot and figures are added below
+    case v1::ControlRequest::kExplain: {
+      const auto key = key_of(request.explain().breaker());
+      auto b = registry->find(key);
+      if (!b) return fail(core::make_error(core::status_code::not_found, "no breaker '" + key.name + "'" +
+                                                                  (key.run_id.empty() ? "" : " (run '" + key.run_id + "')")));
+      auto h = registry->history(key, 100);
+      if (h.ok()) {
+        for (auto& t : *h) *r.add_history() = std::move(t);
+      }
+      *r.mutable_snapshot()->add_breakers() = *b;
+      r.set_ok(true);
+      *r.mutable_sidecar() = self->status();
+      return r;
+    }
+    case v1::ControlRequest::kAck: {
+      auto t = registry->acknowledge(key_of(request.ack().breaker()), who, request.ack().note(), now);
+      if (!t.ok()) return fail(t.error());
+      r.set_message("acknowledged " + t->breaker().name() + " as " + who);
+      *r.add_history() = *t;
+      break;
+    }
+    case v1::ControlRequest::kReset: {
+      auto t = registry->reset(key_of(request.reset().breaker()), who, request.reset().reason(), now);
+      if (!t.ok()) return fail(t.error());
+      r.set_message("reset " + t->breaker().name() + " as " + who + ": now " +
+                    std::string(sdk::to_string(t->breaker().state())));
+      *r.add_history() = *t;
+      break;
+    }
+    case v1::ControlRequest::kForceOpen: {
+      const auto& f = request.force_open();
+      auto action = sdk::from_proto(f.action()).value_or(sdk::breaker_action::halt);
+      auto t = registry->force_open(key_of(f.breaker()), who, f.reason(), action, now);
+      if (!t.ok()) return fail(t.error());
+      r.set_message("forced " + t->breaker().name() + " open as " + who);
+      *r.add_history() = *t;
+      break;
+    }
+    case v1::ControlRequest::kReload: {
+      if (auto s = self->reload(); !s.ok()) return fail(s);
+      r.set_message("reloaded " + cfg.source);
+      break;
+    }
+    case v1::ControlRequest::kApproval:
+      return fail(core::make_error(core::status_code::failed_precondition,
+                                   "approvals need the durable state store (not in this build yet)"));
+    case v1::ControlRequest::COMMAND_NOT_SET:
+      return fail(core::make_error(core::status_code::invalid_argument, "the request names no command"));
+  }
+  r.set_ok(true);
+  *r.mutable_snapshot() = registry->snapshot();
+  *r.mutable_sidecar() = self->status();
+  return r;
+}
+
+int run_serve(const serve_options& options, std::ostream& out, std::ostream& err) {
+  // Block the signals we handle in every thread (threads inherit the mask), then wait for them
+  // synchronously here: no signal handler runs anywhere.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  auto srv = server::start(options);
+  if (!srv.ok()) {
+    err << "loopwarden serve: " << srv.error().message() << "\n";
+    return exit_error;
+  }
+  const auto& t = (*srv)->config().transport;
+  out << "loopwarden serving (pid " << ::getpid() << ")\n";
+  for (const auto& in : t.ingest) out << "  ingest    " << in.endpoint << "\n";
+  out << "  breakers  " << t.breakers << "\n"
+      << "  gate      " << t.gate << "\n"
+      << "  control   " << t.control << "\n"
+      << "SIGINT/SIGTERM stop, SIGHUP reloads the config\n"
+      << std::flush;
+
+  while (true) {
+    timespec timeout{0, 200'000'000};
+    const int sig = sigtimedwait(&set, nullptr, &timeout);
+    if (sig == SIGHUP) {
+      (void)(*srv)->reload();  // logged either way; a bad config keeps the old one
+    } else if (sig == SIGINT || sig == SIGTERM) {
+      core::log_message(sdk::log_level::info,
+                        std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                            ": stopping (draining queued events)");
+      break;
+    }
+  }
+  (*srv)->stop();
+  out << "loopwarden stopped\n" << std::flush;
+  return exit_ok;
+}
+
+}  // namespace loopwarden::sidecar
