@@ -334,14 +334,16 @@ result<std::string> read_endpoint(const config_node& n, const fs::path& base) {
     std::string resolved = resolve_path(path, base);
     if (resolved.size() > max_ipc_path) {
       return n.error("ipc path is " + std::to_string(resolved.size()) +
-                     " bytes once made absolute, longer than the " +
-                     std::to_string(max_ipc_path) + " the operating system allows");
+                     " bytes once made absolute, longer than the " + std::to_string(max_ipc_path) +
+                     " the operating system allows");
     }
     return std::string(ipc) + resolved;
   }
   if (text->rfind(tcp, 0) == 0 && text->size() > tcp.size()) return *text;
-  return n.error("expected an endpoint such as ipc:///run/loopwarden/ingest.sock or "
-                 "tcp://127.0.0.1:5556, got " + n.describe());
+  return n.error(
+      "expected an endpoint such as ipc:///run/loopwarden/ingest.sock or "
+      "tcp://127.0.0.1:5556, got " +
+      n.describe());
 }
 
 std::optional<ingest_socket> parse_ingest_socket(std::string_view name) {
@@ -396,10 +398,11 @@ status read_transport(const config_node& node, const fs::path& base, config& out
     t.ingest.push_back({ingest_socket::pull, run + "ingest.sock", true, {}, {}});
     return status::success();
   }
-  if (!node.is_map()) return node.error("expected a map of transport settings, got " + node.describe());
-  if (auto s = node.check_keys({"ingest", "breakers", "gate", "control", "control_curve",
-                                "heartbeat_interval", "queue_capacity", "overflow",
-                                "drain_timeout"});
+  if (!node.is_map())
+    return node.error("expected a map of transport settings, got " + node.describe());
+  if (auto s =
+          node.check_keys({"ingest", "breakers", "gate", "control", "control_curve",
+                           "heartbeat_interval", "queue_capacity", "overflow", "drain_timeout"});
       !s.ok()) {
     return s;
   }
@@ -435,8 +438,8 @@ status read_transport(const config_node& node, const fs::path& base, config& out
     if (!keys) return keys.error();
     for (std::size_t i = 0; i < keys->size(); ++i) {
       if ((*keys)[i].size() != 40) {
-        const config_node k = n["operator_keys"].is_sequence() ? n["operator_keys"].at(i)
-                                                               : n["operator_keys"];
+        const config_node k =
+            n["operator_keys"].is_sequence() ? n["operator_keys"].at(i) : n["operator_keys"];
         return k.error("expected a 40-character Z85 CURVE public key, got " + k.describe());
       }
     }
@@ -468,9 +471,10 @@ status read_transport(const config_node& node, const fs::path& base, config& out
 status read_telemetry(const config_node& node, config& out) {
   telemetry_config& t = out.telemetry;
   if (absent(node)) return status::success();
-  if (!node.is_map()) return node.error("expected a map of telemetry settings, got " + node.describe());
-  if (auto s = node.check_keys({"silence_timeout", "silence_breaker", "loss_threshold",
-                                "max_sources"});
+  if (!node.is_map())
+    return node.error("expected a map of telemetry settings, got " + node.describe());
+  if (auto s =
+          node.check_keys({"silence_timeout", "silence_breaker", "loss_threshold", "max_sources"});
       !s.ok()) {
     return s;
   }
@@ -602,7 +606,8 @@ void override_state_dir(config& cfg, const std::string& dir) {
   const std::string run = "ipc://" + cfg.state_dir + "/run/";
   if (absent(t["breakers"])) cfg.transport.breakers = run + "breakers.sock";
   if (absent(t["gate"])) cfg.transport.gate = run + "gate.sock";
-  if (absent(t["control"])) cfg.transport.control = "ipc://" + cfg.state_dir + "/control/control.sock";
+  if (absent(t["control"]))
+    cfg.transport.control = "ipc://" + cfg.state_dir + "/control/control.sock";
   if (absent(t["ingest"])) {
     cfg.transport.ingest.clear();
     cfg.transport.ingest.push_back({ingest_socket::pull, run + "ingest.sock", true, {}, {}});

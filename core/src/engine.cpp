@@ -70,7 +70,7 @@ struct engine::impl {
   engine_counters counters;  // guarded by counters_mu
 
   mutable std::mutex accounting_mu;
-  std::unique_ptr<source_accounting> accounting;  // guarded by accounting_mu
+  std::unique_ptr<source_accounting> accounting;             // guarded by accounting_mu
   std::map<std::string, sdk::breaker_spec> telemetry_specs;  // telemetry.silence, telemetry.loss
 
   void trip_telemetry(const std::string& breaker, const source_stats& s, std::string reason);
@@ -313,9 +313,9 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
 
   // The engine's own breakers, for the event stream itself.
   m.accounting = std::make_unique<source_accounting>(m.cfg.telemetry);
-  m.telemetry_specs["telemetry.silence"] = {
-      "telemetry.silence", sdk::breaker_action::pause, sdk::severity::warning,
-      sdk::breaker_scope::run, "a source stopped sending events and heartbeats"};
+  m.telemetry_specs["telemetry.silence"] = {"telemetry.silence", sdk::breaker_action::pause,
+                                            sdk::severity::warning, sdk::breaker_scope::run,
+                                            "a source stopped sending events and heartbeats"};
   m.telemetry_specs["telemetry.loss"] = {"telemetry.loss", sdk::breaker_action::alert,
                                          sdk::severity::warning, sdk::breaker_scope::run,
                                          "a source lost more events than allowed"};
@@ -499,8 +499,8 @@ void engine::tick(std::int64_t now_unix_nano) {
       char text[64];
       std::snprintf(text, sizeof text, "%.3g", secs);
       m.trip_telemetry("telemetry.silence", s,
-                       "source " + s.source + " sent nothing (no event, no heartbeat) for more than " +
-                           text + " s");
+                       "source " + s.source +
+                           " sent nothing (no event, no heartbeat) for more than " + text + " s");
     }
   }
   registry_->advance(now);
@@ -516,8 +516,12 @@ namespace {
 // A canonical text of a config subtree, to tell whether a monitor's config changed on reload.
 void canonical(const sdk::config_node& n, std::string& out) {
   switch (n.type()) {
-    case sdk::config_node::node_type::missing: out += "~missing"; break;
-    case sdk::config_node::node_type::null: out += "~null"; break;
+    case sdk::config_node::node_type::missing:
+      out += "~missing";
+      break;
+    case sdk::config_node::node_type::null:
+      out += "~null";
+      break;
     case sdk::config_node::node_type::scalar:
       out += "s" + std::to_string(n.scalar().size()) + ":" + n.scalar();
       break;

@@ -45,9 +45,9 @@ class breaker_publisher {
 
   mutable std::mutex mu_;
   std::condition_variable_any wake_;
-  std::deque<std::string> pending_;    // serialized BreakerMessages; guarded by mu_
-  std::uint64_t snapshots_ = 0;        // guarded by mu_
-  std::uint64_t transitions_ = 0;      // guarded by mu_
+  std::deque<std::string> pending_;  // serialized BreakerMessages; guarded by mu_
+  std::uint64_t snapshots_ = 0;      // guarded by mu_
+  std::uint64_t transitions_ = 0;    // guarded by mu_
 };
 
 }  // namespace loopwarden::sidecar::detail

@@ -103,13 +103,18 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
       "serve",
       "run the sidecar: ingest events over ZeroMQ, run the monitors, publish breakers, answer\n"
       "gate requests and operator commands (SIGINT/SIGTERM stop, SIGHUP reloads the config)");
-  serve->add_option("-c,--config", so.config_file, "configuration file (default: the embedded default)")
+  serve
+      ->add_option("-c,--config", so.config_file,
+                   "configuration file (default: the embedded default)")
       ->envname("LOOPWARDEN_CONFIG")
       ->check(CLI::ExistingFile);
-  serve->add_option("--state-dir", so.state_dir, "state directory (overrides the config's state_dir)")
+  serve
+      ->add_option("--state-dir", so.state_dir,
+                   "state directory (overrides the config's state_dir)")
       ->envname("LOOPWARDEN_STATE_DIR");
-  serve->add_option("--ingest", so.ingest,
-                    "bind a PULL ingest socket here instead of the config's (repeatable)")
+  serve
+      ->add_option("--ingest", so.ingest,
+                   "bind a PULL ingest socket here instead of the config's (repeatable)")
       ->envname("LOOPWARDEN_INGEST");
   serve->add_option("--breakers", so.breakers_endpoint, "bind the breaker PUB socket here")
       ->envname("LOOPWARDEN_BREAKERS");
@@ -120,7 +125,9 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   serve->add_option("--plugin-path", so.plugin_paths, "extra directory to search for plugins");
   serve->add_option("--record", so.record_file,
                     "also write every ingested event to this file (replay format)");
-  serve->add_option("--log-level", serve_log_level, "debug, info, warn, error (overrides the config)")
+  serve
+      ->add_option("--log-level", serve_log_level,
+                   "debug, info, warn, error (overrides the config)")
       ->envname("LOOPWARDEN_LOG_LEVEL")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
 
@@ -164,7 +171,8 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   add_breaker_ref(halt_cmd);
   halt_cmd->add_option("--reason", reason, "why (required)")->required();
   halt_cmd->add_option("--action", halt_action, "what hosts must do (default halt)")
-      ->check(CLI::IsMember({"halt", "pause", "rollback", "throttle", "require_approval", "alert"}));
+      ->check(
+          CLI::IsMember({"halt", "pause", "rollback", "throttle", "require_approval", "alert"}));
   auto* reload_cmd = app.add_subcommand("reload", "re-read the sidecar's configuration file");
   add_operator_options(reload_cmd);
 

@@ -13,9 +13,9 @@ core::result<v1::ControlResponse> send_control(const std::string& endpoint,
                                                std::chrono::milliseconds timeout) {
   constexpr std::string_view ipc = "ipc://";
   if (endpoint.rfind(ipc, 0) == 0 && !std::filesystem::exists(endpoint.substr(ipc.size()))) {
-    return core::make_error(core::status_code::not_found,
-                            "no control socket at " + endpoint + " (is loopwarden serve running "
-                            "with this state directory?)");
+    return core::make_error(core::status_code::not_found, "no control socket at " + endpoint +
+                                                              " (is loopwarden serve running "
+                                                              "with this state directory?)");
   }
   if (request.request_id().empty()) {
     std::random_device rd;
@@ -35,9 +35,10 @@ core::result<v1::ControlResponse> send_control(const std::string& endpoint,
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      return core::make_error(core::status_code::timeout,
-                              "no answer from " + endpoint + " within " +
-                                  std::to_string(timeout.count()) + " ms (is loopwarden serve running?)");
+      return core::make_error(core::status_code::timeout, "no answer from " + endpoint +
+                                                              " within " +
+                                                              std::to_string(timeout.count()) +
+                                                              " ms (is loopwarden serve running?)");
     }
     zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, left);

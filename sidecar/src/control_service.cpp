@@ -29,8 +29,9 @@ core::result<std::string> read_secret_key(const std::string& path) {
             key.end());
   if (key.size() != 40) {
     return core::make_error(core::status_code::invalid_argument,
-                            "'" + path + "' must hold a 40-character Z85 CURVE secret key on its "
-                            "first line (make one with `loopwarden keygen`)");
+                            "'" + path +
+                                "' must hold a 40-character Z85 CURVE secret key on its "
+                                "first line (make one with `loopwarden keygen`)");
   }
   return key;
 }
@@ -112,8 +113,8 @@ void control_service::run(std::stop_token stop,
       // ZAP request (RFC 27): version, request id, domain, address, identity, mechanism, creds.
       frames.clear();
       if (zmq::recv_multipart(*zap, std::back_inserter(frames))) {
-        const bool well_formed = frames.size() >= 7 && frames[5].to_string_view() == "CURVE" &&
-                                 frames[6].size() == 32;
+        const bool well_formed =
+            frames.size() >= 7 && frames[5].to_string_view() == "CURVE" && frames[6].size() == 32;
         std::string key_z85;
         if (well_formed) {
           char text[41];
@@ -132,7 +133,8 @@ void control_service::run(std::stop_token stop,
         }
         std::array<zmq::const_buffer, 6> reply = {
             zmq::str_buffer("1.0"),
-            frames.size() > 1 ? zmq::buffer(frames[1].data(), frames[1].size()) : zmq::str_buffer(""),
+            frames.size() > 1 ? zmq::buffer(frames[1].data(), frames[1].size())
+                              : zmq::str_buffer(""),
             allowed ? zmq::str_buffer("200") : zmq::str_buffer("400"),
             allowed ? zmq::str_buffer("OK") : zmq::str_buffer("not an operator key"),
             zmq::buffer(key_z85),  // becomes the connection's User-Id

@@ -11,9 +11,9 @@
 #include <thread>
 #include <vector>
 
+#include <loopwarden/v1/control.pb.h>
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/status.hpp>
-#include <loopwarden/v1/control.pb.h>
 
 namespace loopwarden::sidecar::detail {
 
@@ -22,8 +22,8 @@ class control_service {
  public:
   // Answers one request; `operator_id` is who sent it, taken from the channel (the OS user owning
   // the ipc directory, or the CURVE key's allowlist entry), never from the request.
-  using handler = std::function<v1::ControlResponse(const v1::ControlRequest&,
-                                                    const std::string& operator_id)>;
+  using handler =
+      std::function<v1::ControlResponse(const v1::ControlRequest&, const std::string& operator_id)>;
 
   control_service(const core::transport_config& transport, handler h);
   ~control_service();

@@ -83,7 +83,8 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
     const bool pull = in.socket == core::ingest_socket::pull;
     zmq::socket_t s(zmq_context(), pull ? zmq::socket_type::pull : zmq::socket_type::sub);
     s.set(zmq::sockopt::linger, 0);
-    s.set(zmq::sockopt::rcvhwm, static_cast<int>(std::min<std::size_t>(transport_.queue_capacity, 1'000'000)));
+    s.set(zmq::sockopt::rcvhwm,
+          static_cast<int>(std::min<std::size_t>(transport_.queue_capacity, 1'000'000)));
     if (!pull) {
       if (in.topics.empty()) {
         s.set(zmq::sockopt::subscribe, "");
@@ -141,9 +142,10 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
     }
     const auto n = dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
     if (should_log(n)) {
-      core::log_message(sdk::log_level::warn,
-                        fmt::format("event queue full: dropped an event from {} ({} dropped so far)",
-                                    env->source(), n));
+      core::log_message(
+          sdk::log_level::warn,
+          fmt::format("event queue full: dropped an event from {} ({} dropped so far)",
+                      env->source(), n));
     }
   };
   if (block) queue.set(zmq::sockopt::sndtimeo, 100);  // so a blocked send still sees stop
@@ -163,7 +165,8 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
         frames.clear();
         std::optional<std::size_t> got;
         try {
-          got = zmq::recv_multipart(sockets[i], std::back_inserter(frames), zmq::recv_flags::dontwait);
+          got = zmq::recv_multipart(sockets[i], std::back_inserter(frames),
+                                    zmq::recv_flags::dontwait);
         } catch (const zmq::error_t& e) {
           break;
         }
@@ -205,8 +208,8 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
             core::log_message(
                 sdk::log_level::warn,
                 fmt::format("dropped a malformed message on {}{}: {} ({} malformed so far)",
-                            transport_.ingest[i].endpoint,
-                            source.empty() ? "" : " from " + source, why, m));
+                            transport_.ingest[i].endpoint, source.empty() ? "" : " from " + source,
+                            why, m));
           }
           continue;
         }

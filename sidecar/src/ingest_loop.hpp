@@ -5,9 +5,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
-#include <future>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -66,8 +66,8 @@ class ingest_loop {
   std::atomic<std::uint64_t> enqueued_{0};
 
   mutable std::mutex mu_;
-  std::vector<ingest_endpoint_counters> endpoints_;  // guarded by mu_
-  std::string record_error_;                         // guarded by mu_
+  std::vector<ingest_endpoint_counters> endpoints_;           // guarded by mu_
+  std::string record_error_;                                  // guarded by mu_
   std::map<std::string, std::uint64_t> malformed_by_source_;  // guarded by mu_; bounded
 };
 

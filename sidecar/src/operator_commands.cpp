@@ -30,19 +30,19 @@ void print_status(const v1::ControlResponse& r, std::ostream& out) {
   const auto& s = r.sidecar();
   out << fmt::format("loopwarden {} serving since {} ({})\n", s.version(),
                      format_time(s.started_unix_nano()), s.config_source());
-  out << fmt::format("events {}  malformed {}  dropped {}  duplicates {}  queued {}  gate requests {}\n",
-                     s.events(), s.malformed(), s.dropped(), s.duplicates(), s.queue_depth(),
-                     s.gate_requests());
-  if (!s.last_reload_error().empty()) out << "last reload refused: " << s.last_reload_error() << "\n";
+  out << fmt::format(
+      "events {}  malformed {}  dropped {}  duplicates {}  queued {}  gate requests {}\n",
+      s.events(), s.malformed(), s.dropped(), s.duplicates(), s.queue_depth(), s.gate_requests());
+  if (!s.last_reload_error().empty())
+    out << "last reload refused: " << s.last_reload_error() << "\n";
   out << "\nBREAKERS\n";
   if (r.snapshot().breakers_size() == 0) out << "  (none yet)\n";
   for (const auto& b : r.snapshot().breakers()) {
     std::string state = upper(sdk::to_string(b.state()));
     if (b.acknowledged()) state += " (acked by " + b.acknowledged_by() + ")";
     out << fmt::format("  {:<28} {:<12} {:<24} {:<16} epoch {:<3} {}\n", b.name(),
-                       b.run_id().empty() ? "(global)" : b.run_id(), state,
-                       action_name(b.action()), b.epoch(),
-                       b.reason().empty() ? "" : b.monitor() + ": " + b.reason());
+                       b.run_id().empty() ? "(global)" : b.run_id(), state, action_name(b.action()),
+                       b.epoch(), b.reason().empty() ? "" : b.monitor() + ": " + b.reason());
   }
   out << "\nSOURCES\n";
   if (s.sources_size() == 0) out << "  (none yet)\n";
@@ -124,8 +124,12 @@ int run_operator_command(const operator_options& options, v1::ControlRequest req
     return exit_found;
   }
   switch (request.command_case()) {
-    case v1::ControlRequest::kStatus: print_status(*r, out); break;
-    case v1::ControlRequest::kExplain: print_explain(*r, out); break;
+    case v1::ControlRequest::kStatus:
+      print_status(*r, out);
+      break;
+    case v1::ControlRequest::kExplain:
+      print_explain(*r, out);
+      break;
     default:
       out << r->message() << "\n";
       for (const auto& t : r->history()) out << format_transition_text(t);

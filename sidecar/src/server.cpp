@@ -44,7 +44,7 @@ std::int64_t wall_now() {
 
 // A request for the engine thread, passed by pointer over an inproc socket.
 struct engine_command {
-  std::unique_ptr<core::engine> next;  // the engine to swap in
+  std::unique_ptr<core::engine> next;           // the engine to swap in
   std::promise<std::vector<std::string>> done;  // the monitors that kept their state
 };
 
@@ -54,13 +54,15 @@ core::result<core::config> load_config(const serve_options& o) {
   if (!o.state_dir.empty()) core::override_state_dir(*cfg, o.state_dir);
   if (!o.ingest.empty()) {
     cfg->transport.ingest.clear();
-    for (const auto& ep : o.ingest) cfg->transport.ingest.push_back({core::ingest_socket::pull, ep, true, {}, {}});
+    for (const auto& ep : o.ingest)
+      cfg->transport.ingest.push_back({core::ingest_socket::pull, ep, true, {}, {}});
   }
   if (!o.breakers_endpoint.empty()) cfg->transport.breakers = o.breakers_endpoint;
   if (!o.gate_endpoint.empty()) cfg->transport.gate = o.gate_endpoint;
   if (!o.control_endpoint.empty()) cfg->transport.control = o.control_endpoint;
   if (o.log_level) cfg->log_level = *o.log_level;
-  if (cfg->transport.control.rfind("tcp://", 0) == 0 && cfg->transport.control_secret_key_file.empty()) {
+  if (cfg->transport.control.rfind("tcp://", 0) == 0 &&
+      cfg->transport.control_secret_key_file.empty()) {
     return core::make_error(core::status_code::invalid_argument,
                             "a tcp control socket needs transport.control_curve in the config");
   }
@@ -100,9 +102,9 @@ struct server::impl {
   std::atomic<std::uint64_t> queue_received{0};
 
   std::mutex reload_mu;  // serialises reloads
-  std::mutex status_mu;
-  std::uint64_t reloads = 0;       // guarded by status_mu
-  std::string last_reload_error;   // guarded by status_mu
+  mutable std::mutex status_mu;
+  std::uint64_t reloads = 0;      // guarded by status_mu
+  std::string last_reload_error;  // guarded by status_mu
 
   std::once_flag stopped;
 
@@ -206,8 +208,7 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
        [&] {
          auto* self = &m;
          m.control = std::make_unique<detail::control_service>(
-             m.cfg.transport,
-             [self](const v1::ControlRequest& r, const std::string& who) {
+             m.cfg.transport, [self](const v1::ControlRequest& r, const std::string& who) {
                return self->handle_control(r, who);
              });
          return m.control->start();
@@ -220,12 +221,12 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
       return s.with_context(std::string("can't start: ") + name);
     }
   }
-  core::log_message(sdk::log_level::info,
-                    fmt::format("loopwarden serving: {} monitor(s), ingest {}, breakers {}, gate {}, "
-                                "control {}",
-                                m.engine->monitors().size(), m.cfg.transport.ingest.front().endpoint,
-                                m.cfg.transport.breakers, m.cfg.transport.gate,
-                                m.cfg.transport.control));
+  core::log_message(
+      sdk::log_level::info,
+      fmt::format("loopwarden serving: {} monitor(s), ingest {}, breakers {}, gate {}, "
+                  "control {}",
+                  m.engine->monitors().size(), m.cfg.transport.ingest.front().endpoint,
+                  m.cfg.transport.breakers, m.cfg.transport.gate, m.cfg.transport.control));
   return srv;
 }
 
@@ -260,7 +261,8 @@ core::status server::impl::start_engine_thread() {
   return s;
 }
 
-void server::impl::run_engine(std::stop_token stop, std::shared_ptr<std::promise<core::status>> started) {
+void server::impl::run_engine(std::stop_token stop,
+                              std::shared_ptr<std::promise<core::status>> started) {
   zmq::context_t& ctx = detail::zmq_context();
   zmq::socket_t events(ctx, zmq::socket_type::pull);
   zmq::socket_t gate(ctx, zmq::socket_type::router);
@@ -340,7 +342,8 @@ void server::impl::run_engine(std::stop_token stop, std::shared_ptr<std::promise
                                std::chrono::duration_cast<std::chrono::milliseconds>(
                                    next_tick - std::chrono::steady_clock::now()));
     try {
-      zmq::poll(items.data(), items.size(), stop.stop_requested() ? std::chrono::milliseconds(10) : wait);
+      zmq::poll(items.data(), items.size(),
+                stop.stop_requested() ? std::chrono::milliseconds(10) : wait);
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) break;
     }
@@ -392,7 +395,8 @@ core::status server::reload() {
   auto fail = [&](const core::status& s) {
     std::lock_guard lock(m.status_mu);
     m.last_reload_error = s.message();
-    core::log_message(sdk::log_level::error, "reload refused, keeping the running config: " + s.message());
+    core::log_message(sdk::log_level::error,
+                      "reload refused, keeping the running config: " + s.message());
     return s;
   };
   auto cfg = load_config(m.options);
@@ -418,14 +422,17 @@ core::status server::reload() {
   }
   if (done.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
     // The command stays with the engine thread; it will complete and free it later.
-    return fail(core::make_error(core::status_code::timeout, "the engine thread did not take the new config"));
+    return fail(core::make_error(core::status_code::timeout,
+                                 "the engine thread did not take the new config"));
   }
   auto kept = done.get();
   delete cmd;  // now holds the old engine: destroyed here, off the engine thread
   if (cfg->transport.ingest.size() != m.cfg.transport.ingest.size() ||
-      cfg->transport.breakers != m.cfg.transport.breakers || cfg->transport.gate != m.cfg.transport.gate ||
+      cfg->transport.breakers != m.cfg.transport.breakers ||
+      cfg->transport.gate != m.cfg.transport.gate ||
       cfg->transport.control != m.cfg.transport.control) {
-    core::log_message(sdk::log_level::warn, "reload: socket settings changed; they apply after a restart");
+    core::log_message(sdk::log_level::warn,
+                      "reload: socket settings changed; they apply after a restart");
   }
   std::string kept_text;
   for (const auto& k : kept) kept_text += (kept_text.empty() ? "" : ", ") + k;
@@ -504,7 +511,7 @@ v1::SidecarStatus server::status() const {
     }
   }
   {
-    std::lock_guard lock(const_cast<std::mutex&>(m.status_mu));
+    std::lock_guard lock(m.status_mu);
     s.set_reloads(m.reloads);
     s.set_last_reload_error(m.last_reload_error);
   }
@@ -519,7 +526,9 @@ v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& reque
     r.set_error(s.message());
     return r;
   };
-  auto key_of = [](const v1::BreakerRef& ref) { return core::breaker_key{ref.name(), ref.run_id()}; };
+  auto key_of = [](const v1::BreakerRef& ref) {
+    return core::breaker_key{ref.name(), ref.run_id()};
+  };
   const std::int64_t now = wall_now();
   switch (request.command_case()) {
     case v1::ControlRequest::kStatus:
@@ -527,8 +536,11 @@ v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& reque
     case v1::ControlRequest::kExplain: {
       const auto key = key_of(request.explain().breaker());
       auto b = registry->find(key);
-      if (!b) return fail(core::make_error(core::status_code::not_found, "no breaker '" + key.name + "'" +
-                                                                  (key.run_id.empty() ? "" : " (run '" + key.run_id + "')")));
+      if (!b)
+        return fail(
+            core::make_error(core::status_code::not_found,
+                             "no breaker '" + key.name + "'" +
+                                 (key.run_id.empty() ? "" : " (run '" + key.run_id + "')")));
       auto h = registry->history(key, 100);
       if (h.ok()) {
         for (auto& t : *h) *r.add_history() = std::move(t);
@@ -539,14 +551,16 @@ v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& reque
       return r;
     }
     case v1::ControlRequest::kAck: {
-      auto t = registry->acknowledge(key_of(request.ack().breaker()), who, request.ack().note(), now);
+      auto t =
+          registry->acknowledge(key_of(request.ack().breaker()), who, request.ack().note(), now);
       if (!t.ok()) return fail(t.error());
       r.set_message("acknowledged " + t->breaker().name() + " as " + who);
       *r.add_history() = *t;
       break;
     }
     case v1::ControlRequest::kReset: {
-      auto t = registry->reset(key_of(request.reset().breaker()), who, request.reset().reason(), now);
+      auto t =
+          registry->reset(key_of(request.reset().breaker()), who, request.reset().reason(), now);
       if (!t.ok()) return fail(t.error());
       r.set_message("reset " + t->breaker().name() + " as " + who + ": now " +
                     std::string(sdk::to_string(t->breaker().state())));
@@ -568,10 +582,12 @@ v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& reque
       break;
     }
     case v1::ControlRequest::kApproval:
-      return fail(core::make_error(core::status_code::failed_precondition,
-                                   "approvals need the durable state store (not in this build yet)"));
+      return fail(
+          core::make_error(core::status_code::failed_precondition,
+                           "approvals need the durable state store (not in this build yet)"));
     case v1::ControlRequest::COMMAND_NOT_SET:
-      return fail(core::make_error(core::status_code::invalid_argument, "the request names no command"));
+      return fail(
+          core::make_error(core::status_code::invalid_argument, "the request names no command"));
   }
   r.set_ok(true);
   *r.mutable_snapshot() = registry->snapshot();
@@ -609,9 +625,9 @@ int run_serve(const serve_options& options, std::ostream& out, std::ostream& err
     if (sig == SIGHUP) {
       (void)(*srv)->reload();  // logged either way; a bad config keeps the old one
     } else if (sig == SIGINT || sig == SIGTERM) {
-      core::log_message(sdk::log_level::info,
-                        std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-                            ": stopping (draining queued events)");
+      core::log_message(sdk::log_level::info, std::string("received ") +
+                                                  (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                                                  ": stopping (draining queued events)");
       break;
     }
   }

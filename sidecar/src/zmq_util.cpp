@@ -18,8 +18,9 @@ zmq::context_t& zmq_context() {
 }
 
 core::status zmq_failure(const zmq::error_t& e, std::string_view what, std::string_view endpoint) {
-  return core::make_error(core::status_code::io_error, "can't " + std::string(what) + " (" +
-                                                           std::string(endpoint) + "): " + e.what());
+  return core::make_error(
+      core::status_code::io_error,
+      "can't " + std::string(what) + " (" + std::string(endpoint) + "): " + e.what());
 }
 
 core::status prepare_ipc(const std::string& endpoint, mode_t mode) {
@@ -54,7 +55,8 @@ core::status prepare_ipc(const std::string& endpoint, mode_t mode) {
   return core::status::success();
 }
 
-core::status bind_socket(zmq::socket_t& socket, const std::string& endpoint, std::string_view role) {
+core::status bind_socket(zmq::socket_t& socket, const std::string& endpoint,
+                         std::string_view role) {
   try {
     socket.bind(endpoint);
   } catch (const zmq::error_t& e) {
@@ -63,7 +65,8 @@ core::status bind_socket(zmq::socket_t& socket, const std::string& endpoint, std
   return core::status::success();
 }
 
-core::status connect_socket(zmq::socket_t& socket, const std::string& endpoint, std::string_view role) {
+core::status connect_socket(zmq::socket_t& socket, const std::string& endpoint,
+                            std::string_view role) {
   try {
     socket.connect(endpoint);
   } catch (const zmq::error_t& e) {

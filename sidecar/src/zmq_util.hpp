@@ -2,9 +2,9 @@
 // ZeroMQ plumbing shared by the sidecar's sockets: the process's one context, the one place where
 // zmq errors become statuses, and preparing ipc directories with the right permissions.
 
+#include <sys/types.h>
 #include <string>
 #include <string_view>
-#include <sys/types.h>
 #include <zmq.hpp>
 
 #include <loopwarden/core/status.hpp>
@@ -23,7 +23,8 @@ core::status prepare_ipc(const std::string& endpoint, mode_t mode);
 
 // Binds or connects `socket`, converting failures (role names the socket in messages).
 core::status bind_socket(zmq::socket_t& socket, const std::string& endpoint, std::string_view role);
-core::status connect_socket(zmq::socket_t& socket, const std::string& endpoint, std::string_view role);
+core::status connect_socket(zmq::socket_t& socket, const std::string& endpoint,
+                            std::string_view role);
 
 // The OS user name of this process ("uid 1000" when it has none).
 std::string current_user();

@@ -91,7 +91,8 @@ class breaker_registry {
   // Every breaker, sorted by (name, run_id).
   v1::BreakerSnapshot snapshot() const;
   // The newest `limit` transitions of one breaker, oldest first (from the store).
-  result<std::vector<v1::BreakerTransition>> history(const breaker_key& key, std::size_t limit) const;
+  result<std::vector<v1::BreakerTransition>> history(const breaker_key& key,
+                                                     std::size_t limit) const;
   std::optional<v1::BreakerStatus> find(const breaker_key& key) const;
   // True when any breaker is open or forced open.
   bool any_open() const;

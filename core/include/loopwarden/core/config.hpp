@@ -21,7 +21,8 @@
 //       on_error: fail_closed       # fail_closed (trip its breakers) | disable
 //       config: {...}               # handed to the monitor's configure()
 //   transport:                      # the sidecar's sockets (docs/wire-protocol.md)
-//     ingest:                       # default: [{socket: pull, bind: ipc://<state_dir>/run/ingest.sock}]
+//     ingest:                       # default: [{socket: pull, bind:
+//     ipc://<state_dir>/run/ingest.sock}]
 //       - {socket: pull, bind: "tcp://0.0.0.0:5556"}
 //       - {socket: sub, connect: "tcp://trainer:5557", topics: [metrics]}
 //     breakers: ipc://<state_dir>/run/breakers.sock   # PUB, bind
@@ -93,9 +94,9 @@ struct ingest_config {
 
 struct transport_config {
   std::vector<ingest_config> ingest;
-  std::string breakers;  // PUB endpoint (bind)
-  std::string gate;      // ROUTER endpoint (bind)
-  std::string control;   // ROUTER endpoint (bind)
+  std::string breakers;                    // PUB endpoint (bind)
+  std::string gate;                        // ROUTER endpoint (bind)
+  std::string control;                     // ROUTER endpoint (bind)
   std::string control_secret_key_file;     // CURVE server secret key (Z85 text), tcp control only
   std::vector<std::string> operator_keys;  // CURVE public keys (Z85) allowed on tcp control
   std::chrono::nanoseconds heartbeat_interval = std::chrono::milliseconds(250);

@@ -16,8 +16,8 @@
 #include <loopwarden/core/breaker_registry.hpp>
 #include <loopwarden/core/breaker_store.hpp>
 #include <loopwarden/core/config.hpp>
-#include <loopwarden/core/telemetry.hpp>
 #include <loopwarden/core/status.hpp>
+#include <loopwarden/core/telemetry.hpp>
 #include <loopwarden/event_kind.hpp>
 #include <loopwarden/monitor.hpp>
 #include <loopwarden/status.hpp>

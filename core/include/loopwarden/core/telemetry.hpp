@@ -8,20 +8,20 @@
 #include <unordered_map>
 #include <vector>
 
-#include <loopwarden/core/config.hpp>
 #include <loopwarden/v1/envelope.pb.h>
+#include <loopwarden/core/config.hpp>
 
 namespace loopwarden::core {
 
 // What is known about one producer.
 struct source_stats {
   std::string source;
-  std::string run_id;             // of its last event
-  std::uint64_t received = 0;     // envelopes accepted (duplicates excluded)
-  std::uint64_t lost = 0;         // sequence numbers skipped and never seen since
-  std::uint64_t duplicates = 0;   // envelopes whose seq was already seen (dropped)
-  std::uint64_t late = 0;         // envelopes below the highest seq, not seen before (accepted)
-  std::uint64_t restarts = 0;     // seq went back to 1: the producer restarted
+  std::string run_id;            // of its last event
+  std::uint64_t received = 0;    // envelopes accepted (duplicates excluded)
+  std::uint64_t lost = 0;        // sequence numbers skipped and never seen since
+  std::uint64_t duplicates = 0;  // envelopes whose seq was already seen (dropped)
+  std::uint64_t late = 0;        // envelopes below the highest seq, not seen before (accepted)
+  std::uint64_t restarts = 0;    // seq went back to 1: the producer restarted
   std::uint64_t heartbeats = 0;
   std::uint64_t highest_seq = 0;
   std::int64_t last_seen_unix_nano = 0;

@@ -5,8 +5,8 @@
 #include <chrono>
 #include <string>
 
-#include <loopwarden/core/status.hpp>
 #include <loopwarden/v1/control.pb.h>
+#include <loopwarden/core/status.hpp>
 
 namespace loopwarden::sidecar {
 

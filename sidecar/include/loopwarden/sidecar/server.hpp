@@ -7,23 +7,23 @@
 #include <string>
 #include <vector>
 
+#include <loopwarden/v1/control.pb.h>
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/status.hpp>
 #include <loopwarden/types.hpp>
-#include <loopwarden/v1/control.pb.h>
 
 namespace loopwarden::sidecar {
 
 // What `loopwarden serve` was asked for; flags and environment override the config file.
 struct serve_options {
-  std::string config_file;                 // empty: the embedded default
-  std::string state_dir;                   // override of state_dir
-  std::vector<std::string> ingest;         // override: PULL sockets bound here
-  std::string breakers_endpoint;           // overrides of the other sockets
+  std::string config_file;          // empty: the embedded default
+  std::string state_dir;            // override of state_dir
+  std::vector<std::string> ingest;  // override: PULL sockets bound here
+  std::string breakers_endpoint;    // overrides of the other sockets
   std::string gate_endpoint;
   std::string control_endpoint;
-  std::vector<std::string> plugin_paths;   // searched after the config's
-  std::string record_file;                 // capture the ingest stream in the replay format
+  std::vector<std::string> plugin_paths;  // searched after the config's
+  std::string record_file;                // capture the ingest stream in the replay format
   std::optional<sdk::log_level> log_level;
 };
 
