@@ -1,11 +1,18 @@
 #include <loopwarden/sidecar/cli.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <ostream>
 
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/engine.hpp>
 #include <loopwarden/core/logging.hpp>
+#include <loopwarden/sidecar/control_client.hpp>
 #include <loopwarden/sidecar/replay_command.hpp>
 #include <loopwarden/sidecar/server.hpp>
 #include <loopwarden/version.hpp>
@@ -47,6 +54,39 @@ int run_config_check(const std::string& file, const std::vector<std::string>& pl
         << monitors[i].version;
   }
   out << (monitors.empty() ? "" : ")") << "\n";
+  return exit_ok;
+}
+
+int run_keygen(const std::string& file, std::ostream& out, std::ostream& err) {
+  auto keys = make_curve_keypair();
+  if (!keys.ok()) {
+    err << "loopwarden keygen: " << keys.error().message() << "\n";
+    return exit_error;
+  }
+  if (file.empty()) {
+    out << "public: " << keys->public_key << "\nsecret: " << keys->secret_key << "\n";
+    return exit_ok;
+  }
+  // The secret never exists on disk with looser permissions than 0600.
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    err << "loopwarden keygen: can't create '" << file << "': " << std::strerror(errno)
+        << " (it must not exist yet)\n";
+    return exit_error;
+  }
+  const std::string secret =
+      keys->secret_key + "\n# CURVE secret key; public key: " + keys->public_key + "\n";
+  const bool written =
+      ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size());
+  ::close(fd);
+  std::ofstream pub(file + ".pub");
+  pub << keys->public_key << "\n";
+  if (!written || !pub) {
+    err << "loopwarden keygen: can't write the key files\n";
+    return exit_error;
+  }
+  out << "secret key: " << file << " (mode 0600)\npublic key: " << file
+      << ".pub: " << keys->public_key << "\n";
   return exit_ok;
 }
 
@@ -141,6 +181,12 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
     cmd->add_option("--state-dir", oo.state_dir, "the sidecar's state directory")
         ->envname("LOOPWARDEN_STATE_DIR");
     cmd->add_flag("--json", oo.json, "print the reply as JSON");
+    cmd->add_option("--server-key", oo.server_key,
+                    "tcp control: the sidecar's CURVE public key (Z85, or a file holding it)")
+        ->envname("LOOPWARDEN_SERVER_KEY");
+    cmd->add_option("--key-file", oo.secret_key_file,
+                    "tcp control: your CURVE secret key file (see `loopwarden keygen`)")
+        ->envname("LOOPWARDEN_KEY_FILE");
     cmd->add_option("--timeout-ms", oo.timeout_ms, "how long to wait for the sidecar");
   };
   std::string breaker_name;
@@ -176,6 +222,16 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   auto* reload_cmd = app.add_subcommand("reload", "re-read the sidecar's configuration file");
   add_operator_options(reload_cmd);
 
+  std::string keygen_out;
+  auto* keygen_cmd =
+      app.add_subcommand("keygen",
+                         "make a CURVE key pair for a tcp control socket: the sidecar's "
+                         "(control_curve.secret_key_file)\n"
+                         "or an operator's (its public key goes in control_curve.operator_keys)");
+  keygen_cmd->add_option("--out", keygen_out,
+                         "write the secret key to this file (mode 0600) and the public key to "
+                         "FILE.pub; default: print both");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -203,6 +259,7 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   core::set_log_level(*sdk::parse_log_level(log_level));
 
   if (*replay) return run_replay(ro, out, err);
+  if (*keygen_cmd) return run_keygen(keygen_out, out, err);
   if (*serve) {
     if (!serve_log_level.empty()) so.log_level = sdk::parse_log_level(serve_log_level);
     core::set_log_level(so.log_level.value_or(sdk::log_level::info));

@@ -1,6 +1,9 @@
 #include <loopwarden/sidecar/control_client.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <zmq_addon.hpp>
 
@@ -8,9 +11,37 @@
 
 namespace loopwarden::sidecar {
 
+core::result<curve_keypair> make_curve_keypair() {
+  char pub[41] = {};
+  char sec[41] = {};
+  if (zmq_curve_keypair(pub, sec) != 0) {
+    return core::make_error(
+        core::status_code::internal,
+        std::string("can't make a CURVE key pair: ") + zmq_strerror(zmq_errno()));
+  }
+  return curve_keypair{std::string(pub, 40), std::string(sec, 40)};
+}
+
+core::result<std::string> read_key_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return core::make_error(core::status_code::io_error, "can't read key file '" + path + "'");
+  std::string key;
+  std::getline(in, key);
+  key.erase(std::remove_if(key.begin(), key.end(), [](unsigned char c) { return std::isspace(c); }),
+            key.end());
+  if (key.size() != 40) {
+    return core::make_error(
+        core::status_code::invalid_argument,
+        "'" + path + "' must hold a 40-character Z85 CURVE key on its first line");
+  }
+  return key;
+}
+
 core::result<v1::ControlResponse> send_control(const std::string& endpoint,
                                                v1::ControlRequest request,
-                                               std::chrono::milliseconds timeout) {
+                                               std::chrono::milliseconds timeout,
+                                               const curve_credentials* curve) {
   constexpr std::string_view ipc = "ipc://";
   if (endpoint.rfind(ipc, 0) == 0 && !std::filesystem::exists(endpoint.substr(ipc.size()))) {
     return core::make_error(core::status_code::not_found, "no control socket at " + endpoint +
@@ -23,6 +54,21 @@ core::result<v1::ControlResponse> send_control(const std::string& endpoint,
   }
   zmq::socket_t s(detail::zmq_context(), zmq::socket_type::dealer);
   s.set(zmq::sockopt::linger, 0);
+  if (curve != nullptr) {
+    char pub[41] = {};
+    if (curve->server_public_key.size() != 40 || curve->secret_key.size() != 40 ||
+        zmq_curve_public(pub, curve->secret_key.c_str()) != 0) {
+      return core::make_error(core::status_code::invalid_argument,
+                              "CURVE keys must be 40-character Z85 strings");
+    }
+    try {
+      s.set(zmq::sockopt::curve_serverkey, curve->server_public_key);
+      s.set(zmq::sockopt::curve_publickey, std::string(pub, 40));
+      s.set(zmq::sockopt::curve_secretkey, curve->secret_key);
+    } catch (const zmq::error_t& e) {
+      return detail::zmq_failure(e, "set up CURVE for the control socket", endpoint);
+    }
+  }
   if (auto st = detail::connect_socket(s, endpoint, "control"); !st.ok()) return st;
   const std::string payload = request.SerializeAsString();
   std::array<zmq::const_buffer, 2> frames = {zmq::str_buffer(""), zmq::buffer(payload)};

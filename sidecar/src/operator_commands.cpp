@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <optional>
 #include <ostream>
 
 #include <loopwarden/core/config.hpp>
@@ -106,7 +107,31 @@ int run_operator_command(const operator_options& options, v1::ControlRequest req
     if (!options.state_dir.empty()) core::override_state_dir(*cfg, options.state_dir);
     endpoint = cfg->transport.control;
   }
-  auto r = send_control(endpoint, request, std::chrono::milliseconds(options.timeout_ms));
+  std::optional<curve_credentials> curve;
+  if (!options.server_key.empty() || !options.secret_key_file.empty()) {
+    if (options.server_key.empty() || options.secret_key_file.empty()) {
+      err << "loopwarden: CURVE needs both --server-key and --key-file\n";
+      return exit_error;
+    }
+    curve.emplace();
+    curve->server_public_key = options.server_key;
+    if (options.server_key.size() != 40) {
+      auto k = read_key_file(options.server_key);
+      if (!k.ok()) {
+        err << "loopwarden: " << k.error().message() << "\n";
+        return exit_error;
+      }
+      curve->server_public_key = *k;
+    }
+    auto secret = read_key_file(options.secret_key_file);
+    if (!secret.ok()) {
+      err << "loopwarden: " << secret.error().message() << "\n";
+      return exit_error;
+    }
+    curve->secret_key = *secret;
+  }
+  auto r = send_control(endpoint, request, std::chrono::milliseconds(options.timeout_ms),
+                        curve ? &*curve : nullptr);
   if (!r.ok()) {
     err << "loopwarden: " << r.error().message() << "\n";
     return exit_error;

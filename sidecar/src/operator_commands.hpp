@@ -10,9 +10,11 @@
 namespace loopwarden::sidecar::detail {
 
 struct operator_options {
-  std::string control;      // explicit control endpoint; else derived from the config
-  std::string config_file;  // to find the control endpoint (default: the embedded default)
-  std::string state_dir;    // override of the config's state_dir
+  std::string control;          // explicit control endpoint; else derived from the config
+  std::string config_file;      // to find the control endpoint (default: the embedded default)
+  std::string state_dir;        // override of the config's state_dir
+  std::string server_key;       // tcp control: the sidecar's public key (Z85), or a file holding it
+  std::string secret_key_file;  // tcp control: this operator's secret key file
   bool json = false;
   int timeout_ms = 5000;
 };
