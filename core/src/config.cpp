@@ -450,6 +450,21 @@ status read_transport(const config_node& node, const fs::path& base, config& out
         "a tcp control socket needs control_curve (CURVE keys), so that only operators can "
         "connect; use ipc:// for a local operator");
   }
+  if (auto n = node["ipc_mode"]; !absent(n)) {
+    auto text = n.as_string();
+    if (!text) return text.error();
+    unsigned mode = 0;
+    bool octal = !text->empty() && text->size() <= 4;
+    for (char c : *text) {
+      if (c < '0' || c > '7') octal = false;
+      mode = mode * 8 + static_cast<unsigned>(c - '0');
+    }
+    if (!octal || mode > 0777) {
+      return n.error("expected an octal file mode such as \"0660\" (quote it), got " +
+                     n.describe());
+    }
+    t.ipc_mode = mode;
+  }
   auto hb = node.get_duration("heartbeat_interval", t.heartbeat_interval);
   if (!hb) return hb.error();
   if (hb->count() <= 0) return node["heartbeat_interval"].error("expected a positive duration");

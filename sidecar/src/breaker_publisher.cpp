@@ -21,11 +21,13 @@ std::int64_t wall_now() {
 }  // namespace
 
 breaker_publisher::breaker_publisher(std::string endpoint, std::chrono::nanoseconds interval,
-                                     core::breaker_registry& registry, std::string sidecar_id)
+                                     core::breaker_registry& registry, std::string sidecar_id,
+                                     unsigned ipc_mode)
     : endpoint_(std::move(endpoint)),
       interval_(interval),
       registry_(registry),
-      sidecar_id_(std::move(sidecar_id)) {}
+      sidecar_id_(std::move(sidecar_id)),
+      ipc_mode_(ipc_mode) {}
 
 breaker_publisher::~breaker_publisher() { stop(); }
 
@@ -77,6 +79,7 @@ void breaker_publisher::run(std::stop_token stop,
   pub.set(zmq::sockopt::sndhwm, 10'000);
   core::status st = prepare_ipc(endpoint_, 0755);
   if (st.ok()) st = bind_socket(pub, endpoint_, "breakers");
+  if (st.ok()) st = set_ipc_mode(endpoint_, ipc_mode_);
   started->set_value(st);
   if (!st.ok()) return;
 

@@ -21,7 +21,8 @@ class breaker_publisher {
  public:
   // `registry` is borrowed for snapshots and must outlive the publisher.
   breaker_publisher(std::string endpoint, std::chrono::nanoseconds interval,
-                    core::breaker_registry& registry, std::string sidecar_id);
+                    core::breaker_registry& registry, std::string sidecar_id,
+                    unsigned ipc_mode = 0660);
   ~breaker_publisher();
 
   // Binds the PUB socket and starts the thread. Errors name the endpoint.
@@ -41,6 +42,7 @@ class breaker_publisher {
   const std::chrono::nanoseconds interval_;
   core::breaker_registry& registry_;
   const std::string sidecar_id_;
+  const unsigned ipc_mode_;
   std::jthread thread_;
 
   mutable std::mutex mu_;

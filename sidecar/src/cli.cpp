@@ -35,6 +35,13 @@ int run_config_check(const std::string& file, const std::vector<std::string>& pl
     err << "loopwarden config check: " << cfg.error().message() << "\n";
     return exit_found;
   }
+  if (!cfg->transport.control_secret_key_file.empty()) {
+    if (auto key = read_key_file(cfg->transport.control_secret_key_file); !key.ok()) {
+      err << "loopwarden config check: transport.control_curve.secret_key_file: "
+          << key.error().message() << "\n";
+      return exit_found;
+    }
+  }
   // Load every plugin and let each monitor validate its own section: that is where most
   // mistakes are, and they carry the field path and line too.
   core::engine_options eo;
@@ -152,16 +159,11 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
       ->add_option("--state-dir", so.state_dir,
                    "state directory (overrides the config's state_dir)")
       ->envname("LOOPWARDEN_STATE_DIR");
-  serve
-      ->add_option("--ingest", so.ingest,
-                   "bind a PULL ingest socket here instead of the config's (repeatable)")
-      ->envname("LOOPWARDEN_INGEST");
-  serve->add_option("--breakers", so.breakers_endpoint, "bind the breaker PUB socket here")
-      ->envname("LOOPWARDEN_BREAKERS");
-  serve->add_option("--gate", so.gate_endpoint, "bind the gate ROUTER socket here")
-      ->envname("LOOPWARDEN_GATE");
-  serve->add_option("--control", so.control_endpoint, "bind the control socket here (ipc)")
-      ->envname("LOOPWARDEN_CONTROL");
+  serve->add_option("--ingest", so.ingest,
+                    "bind a PULL ingest socket here instead of the config's (repeatable)");
+  serve->add_option("--breakers", so.breakers_endpoint, "bind the breaker PUB socket here");
+  serve->add_option("--gate", so.gate_endpoint, "bind the gate ROUTER socket here");
+  serve->add_option("--control", so.control_endpoint, "bind the control socket here (ipc)");
   serve->add_option("--plugin-path", so.plugin_paths, "extra directory to search for plugins");
   serve->add_option("--record", so.record_file,
                     "also write every ingested event to this file (replay format)");

@@ -31,9 +31,10 @@ core::result<std::string> read_key_file(const std::string& path) {
   key.erase(std::remove_if(key.begin(), key.end(), [](unsigned char c) { return std::isspace(c); }),
             key.end());
   if (key.size() != 40) {
-    return core::make_error(
-        core::status_code::invalid_argument,
-        "'" + path + "' must hold a 40-character Z85 CURVE key on its first line");
+    return core::make_error(core::status_code::invalid_argument,
+                            "'" + path +
+                                "' must hold a 40-character Z85 CURVE key on its first line "
+                                "(make a key pair with `loopwarden keygen`)");
   }
   return key;
 }

@@ -8,6 +8,7 @@
 #include <zmq_addon.hpp>
 
 #include <loopwarden/core/logging.hpp>
+#include <loopwarden/sidecar/control_client.hpp>
 
 #include "zmq_util.hpp"
 
@@ -16,25 +17,6 @@ namespace loopwarden::sidecar::detail {
 namespace {
 
 constexpr const char* zap_endpoint = "inproc://zeromq.zap.01";
-
-core::result<std::string> read_secret_key(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return core::make_error(core::status_code::io_error,
-                            "can't read the control CURVE secret key file '" + path + "'");
-  }
-  std::string key;
-  std::getline(in, key);
-  key.erase(std::remove_if(key.begin(), key.end(), [](unsigned char c) { return std::isspace(c); }),
-            key.end());
-  if (key.size() != 40) {
-    return core::make_error(core::status_code::invalid_argument,
-                            "'" + path +
-                                "' must hold a 40-character Z85 CURVE secret key on its "
-                                "first line (make one with `loopwarden keygen`)");
-  }
-  return key;
-}
 
 }  // namespace
 
@@ -70,7 +52,7 @@ void control_service::run(std::stop_token stop,
   zmq::socket_t router(zmq_context(), zmq::socket_type::router);
   router.set(zmq::sockopt::linger, 0);
   if (tcp) {
-    auto secret = read_secret_key(transport_.control_secret_key_file);
+    auto secret = read_key_file(transport_.control_secret_key_file);
     if (!secret.ok()) {
       started->set_value(secret.error());
       return;

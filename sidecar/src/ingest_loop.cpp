@@ -19,6 +19,9 @@ namespace {
 // misbehaving producer cannot flood the log.
 bool should_log(std::uint64_t n) { return n <= 10 || n % 10'000 == 0; }
 
+// Per-source counters are bounded: a flood of made-up source names must not grow memory.
+constexpr std::size_t max_tracked_sources = 10'000;
+
 }  // namespace
 
 ingest_loop::ingest_loop(const core::transport_config& transport, std::string record_file)
@@ -62,6 +65,11 @@ std::map<std::string, std::uint64_t> ingest_loop::malformed_by_source() const {
   return malformed_by_source_;
 }
 
+std::map<std::string, std::uint64_t> ingest_loop::dropped_by_source() const {
+  std::lock_guard lock(mu_);
+  return dropped_by_source_;
+}
+
 std::string ingest_loop::record_error() const {
   std::lock_guard lock(mu_);
   return record_error_;
@@ -96,6 +104,7 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
     if (in.bind) {
       st = prepare_ipc(in.endpoint, 0755);
       if (st.ok()) st = bind_socket(s, in.endpoint, "ingest");
+      if (st.ok()) st = set_ipc_mode(in.endpoint, transport_.ipc_mode);
     } else {
       st = connect_socket(s, in.endpoint, "ingest");
     }
@@ -141,6 +150,13 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
       if (!block || stop.stop_requested()) break;
     }
     const auto n = dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
+    {
+      std::lock_guard lock(mu_);
+      if (dropped_by_source_.size() < max_tracked_sources ||
+          dropped_by_source_.count(env->source())) {
+        ++dropped_by_source_[env->source()];
+      }
+    }
     if (should_log(n)) {
       core::log_message(
           sdk::log_level::warn,
@@ -195,10 +211,9 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
           std::lock_guard lock(mu_);
           ++endpoints_[i].received;
           if (!why.empty()) ++endpoints_[i].malformed;
-          // Bounded: a flood of made-up source names must not grow memory without limit.
-          constexpr std::size_t max_sources = 10'000;
           if (!why.empty() && !source.empty() &&
-              (malformed_by_source_.size() < max_sources || malformed_by_source_.count(source))) {
+              (malformed_by_source_.size() < max_tracked_sources ||
+               malformed_by_source_.count(source))) {
             ++malformed_by_source_[source];
           }
         }

@@ -48,6 +48,8 @@ class ingest_loop {
   std::vector<ingest_endpoint_counters> counters() const;
   // Malformed messages per source, for envelopes that parsed far enough to name one.
   std::map<std::string, std::uint64_t> malformed_by_source() const;
+  // Envelopes dropped because the queue was full (overflow: drop), per source.
+  std::map<std::string, std::uint64_t> dropped_by_source() const;
   std::uint64_t malformed() const { return malformed_.load(std::memory_order_relaxed); }
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   std::uint64_t enqueued() const { return enqueued_.load(std::memory_order_relaxed); }
@@ -69,6 +71,7 @@ class ingest_loop {
   std::vector<ingest_endpoint_counters> endpoints_;           // guarded by mu_
   std::string record_error_;                                  // guarded by mu_
   std::map<std::string, std::uint64_t> malformed_by_source_;  // guarded by mu_; bounded
+  std::map<std::string, std::uint64_t> dropped_by_source_;    // guarded by mu_; bounded
 };
 
 }  // namespace loopwarden::sidecar::detail

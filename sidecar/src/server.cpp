@@ -188,7 +188,7 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
        [&] {
          m.publisher = std::make_unique<detail::breaker_publisher>(
              m.cfg.transport.breakers, m.cfg.transport.heartbeat_interval, *m.registry,
-             sidecar_id());
+             sidecar_id(), m.cfg.transport.ipc_mode);
          auto* pub = m.publisher.get();
          m.registry->add_listener([pub](const v1::BreakerTransition& t) {
            pub->publish(t);
@@ -273,6 +273,7 @@ void server::impl::run_engine(std::stop_token stop,
   if (st.ok()) st = detail::bind_socket(commands, command_endpoint, "engine command");
   if (st.ok()) st = detail::prepare_ipc(cfg.transport.gate, 0755);
   if (st.ok()) st = detail::bind_socket(gate, cfg.transport.gate, "gate");
+  if (st.ok()) st = detail::set_ipc_mode(cfg.transport.gate, cfg.transport.ipc_mode);
   started->set_value(st);
   if (!st.ok()) return;
 
@@ -475,8 +476,18 @@ v1::SidecarStatus server::status() const {
       const auto c = m.engine->counters();
       s.set_events(c.events);
       s.set_duplicates(c.duplicates);
+      const auto malformed =
+          m.ingest ? m.ingest->malformed_by_source() : std::map<std::string, std::uint64_t>{};
+      const auto dropped =
+          m.ingest ? m.ingest->dropped_by_source() : std::map<std::string, std::uint64_t>{};
+      auto count_of = [](const std::map<std::string, std::uint64_t>& counts, const std::string& k) {
+        auto it = counts.find(k);
+        return it == counts.end() ? std::uint64_t{0} : it->second;
+      };
       for (const auto& src : m.engine->sources()) {
         auto* o = s.add_sources();
+        o->set_malformed(count_of(malformed, src.source));
+        o->set_dropped(count_of(dropped, src.source));
         o->set_source(src.source);
         o->set_run_id(src.run_id);
         o->set_received(src.received);
@@ -534,13 +545,34 @@ v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& reque
     case v1::ControlRequest::kStatus:
       break;  // the snapshot and figures are added below
     case v1::ControlRequest::kExplain: {
-      const auto key = key_of(request.explain().breaker());
+      auto key = key_of(request.explain().breaker());
       auto b = registry->find(key);
-      if (!b)
+      if (!b && key.run_id.empty()) {
+        // A run-scoped breaker named without its run: explain it if only one run has it.
+        std::vector<std::string> runs;
+        // Named, not iterated in place: in C++20 a range-for over snapshot().breakers() would
+        // walk a temporary destroyed before the loop body runs.
+        const v1::BreakerSnapshot all = registry->snapshot();
+        for (const auto& x : all.breakers()) {
+          if (x.name() == key.name) runs.push_back(x.run_id());
+        }
+        if (runs.size() == 1) {
+          key.run_id = runs.front();
+          b = registry->find(key);
+        } else if (runs.size() > 1) {
+          std::string list;
+          for (const auto& run : runs) list += (list.empty() ? "" : ", ") + run;
+          return fail(core::make_error(core::status_code::invalid_argument,
+                                       "breaker '" + key.name + "' exists for several runs (" +
+                                           list + "): name one with --run"));
+        }
+      }
+      if (!b) {
         return fail(
             core::make_error(core::status_code::not_found,
                              "no breaker '" + key.name + "'" +
                                  (key.run_id.empty() ? "" : " (run '" + key.run_id + "')")));
+      }
       auto h = registry->history(key, 100);
       if (h.ok()) {
         for (auto& t : *h) *r.add_history() = std::move(t);

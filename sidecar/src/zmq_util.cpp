@@ -55,6 +55,17 @@ core::status prepare_ipc(const std::string& endpoint, mode_t mode) {
   return core::status::success();
 }
 
+core::status set_ipc_mode(const std::string& endpoint, unsigned mode) {
+  constexpr std::string_view ipc = "ipc://";
+  if (endpoint.rfind(ipc, 0) != 0) return core::status::success();
+  const std::string path = endpoint.substr(ipc.size());
+  if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) {
+    return core::make_error(core::status_code::io_error,
+                            "can't set mode of " + path + ": " + std::strerror(errno));
+  }
+  return core::status::success();
+}
+
 core::status bind_socket(zmq::socket_t& socket, const std::string& endpoint,
                          std::string_view role) {
   try {

@@ -21,6 +21,9 @@ core::status zmq_failure(const zmq::error_t& e, std::string_view what, std::stri
 // mode and must belong to this user) and removes a stale socket file. tcp endpoints: nothing.
 core::status prepare_ipc(const std::string& endpoint, mode_t mode);
 
+// For an ipc:// endpoint, sets the socket file's mode (after bind). tcp endpoints: nothing.
+core::status set_ipc_mode(const std::string& endpoint, unsigned mode);
+
 // Binds or connects `socket`, converting failures (role names the socket in messages).
 core::status bind_socket(zmq::socket_t& socket, const std::string& endpoint, std::string_view role);
 core::status connect_socket(zmq::socket_t& socket, const std::string& endpoint,

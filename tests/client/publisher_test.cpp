@@ -164,6 +164,10 @@ TEST_CASE("publisher batches N metric samples into ceil(N / max) batches, in ord
     }
   }
   CHECK(next_sample == n);
+  // After the batches, only the goodbye: a heartbeat with closing set (sent on destruction).
+  const received goodbye = next_event(pull);
+  CHECK(goodbye.topic == "heartbeat");
+  CHECK(goodbye.envelope.heartbeat().closing());
   CHECK_FALSE(test::receive(pull, 20ms));
 }
 

@@ -835,7 +835,7 @@ class TrainingGuardTest(SidecarCase):
             str(error),
             "loopwarden opened training.collapse for run run-7 (action rollback): variance below "
             "floor (0.002 < 0.01 for 5 generations) — inspect with: loopwarden explain "
-            "training.collapse")
+            "training.collapse --run run-7")
         copy = pickle.loads(pickle.dumps(error))
         self.assertEqual((copy.name, str(copy)), (error.name, str(error)))
         with self.assertRaises(BreakerOpen):  # still open: every check stops

@@ -575,6 +575,8 @@ TEST_CASE("schema round-trips every control command and the response", "[schema]
   src->set_last_seen_unix_nano(1'767'225'600'500'000'000);
   src->set_silent(true);
   src->set_closing(true);
+  src->set_malformed(2);
+  src->set_dropped(7);
   auto* mon = st.add_monitors();
   mon->set_name("loss_guard");
   mon->set_plugin("threshold");

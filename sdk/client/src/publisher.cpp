@@ -148,12 +148,13 @@ struct publisher::impl {
     return sent;
   }
 
-  bool send_heartbeat(steady::time_point now) {
+  bool send_heartbeat(steady::time_point now, bool closing = false) {
     if (options.heartbeat_interval.count() > 0) next_heartbeat = now + options.heartbeat_interval;
     v1::Envelope& e = heartbeat_envelope;
     e.set_time_unix_nano(0);
     stamp(e, detail::now_unix_nano());
     fill_heartbeat(*e.mutable_heartbeat());
+    e.mutable_heartbeat()->set_closing(closing);
     return send_event(e, sdk::event_kind::heartbeat);
   }
 
@@ -212,7 +213,11 @@ sdk::result<std::unique_ptr<publisher>> publisher::create(publisher_options opti
 
 publisher::publisher(std::unique_ptr<impl> state) : impl_(std::move(state)) {}
 
-publisher::~publisher() { impl_->flush_batch(); }
+publisher::~publisher() {
+  impl_->flush_batch();
+  // Say goodbye, so the sidecar does not take the silence that follows for a dead producer.
+  impl_->send_heartbeat(steady::now(), /*closing=*/true);
+}
 
 bool publisher::publish(v1::Envelope envelope) {
   impl& m = *impl_;

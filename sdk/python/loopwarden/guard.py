@@ -132,8 +132,9 @@ class BreakerOpen(RuntimeError):
             opened = ("an operator forced open" if b.state == "forced_open"
                       else "loopwarden opened")
             reason = b.reason or "no reason given"
+            run_flag = f" --run {b.run_id}" if b.scope != "global" and b.run_id else ""
             text = (f"{opened} {b.name} for {whom} (action {b.action}): {reason} — "
-                    f"inspect with: loopwarden explain {b.name}")
+                    f"inspect with: loopwarden explain {b.name}{run_flag}")
         if others:
             names = ", ".join(o.name for o in others[:5])
             more = f", +{len(others) - 5}" if len(others) > 5 else ""

@@ -29,6 +29,7 @@
 //     gate: ipc://<state_dir>/run/gate.sock           # ROUTER, bind
 //     control: ipc://<state_dir>/control/control.sock # ROUTER, bind; tcp needs control_curve
 //     control_curve: {secret_key_file: server.key, operator_keys: [<z85 public key>, ...]}
+//     ipc_mode: "0660"              # file mode of the ingest, breakers and gate ipc sockets
 //     heartbeat_interval: 250ms     # breaker snapshot period
 //     queue_capacity: 65536         # events between ingest and the monitors
 //     overflow: block               # block (back-pressure) | drop (count and drop)
@@ -99,6 +100,9 @@ struct transport_config {
   std::string control;                     // ROUTER endpoint (bind)
   std::string control_secret_key_file;     // CURVE server secret key (Z85 text), tcp control only
   std::vector<std::string> operator_keys;  // CURVE public keys (Z85) allowed on tcp control
+  // File mode of the ingest, breakers and gate ipc socket files. Hosts running as another user
+  // need group (or other) write access; the control socket is always in a 0700 directory.
+  unsigned ipc_mode = 0660;
   std::chrono::nanoseconds heartbeat_interval = std::chrono::milliseconds(250);
   std::size_t queue_capacity = 65536;
   overflow_policy overflow = overflow_policy::block;

@@ -89,7 +89,8 @@ class publisher {
   // source, zero max_batch_samples, ZeroMQ rejecting the address); io_error from ZeroMQ.
   static sdk::result<std::unique_ptr<publisher>> create(publisher_options options);
 
-  // Flushes buffered samples, then closes the socket; unsent messages get `linger` to leave.
+  // Flushes buffered samples, sends a closing heartbeat (so the sidecar does not report this
+  // source as silent), then closes the socket; unsent messages get `linger` to leave.
   ~publisher();
   publisher(const publisher&) = delete;
   publisher& operator=(const publisher&) = delete;
