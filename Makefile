@@ -20,8 +20,11 @@ build: deps
 test: build
 	ctest --preset $(PRESET)
 
+# The offline replay demo, then the live one: a daemon, a trainer that learns from its own outputs,
+# a breaker that stops it, and what on-call sees.
 demo: build
 	bash examples/replay_demo/run.sh $(BUILD_DIR)
+	bash examples/recursive_trainer/run.sh $(BUILD_DIR)
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan:
