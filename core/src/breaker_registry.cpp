@@ -33,6 +33,14 @@ void breaker_registry::set_probation(const std::string& name, std::chrono::nanos
   probation_[name] = probation;
 }
 
+void breaker_registry::configure_probation(
+    std::chrono::nanoseconds default_probation,
+    std::map<std::string, std::chrono::nanoseconds> per_breaker) {
+  std::lock_guard lock(mu_);
+  default_probation_ = default_probation;
+  probation_ = std::move(per_breaker);
+}
+
 void breaker_registry::add_listener(listener l) {
   std::lock_guard lock(mu_);
   listeners_.push_back(std::move(l));
@@ -260,7 +268,7 @@ v1::BreakerSnapshot breaker_registry::snapshot() const {
 }
 
 result<std::vector<v1::BreakerTransition>> breaker_registry::history(const breaker_key& key,
-                                                                    std::size_t limit) const {
+                                                                     std::size_t limit) const {
   return store_.history(key.name, key.run_id, limit);
 }
 

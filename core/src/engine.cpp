@@ -306,10 +306,7 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
     if (auto s = e->registry_->restore(); !s.ok()) return s;
   }
   m.registry = e->registry_;
-  for (const auto& b : m.cfg.breakers) {
-    m.overrides[b.name] = &b;
-    if (b.probation) e->registry_->set_probation(b.name, *b.probation);
-  }
+  for (const auto& b : m.cfg.breakers) m.overrides[b.name] = &b;
 
   // The engine's own breakers, for the event stream itself.
   m.accounting = std::make_unique<source_accounting>(m.cfg.telemetry);
@@ -382,6 +379,14 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
     }
     m.runners.push_back(std::move(r));
   }
+
+  // Probation settings go to the (possibly shared) registry only now that the engine is built:
+  // a config that fails to load must not change the running daemon's breakers.
+  std::map<std::string, std::chrono::nanoseconds> probations;
+  for (const auto& b : m.cfg.breakers) {
+    if (b.probation) probations[b.name] = *b.probation;
+  }
+  e->registry_->configure_probation(m.cfg.probation, std::move(probations));
 
   for (const auto& b : m.cfg.breakers) {
     bool declared = m.telemetry_specs.count(b.name) != 0 ||
@@ -570,6 +575,7 @@ std::vector<std::string> engine::adopt_unchanged(engine& old) {
   }
   std::scoped_lock lock(m.accounting_mu, o.accounting_mu);
   std::swap(m.accounting, o.accounting);
+  m.accounting->set_config(m.cfg.telemetry);  // the sources carry over; the settings are new
   return kept;
 }
 

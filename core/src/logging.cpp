@@ -41,10 +41,18 @@ void log_to_stderr() { detail::log().flush_on(spdlog::level::warn); }
 
 void log_message(sdk::log_level level, std::string_view message) {
   switch (level) {
-    case sdk::log_level::debug: detail::log().debug("{}", message); break;
-    case sdk::log_level::info: detail::log().info("{}", message); break;
-    case sdk::log_level::warn: detail::log().warn("{}", message); break;
-    case sdk::log_level::error: detail::log().error("{}", message); break;
+    case sdk::log_level::debug:
+      detail::log().debug("{}", message);
+      break;
+    case sdk::log_level::info:
+      detail::log().info("{}", message);
+      break;
+    case sdk::log_level::warn:
+      detail::log().warn("{}", message);
+      break;
+    case sdk::log_level::error:
+      detail::log().error("{}", message);
+      break;
   }
 }
 

@@ -81,6 +81,11 @@ std::vector<source_stats> source_accounting::newly_silent(std::int64_t now) {
   return out;
 }
 
+void source_accounting::set_config(const telemetry_config& config) {
+  config_ = config;
+  while (sources_.size() > config_.max_sources) evict_one();
+}
+
 std::vector<source_stats> source_accounting::sources() const {
   std::vector<source_stats> out;
   out.reserve(sources_.size());

@@ -137,6 +137,9 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
   const bool block = transport_.overflow == core::overflow_policy::block;
   std::vector<zmq::message_t> frames;
 
+  // While running, a blocked send waits for the engine; once stop is requested, only until the
+  // drain deadline.
+  std::optional<std::chrono::steady_clock::time_point> give_up_at;
   auto enqueue = [&](std::unique_ptr<v1::Envelope> env) {
     v1::Envelope* raw = env.get();
     zmq::message_t msg(&raw, sizeof raw);
@@ -147,7 +150,8 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
         enqueued_.fetch_add(1, std::memory_order_relaxed);
         return;
       }
-      if (!block || stop.stop_requested()) break;
+      if (!block) break;
+      if (give_up_at && std::chrono::steady_clock::now() >= *give_up_at) break;
     }
     const auto n = dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
     {
@@ -166,6 +170,78 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
   };
   if (block) queue.set(zmq::sockopt::sndtimeo, 100);  // so a blocked send still sees stop
 
+  // Reads what socket i holds now, up to a bound (so one busy socket cannot starve the others).
+  // Returns how many messages it read.
+  auto read_socket = [&](std::size_t i) {
+    int n = 0;
+    for (; n < 1024; ++n) {
+      frames.clear();
+      std::optional<std::size_t> got;
+      try {
+        got =
+            zmq::recv_multipart(sockets[i], std::back_inserter(frames), zmq::recv_flags::dontwait);
+      } catch (const zmq::error_t&) {
+        break;
+      }
+      if (!got) break;
+      std::string why;
+      std::string source;
+      auto env = std::make_unique<v1::Envelope>();
+      std::optional<sdk::event_kind> topic;
+      if (frames.size() != 2) {
+        why = fmt::format("{} frames, expected 2 ([topic][envelope])", frames.size());
+      } else if (!(topic = sdk::parse_event_kind(frames[0].to_string_view()))) {
+        why = fmt::format("unknown topic '{}'", frames[0].to_string_view().substr(0, 64));
+      } else if (!env->ParseFromArray(frames[1].data(), static_cast<int>(frames[1].size()))) {
+        why = fmt::format("{}-byte payload is not a loopwarden.v1.Envelope", frames[1].size());
+      } else {
+        source = env->source();
+        const auto kind = sdk::kind_of(*env);
+        if (!kind) {
+          why = "envelope has no body";
+        } else if (*kind != *topic) {
+          why = fmt::format("topic '{}' but a {} body", frames[0].to_string_view(),
+                            sdk::topic_name(*kind));
+        } else if (source.empty()) {
+          // Every producer names itself; bytes that parse as an envelope without a source are
+          // something else (a control request sent to the wrong socket, say).
+          why = "envelope names no source";
+        }
+      }
+      {
+        std::lock_guard lock(mu_);
+        ++endpoints_[i].received;
+        if (!why.empty()) ++endpoints_[i].malformed;
+        if (!why.empty() && !source.empty() &&
+            (malformed_by_source_.size() < max_tracked_sources ||
+             malformed_by_source_.count(source))) {
+          ++malformed_by_source_[source];
+        }
+      }
+      if (!why.empty()) {
+        const auto m = malformed_.fetch_add(1, std::memory_order_relaxed) + 1;
+        if (should_log(m)) {
+          core::log_message(
+              sdk::log_level::warn,
+              fmt::format("dropped a malformed message on {}{}: {} ({} malformed so far)",
+                          transport_.ingest[i].endpoint, source.empty() ? "" : " from " + source,
+                          why, m));
+        }
+        continue;
+      }
+      if (recorder) {
+        if (auto s = recorder->append(*env); !s.ok()) {
+          core::log_message(sdk::log_level::error, s.message() + " (recording stopped)");
+          std::lock_guard lock(mu_);
+          record_error_ = s.message();
+          recorder.reset();
+        }
+      }
+      enqueue(std::move(env));
+    }
+    return n;
+  };
+
   while (!stop.stop_requested()) {
     try {
       zmq::poll(items, std::chrono::milliseconds(100));
@@ -175,70 +251,26 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
       break;
     }
     for (std::size_t i = 0; i < items.size(); ++i) {
-      if ((items[i].revents & ZMQ_POLLIN) == 0) continue;
-      // Drain what is there, up to a bound, so one busy socket cannot starve the others.
-      for (int n = 0; n < 1024; ++n) {
-        frames.clear();
-        std::optional<std::size_t> got;
-        try {
-          got = zmq::recv_multipart(sockets[i], std::back_inserter(frames),
-                                    zmq::recv_flags::dontwait);
-        } catch (const zmq::error_t& e) {
-          break;
-        }
-        if (!got) break;
-        std::string why;
-        std::string source;
-        auto env = std::make_unique<v1::Envelope>();
-        std::optional<sdk::event_kind> topic;
-        if (frames.size() != 2) {
-          why = fmt::format("{} frames, expected 2 ([topic][envelope])", frames.size());
-        } else if (!(topic = sdk::parse_event_kind(frames[0].to_string_view()))) {
-          why = fmt::format("unknown topic '{}'", frames[0].to_string_view().substr(0, 64));
-        } else if (!env->ParseFromArray(frames[1].data(), static_cast<int>(frames[1].size()))) {
-          why = fmt::format("{}-byte payload is not a loopwarden.v1.Envelope", frames[1].size());
-        } else {
-          source = env->source();
-          const auto kind = sdk::kind_of(*env);
-          if (!kind) {
-            why = "envelope has no body";
-          } else if (*kind != *topic) {
-            why = fmt::format("topic '{}' but a {} body", frames[0].to_string_view(),
-                              sdk::topic_name(*kind));
-          }
-        }
-        {
-          std::lock_guard lock(mu_);
-          ++endpoints_[i].received;
-          if (!why.empty()) ++endpoints_[i].malformed;
-          if (!why.empty() && !source.empty() &&
-              (malformed_by_source_.size() < max_tracked_sources ||
-               malformed_by_source_.count(source))) {
-            ++malformed_by_source_[source];
-          }
-        }
-        if (!why.empty()) {
-          const auto m = malformed_.fetch_add(1, std::memory_order_relaxed) + 1;
-          if (should_log(m)) {
-            core::log_message(
-                sdk::log_level::warn,
-                fmt::format("dropped a malformed message on {}{}: {} ({} malformed so far)",
-                            transport_.ingest[i].endpoint, source.empty() ? "" : " from " + source,
-                            why, m));
-          }
-          continue;
-        }
-        if (recorder) {
-          if (auto s = recorder->append(*env); !s.ok()) {
-            core::log_message(sdk::log_level::error, s.message() + " (recording stopped)");
-            std::lock_guard lock(mu_);
-            record_error_ = s.message();
-            recorder.reset();
-          }
-        }
-        enqueue(std::move(env));
-      }
+      if ((items[i].revents & ZMQ_POLLIN) != 0) read_socket(i);
     }
+  }
+
+  // Stop requested: what already reached the sockets is still read and evaluated, until the
+  // sockets are empty or the drain deadline passes.
+  give_up_at = std::chrono::steady_clock::now() + transport_.drain_timeout;
+  bool emptied = false;
+  while (std::chrono::steady_clock::now() < *give_up_at) {
+    int read = 0;
+    for (std::size_t i = 0; i < sockets.size(); ++i) read += read_socket(i);
+    if (read == 0) {
+      emptied = true;
+      break;
+    }
+  }
+  if (!emptied) {
+    core::log_message(sdk::log_level::warn,
+                      "shutdown: the drain timeout passed with messages still arriving; the rest "
+                      "were not read");
   }
 
   // Shutdown: stop reading first, then tell the engine thread the stream has ended.

@@ -65,6 +65,11 @@ class breaker_registry {
   // Probation for one breaker name, overriding the default.
   void set_probation(const std::string& name, std::chrono::nanoseconds probation);
 
+  // Replaces every probation setting at once: the default and the per-name overrides (names not
+  // in `per_breaker` fall back to the default). A config reload calls this.
+  void configure_probation(std::chrono::nanoseconds default_probation,
+                           std::map<std::string, std::chrono::nanoseconds> per_breaker);
+
   // Adds a listener for every later transition.
   void add_listener(listener l);
 
@@ -106,10 +111,10 @@ class breaker_registry {
   std::chrono::nanoseconds probation_for(const std::string& name) const;
 
   breaker_store& store_;
-  const std::chrono::nanoseconds default_probation_;
 
   mutable std::mutex mu_;
   std::map<breaker_key, v1::BreakerStatus> breakers_;          // guarded by mu_
+  std::chrono::nanoseconds default_probation_;                 // guarded by mu_
   std::map<std::string, std::chrono::nanoseconds> probation_;  // guarded by mu_
   std::vector<listener> listeners_;                            // guarded by mu_
   std::uint64_t store_errors_ = 0;                             // guarded by mu_

@@ -57,6 +57,10 @@ class source_accounting {
   // Every tracked source, sorted by name.
   std::vector<source_stats> sources() const;
 
+  // Applies new settings (a reload), keeping what is known about every source; forgets the
+  // longest-quiet sources if max_sources shrank.
+  void set_config(const telemetry_config& config);
+
   // Sources forgotten because more than max_sources were tracked.
   std::uint64_t evicted() const { return evicted_; }
 
