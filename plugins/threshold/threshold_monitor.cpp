@@ -77,6 +77,8 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
     if (metric->empty()) return config["metric"].error("expected a metric name or pattern");
     metric_ = *metric;
     is_pattern_ = metric_.find_first_of("*?[") != std::string::npos;
+    suffix_only_ = metric_.size() > 1 && metric_[0] == '*' &&
+                   metric_.find_first_of("*?[", 1) == std::string::npos;
 
     if (config.contains("above")) {
       auto v = config["above"].as_double();
@@ -140,6 +142,8 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
       const double v = sample.value();
       const bool crossing =
           (non_finite_ && !std::isfinite(v)) || (above_ && v > *above_) || (below_ && v < *below_);
+      // The common case, a normal value with no run of crossings in progress, costs no key.
+      if (!crossing && streams_.empty()) continue;
       std::string key = envelope.run_id();
       key += '\0';
       key += envelope.source();
@@ -171,6 +175,11 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
 
   bool matches(const std::string& name) const {
     if (!is_pattern_) return name == metric_;
+    if (suffix_only_) {  // "*loss": a suffix test, not fnmatch
+      const std::string_view suffix = std::string_view(metric_).substr(1);
+      return name.size() >= suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    }
     return fnmatch(metric_.c_str(), name.c_str(), 0) == 0;
   }
 
@@ -202,6 +211,7 @@ class threshold_monitor final : public loopwarden::sdk::monitor {
   }
 
   std::string metric_;
+  bool suffix_only_ = false;  // "*suffix" with no other wildcard
   bool is_pattern_ = false;
   std::optional<double> above_;
   std::optional<double> below_;

@@ -45,6 +45,26 @@ void breaker_publisher::publish(const v1::BreakerTransition& transition) {
   *msg.mutable_transition() = transition;
   std::string bytes = msg.SerializeAsString();
   {
+    // Sent at once from the tripping thread when the socket is up and nothing is queued ahead.
+    std::lock_guard sock_lock(sock_mu_);
+    bool empty;
+    {
+      std::lock_guard lock(mu_);
+      empty = pending_.empty();
+    }
+    if (sock_ != nullptr && empty) {
+      std::array<zmq::const_buffer, 2> frames = {zmq::str_buffer("transition"),
+                                                 zmq::buffer(bytes)};
+      try {
+        (void)zmq::send_multipart(*sock_, frames, zmq::send_flags::dontwait);
+      } catch (const zmq::error_t&) {
+      }
+      std::lock_guard lock(mu_);
+      ++transitions_;
+      return;
+    }
+  }
+  {
     std::lock_guard lock(mu_);
     // Bounded: transitions are rare, but a stuck socket must not grow memory without limit.
     // A dropped transition is repaired by the next snapshot, within one period.
@@ -83,8 +103,13 @@ void breaker_publisher::run(std::stop_token stop,
   started->set_value(st);
   if (!st.ok()) return;
 
+  {
+    std::lock_guard sock_lock(sock_mu_);
+    sock_ = &pub;
+  }
   std::uint64_t sequence = 0;
   auto send = [&](std::string_view topic, const std::string& payload) {
+    std::lock_guard sock_lock(sock_mu_);
     std::array<zmq::const_buffer, 2> frames = {zmq::buffer(topic), zmq::buffer(payload)};
     try {
       (void)zmq::send_multipart(pub, frames, zmq::send_flags::dontwait);
@@ -132,6 +157,8 @@ void breaker_publisher::run(std::stop_token stop,
   }
   for (const auto& t : batch) send("transition", t);
   send_snapshot();  // the final word: hosts see the state as the sidecar leaves it
+  std::lock_guard sock_lock(sock_mu_);
+  sock_ = nullptr;
 }
 
 }  // namespace loopwarden::sidecar::detail

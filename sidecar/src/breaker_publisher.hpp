@@ -10,6 +10,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <zmq.hpp>
 
 #include <loopwarden/core/breaker_registry.hpp>
 #include <loopwarden/core/status.hpp>
@@ -45,6 +46,11 @@ class breaker_publisher {
   const unsigned ipc_mode_;
   std::jthread thread_;
 
+  // The PUB socket, usable from publish() on the tripping thread under sock_mu_
+  // (ZeroMQ allows a socket to change threads behind a full memory barrier), which saves the
+  // hand-off to this thread (a condition-variable wake-up) on every transition.
+  std::mutex sock_mu_;
+  zmq::socket_t* sock_ = nullptr;  // guarded by sock_mu_; set while the thread runs
   mutable std::mutex mu_;
   std::condition_variable_any wake_;
   std::deque<std::string> pending_;  // serialized BreakerMessages; guarded by mu_

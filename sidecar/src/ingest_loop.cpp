@@ -2,8 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
+#include <mutex>
+#include <utility>
 #include <zmq_addon.hpp>
 
 #include <loopwarden/core/logging.hpp>
@@ -23,6 +26,52 @@ bool should_log(std::uint64_t n) { return n <= 10 || n % 10'000 == 0; }
 constexpr std::size_t max_tracked_sources = 10'000;
 
 }  // namespace
+
+event_batch::event_batch() : block(new char[block_size]) {
+  google::protobuf::ArenaOptions o;
+  o.initial_block = block.get();
+  o.initial_block_size = block_size;
+  arena = std::make_unique<google::protobuf::Arena>(o);
+  events.reserve(max_events);
+}
+
+namespace {
+std::mutex pool_mu;
+std::vector<std::unique_ptr<event_batch>>& pool() {
+  static auto* p = new std::vector<std::unique_ptr<event_batch>>();  // outlives every thread
+  return *p;
+}
+constexpr std::size_t max_pooled = 64;
+}  // namespace
+
+std::unique_ptr<event_batch> take_batch() {
+  {
+    std::lock_guard lock(pool_mu);
+    if (!pool().empty()) {
+      auto b = std::move(pool().back());
+      pool().pop_back();
+      return b;
+    }
+  }
+  return std::make_unique<event_batch>();
+}
+
+void recycle_batch(std::unique_ptr<event_batch> batch) {
+  if (!batch) return;
+  batch->events.clear();
+  batch->bytes = 0;
+  batch->arena->Reset();  // runs the string destructors; keeps the initial block
+  std::lock_guard lock(pool_mu);
+  if (pool().size() < max_pooled) pool().push_back(std::move(batch));
+}
+
+int ingest_rcvhwm(std::size_t queue_capacity) {
+  return static_cast<int>(std::clamp<std::size_t>(queue_capacity / 4, 1000, 1'000'000));
+}
+
+int queue_hwm_batches(std::size_t queue_capacity) {
+  return static_cast<int>(std::max<std::size_t>(16, queue_capacity / event_batch::max_events));
+}
 
 ingest_loop::ingest_loop(const core::transport_config& transport, std::string record_file)
     : transport_(transport), record_file_(std::move(record_file)) {}
@@ -80,7 +129,7 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
   std::vector<zmq::socket_t> sockets;
   zmq::socket_t queue(zmq_context(), zmq::socket_type::push);
   try {
-    queue.set(zmq::sockopt::sndhwm, static_cast<int>(transport_.queue_capacity));
+    queue.set(zmq::sockopt::sndhwm, queue_hwm_batches(transport_.queue_capacity));
     queue.set(zmq::sockopt::linger, 0);
     queue.connect(event_queue_endpoint);
   } catch (const zmq::error_t& e) {
@@ -91,8 +140,10 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
     const bool pull = in.socket == core::ingest_socket::pull;
     zmq::socket_t s(zmq_context(), pull ? zmq::socket_type::pull : zmq::socket_type::sub);
     s.set(zmq::sockopt::linger, 0);
-    s.set(zmq::sockopt::rcvhwm,
-          static_cast<int>(std::min<std::size_t>(transport_.queue_capacity, 1'000'000)));
+    // ZeroMQ's own receive buffer in front of the parser: a quarter of the event queue (at least
+    // 1000 messages). Its bound is in messages, not bytes, so it is kept small: large envelopes
+    // waiting here are raw bytes that nothing has looked at yet.
+    s.set(zmq::sockopt::rcvhwm, ingest_rcvhwm(transport_.queue_capacity));
     if (!pull) {
       if (in.topics.empty()) {
         s.set(zmq::sockopt::subscribe, "");
@@ -140,33 +191,41 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
   // While running, a blocked send waits for the engine; once stop is requested, only until the
   // drain deadline.
   std::optional<std::chrono::steady_clock::time_point> give_up_at;
-  auto enqueue = [&](std::unique_ptr<v1::Envelope> env) {
-    v1::Envelope* raw = env.get();
+  std::unique_ptr<event_batch> batch = take_batch();
+  // Sends the current batch (if it holds anything) and starts a new one.
+  auto enqueue = [&] {
+    if (batch->events.empty()) return;
+    event_batch* raw = batch.get();
+    const std::size_t n_events = raw->events.size();
     zmq::message_t msg(&raw, sizeof raw);
     while (true) {
       auto sent = queue.send(msg, block ? zmq::send_flags::none : zmq::send_flags::dontwait);
       if (sent) {
-        env.release();  // the engine thread owns it now
-        enqueued_.fetch_add(1, std::memory_order_relaxed);
+        batch.release();  // the engine thread owns it now
+        batch = take_batch();
+        enqueued_.fetch_add(n_events, std::memory_order_relaxed);
         return;
       }
       if (!block) break;
       if (give_up_at && std::chrono::steady_clock::now() >= *give_up_at) break;
     }
-    const auto n = dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
+    const auto n = dropped_.fetch_add(n_events, std::memory_order_relaxed) + n_events;
     {
       std::lock_guard lock(mu_);
-      if (dropped_by_source_.size() < max_tracked_sources ||
-          dropped_by_source_.count(env->source())) {
-        ++dropped_by_source_[env->source()];
+      for (const auto* env : raw->events) {
+        if (dropped_by_source_.size() < max_tracked_sources ||
+            dropped_by_source_.count(env->source())) {
+          ++dropped_by_source_[env->source()];
+        }
       }
     }
     if (should_log(n)) {
       core::log_message(
           sdk::log_level::warn,
-          fmt::format("event queue full: dropped an event from {} ({} dropped so far)",
-                      env->source(), n));
+          fmt::format("event queue full: dropped {} events from {} ({} dropped so far)", n_events,
+                      raw->events.front()->source(), n));
     }
+    recycle_batch(std::exchange(batch, take_batch()));
   };
   if (block) queue.set(zmq::sockopt::sndtimeo, 100);  // so a blocked send still sees stop
 
@@ -186,7 +245,7 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
       if (!got) break;
       std::string why;
       std::string source;
-      auto env = std::make_unique<v1::Envelope>();
+      auto* env = google::protobuf::Arena::CreateMessage<v1::Envelope>(batch->arena.get());
       std::optional<sdk::event_kind> topic;
       if (frames.size() != 2) {
         why = fmt::format("{} frames, expected 2 ([topic][envelope])", frames.size());
@@ -237,8 +296,13 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
           recorder.reset();
         }
       }
-      enqueue(std::move(env));
+      batch->events.push_back(env);
+      batch->bytes += frames[1].size();
+      if (batch->full()) enqueue();
     }
+    // The socket is drained (or its bound reached): hand over what we have, so a lone event
+    // waits for nothing.
+    enqueue();
     return n;
   };
 
@@ -282,7 +346,7 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
       record_error_ = s.message();
     }
   }
-  v1::Envelope* end = nullptr;
+  event_batch* end = nullptr;
   zmq::message_t marker(&end, sizeof end);
   queue.set(zmq::sockopt::sndtimeo, 1000);
   (void)queue.send(marker, zmq::send_flags::none);

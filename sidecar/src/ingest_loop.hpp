@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <google/protobuf/arena.h>
+#include <loopwarden/v1/envelope.pb.h>
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/replay_file.hpp>
 #include <loopwarden/core/status.hpp>
@@ -22,9 +24,30 @@
 namespace loopwarden::sidecar::detail {
 
 // The inproc endpoint between the ingest thread and the engine thread. Each message is one
-// pointer to a heap-allocated v1::Envelope whose ownership passes to the receiver; a null
-// pointer marks the end of the stream.
+// pointer to an event_batch whose ownership passes to the receiver, who hands it back with
+// recycle_batch(); a null pointer marks the end of the stream.
 inline constexpr const char* event_queue_endpoint = "inproc://loopwarden.events";
+
+// Envelopes parsed into one protobuf arena, handed to the engine thread as one pointer. The arena
+// starts on a block the batch owns, so a recycled batch parses without calling malloc: no
+// allocation on the ingest thread and no cross-thread free on the engine thread, per event.
+struct event_batch {
+  static constexpr std::size_t block_size = 64 * 1024;
+  static constexpr std::size_t max_events = 64;
+  event_batch();
+  std::unique_ptr<char[]> block;
+  std::unique_ptr<google::protobuf::Arena> arena;
+  std::vector<v1::Envelope*> events;  // on the arena
+  std::size_t bytes = 0;              // wire bytes parsed into it
+  bool full() const { return events.size() >= max_events || bytes >= block_size / 4; }
+};
+// A bounded, thread-safe free list of batches (the ingest thread takes, the engine returns).
+std::unique_ptr<event_batch> take_batch();
+void recycle_batch(std::unique_ptr<event_batch> batch);
+// The event queue's high-water mark in batches, for `queue_capacity` events.
+int queue_hwm_batches(std::size_t queue_capacity);
+// The receive high-water mark of each ingest socket, in messages, for `queue_capacity` events.
+int ingest_rcvhwm(std::size_t queue_capacity);
 
 struct ingest_endpoint_counters {
   std::string endpoint;

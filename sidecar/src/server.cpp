@@ -268,7 +268,7 @@ void server::impl::run_engine(std::stop_token stop,
   zmq::socket_t gate(ctx, zmq::socket_type::router);
   zmq::socket_t commands(ctx, zmq::socket_type::pull);
   for (auto* s : {&events, &gate, &commands}) s->set(zmq::sockopt::linger, 0);
-  events.set(zmq::sockopt::rcvhwm, static_cast<int>(cfg.transport.queue_capacity));
+  events.set(zmq::sockopt::rcvhwm, detail::queue_hwm_batches(cfg.transport.queue_capacity));
   core::status st = detail::bind_socket(events, detail::event_queue_endpoint, "event queue");
   if (st.ok()) st = detail::bind_socket(commands, command_endpoint, "engine command");
   if (st.ok()) st = detail::prepare_ipc(cfg.transport.gate, 0755);
@@ -350,20 +350,23 @@ void server::impl::run_engine(std::stop_token stop,
     }
     serve_gate();
     serve_commands();
-    // A bounded batch of events, then the gate gets another look.
-    for (int n = 0; n < 64 && !end_of_stream; ++n) {
+    // A bounded number of events, then the gate gets another look.
+    for (int n = 0; n < 2 && !end_of_stream; ++n) {
       zmq::message_t msg;
       if (!events.recv(msg, zmq::recv_flags::dontwait)) break;
-      v1::Envelope* raw = nullptr;
+      detail::event_batch* raw = nullptr;
       std::memcpy(&raw, msg.data(), sizeof raw);
       if (raw == nullptr) {
         end_of_stream = true;
         break;
       }
-      std::unique_ptr<v1::Envelope> env(raw);
-      queue_received.fetch_add(1, std::memory_order_relaxed);
-      engine->process(*env, wall_now());
-      if ((n & 15) == 15) serve_gate();
+      std::unique_ptr<detail::event_batch> batch(raw);
+      for (std::size_t i = 0; i < batch->events.size(); ++i) {
+        queue_received.fetch_add(1, std::memory_order_relaxed);
+        engine->process(*batch->events[i], wall_now());
+        if ((i & 15) == 15) serve_gate();
+      }
+      detail::recycle_batch(std::move(batch));
     }
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_tick) {
@@ -375,11 +378,11 @@ void server::impl::run_engine(std::stop_token stop,
   // Whatever is still queued after the deadline is discarded (and counted), never leaked.
   zmq::message_t msg;
   while (events.recv(msg, zmq::recv_flags::dontwait)) {
-    v1::Envelope* raw = nullptr;
+    detail::event_batch* raw = nullptr;
     std::memcpy(&raw, msg.data(), sizeof raw);
     if (raw != nullptr) {
+      discarded_at_shutdown.fetch_add(raw->events.size(), std::memory_order_relaxed);
       delete raw;
-      discarded_at_shutdown.fetch_add(1, std::memory_order_relaxed);
     }
   }
   if (auto d = discarded_at_shutdown.load(); d > 0) {

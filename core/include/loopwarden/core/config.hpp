@@ -31,7 +31,7 @@
 //     control_curve: {secret_key_file: server.key, operator_keys: [<z85 public key>, ...]}
 //     ipc_mode: "0660"              # file mode of the ingest, breakers and gate ipc sockets
 //     heartbeat_interval: 250ms     # breaker snapshot period
-//     queue_capacity: 65536         # events between ingest and the monitors
+//     queue_capacity: 16384         # events between ingest and the monitors
 //     overflow: block               # block (back-pressure) | drop (count and drop)
 //     drain_timeout: 5s             # at shutdown, how long queued events may still be evaluated
 //   telemetry:
@@ -104,7 +104,7 @@ struct transport_config {
   // need group (or other) write access; the control socket is always in a 0700 directory.
   unsigned ipc_mode = 0660;
   std::chrono::nanoseconds heartbeat_interval = std::chrono::milliseconds(250);
-  std::size_t queue_capacity = 65536;
+  std::size_t queue_capacity = 16384;
   overflow_policy overflow = overflow_policy::block;
   std::chrono::nanoseconds drain_timeout = std::chrono::seconds(5);
 };
