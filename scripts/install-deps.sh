@@ -12,6 +12,7 @@ packages=(
   catch2 libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libcpp-httplib-dev libsqlite3-dev libsodium-dev libre2-dev
   python3 python3-zmq python3-protobuf python3-numpy
+  sqlite3 prometheus prometheus-alertmanager chromium
 )
 
 missing=()

@@ -143,7 +143,8 @@ void engine::impl::trip_for(runner& r, sdk::trip_request req) {
     spec.name = req.breaker;
   }
   trip_input in;
-  in.breaker = req.breaker;
+  in.breaker = r.cfg.shadow ? shadow_prefix + req.breaker : req.breaker;
+  in.shadow = r.cfg.shadow;
   in.monitor = r.cfg.name;
   in.reason = std::move(req.reason);
   in.evidence = std::move(req.evidence);
@@ -220,7 +221,13 @@ void engine::impl::apply_specs(runner& r) {
       if (it->second->scope) effective.scope = *it->second->scope;
     }
     r.specs[spec.name] = effective;
-    registry->declare(effective, r.cfg.name);
+    if (r.cfg.shadow) {
+      sdk::breaker_spec named = effective;
+      named.name = shadow_prefix + named.name;
+      registry->declare(named, r.cfg.name, true);
+    } else {
+      registry->declare(effective, r.cfg.name);
+    }
   }
 }
 
@@ -265,12 +272,7 @@ bool engine::impl::invoke(runner& r, std::string_view call, F&& f) {
     std::lock_guard lock(r.stats_mu);
     r.stats.total_call_ns += ns;
     r.stats.max_call_ns = std::max(r.stats.max_call_ns, ns);
-    std::size_t bucket = 0;
-    for (std::uint64_t us = ns / 1000; us > 0 && bucket + 1 < r.stats.call_us_log2.size();
-         us >>= 1) {
-      ++bucket;
-    }
-    ++r.stats.call_us_log2[bucket];
+    ++r.stats.call_buckets[monitor_call_bucket(ns)];
   }
   if (thrown) {
     fail(r, call, describe_exception(thrown));
@@ -459,6 +461,19 @@ gate_outcome engine::gate(const v1::GateRequest& request) {
     sdk::gate_decision d;
     const bool ok =
         m.invoke(*r, "on_gate", [&] { d = r->loaded->instance().on_gate(request, ctx); });
+    if (r->cfg.shadow) {
+      // On trial: what it would have answered is logged, never applied.
+      if (ok && d.verdict != sdk::gate_verdict::allow) {
+        detail::log().info("shadow monitor {} would have answered {} to action {}: {}",
+                           r->cfg.name, sdk::to_string(d.verdict), request.request_id(),
+                           d.reason);
+      }
+      if (ok) {
+        std::lock_guard lock(r->stats_mu);
+        ++r->stats.gates;
+      }
+      continue;
+    }
     if (!ok) {
       if (r->cfg.on_error == error_policy::disable) continue;
       // A gating monitor that fails closed denies: an unjudged action must not pass.
@@ -548,7 +563,8 @@ void canonical(const sdk::config_node& n, std::string& out) {
 
 std::string identity(const monitor_config& c) {
   std::string out = c.name + '\0' + c.plugin + '\0' + c.path + '\0' +
-                    (c.on_error == error_policy::fail_closed ? "fc" : "d") + '\0';
+                    (c.on_error == error_policy::fail_closed ? "fc" : "d") + '\0' +
+                    (c.shadow ? "shadow" : "enforce") + '\0';
   canonical(c.config, out);
   return out;
 }

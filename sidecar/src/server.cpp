@@ -516,6 +516,7 @@ v1::SidecarStatus server::status() const {
         o->set_last_error(mon.last_error);
         o->set_total_call_ns(mon.total_call_ns);
         o->set_max_call_ns(mon.max_call_ns);
+        for (auto n : mon.call_buckets) o->add_call_ns_buckets(n);
         for (const auto& [name, value] : mon.gauges) {
           auto* g = o->add_gauges();
           g->set_name(name);

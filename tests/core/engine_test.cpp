@@ -232,8 +232,50 @@ TEST_CASE("ticks run on the event clock in replay and measure call time", "[core
   // First tick is scheduled one interval (1 s) after the first event: at t = 2, 3, 4, 5.
   CHECK(m.ticks == 4);
   std::uint64_t calls = 0;
-  for (auto c : m.call_us_log2) calls += c;
+  for (auto c : m.call_buckets) calls += c;
   CHECK(calls == m.events + m.ticks);
   CHECK(m.total_call_ns > 0);
   CHECK(m.max_call_ns <= m.total_call_ns);
+}
+
+TEST_CASE("a monitor in shadow mode trips shadow breakers and never decides a gate",
+          "[core][engine][shadow]") {
+  auto e = make_engine(make_config(
+      "  - {name: trial, plugin: fixture_monitor, mode: shadow, config: {label: s}}\n"));
+  e->process(metrics_event(3, {"trip"}, "run-9"));
+  // Its breaker lives beside, never on top of, the enforcing breaker of the same name.
+  CHECK_FALSE(e->breakers().find({"fixture.trip", "run-9"}));
+  auto b = e->breakers().find({"shadow:fixture.trip", "run-9"});
+  REQUIRE(b);
+  CHECK(b->state() == v1::BREAKER_STATE_OPEN);
+  CHECK(b->shadow());
+  CHECK(b->monitor() == "trial");
+
+  v1::GateRequest r;
+  r.set_request_id("r2");
+  r.mutable_action()->set_command("deny this");
+  const auto out = e->gate(r);
+  CHECK(out.decision.verdict == sdk::gate_verdict::allow);  // what it would say is only logged
+  CHECK(out.monitor.empty());
+  CHECK(status_of(e->monitors(), "trial").gates == 1);
+
+  SECTION("an enforcing monitor beside it still decides") {
+    auto both = make_engine(
+        make_config("  - {name: trial, plugin: fixture_monitor, mode: shadow}\n"
+                    "  - {name: live, plugin: fixture_monitor}\n"));
+    both->process(metrics_event(4, {"trip"}, "run-9"));
+    CHECK(both->breakers().find({"fixture.trip", "run-9"})->shadow() == false);
+    CHECK(both->breakers().find({"shadow:fixture.trip", "run-9"})->shadow());
+    CHECK(both->gate(r).decision.verdict == sdk::gate_verdict::deny);
+    CHECK(both->gate(r).monitor == "live");
+  }
+}
+
+TEST_CASE("a monitor's mode must be enforce or shadow", "[core][engine][shadow]") {
+  auto cfg = core::parse_config("version: 1\nmonitors:\n  - {name: a, plugin: fixture_monitor, "
+                                "mode: trial}\n",
+                                "m.yaml");
+  REQUIRE_FALSE(cfg.ok());
+  CHECK(cfg.error().message().find("monitors[0].mode") != std::string::npos);
+  CHECK(cfg.error().message().find("expected enforce or shadow") != std::string::npos);
 }

@@ -16,6 +16,7 @@
 #include <loopwarden/core/breaker_registry.hpp>
 #include <loopwarden/core/breaker_store.hpp>
 #include <loopwarden/core/config.hpp>
+#include <loopwarden/core/metrics_buckets.hpp>
 #include <loopwarden/core/status.hpp>
 #include <loopwarden/core/telemetry.hpp>
 #include <loopwarden/event_kind.hpp>
@@ -55,8 +56,9 @@ struct monitor_status {
   std::string last_error;
   std::uint64_t total_call_ns = 0;  // wall time spent in the monitor's calls
   std::uint64_t max_call_ns = 0;
-  // Call-time histogram: bucket i counts calls of < 2^i microseconds (last bucket: the rest).
-  std::array<std::uint64_t, 16> call_us_log2{};
+  // Call-time histogram (not cumulative): bucket i counts calls of at most
+  // monitor_call_bucket_bounds_ns[i] and more than the bound before it; the last counts the rest.
+  std::array<std::uint64_t, monitor_call_bucket_bounds_ns.size() + 1> call_buckets{};
   std::vector<std::pair<std::string, double>> gauges;  // in the order first published
 };
 
