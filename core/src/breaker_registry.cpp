@@ -46,7 +46,8 @@ void breaker_registry::add_listener(listener l) {
   listeners_.push_back(std::move(l));
 }
 
-void breaker_registry::declare(const sdk::breaker_spec& spec, std::string_view monitor) {
+void breaker_registry::declare(const sdk::breaker_spec& spec, std::string_view monitor,
+                               bool shadow) {
   if (spec.scope != sdk::breaker_scope::global) return;
   std::lock_guard lock(mu_);
   breaker_key key{spec.name, ""};
@@ -58,6 +59,7 @@ void breaker_registry::declare(const sdk::breaker_spec& spec, std::string_view m
   b.set_action(sdk::to_proto(spec.action));
   b.set_severity(sdk::to_proto(spec.severity));
   b.set_monitor(std::string(monitor));
+  b.set_shadow(shadow);
 }
 
 std::chrono::nanoseconds breaker_registry::probation_for(const std::string& name) const {
@@ -108,6 +110,7 @@ std::optional<v1::BreakerTransition> breaker_registry::trip(const trip_input& in
   b.clear_acknowledged_by();
   b.clear_probation_until_unix_nano();
   b.set_trips(b.trips() + 1);
+  b.set_shadow(in.shadow);
 
   v1::BreakerTransition t =
       commit(b, previous, "trip", "", escalated ? "re-opened during probation (escalated)" : "");

@@ -251,7 +251,7 @@ status read_monitor(const config_node& entry, const fs::path& base, monitor_conf
     return entry.error("expected a map with name and plugin (or path), got " + entry.describe());
   }
   if (auto s =
-          entry.check_keys({"name", "plugin", "path", "optional", "enabled", "on_error", "config"});
+          entry.check_keys({"name", "plugin", "path", "optional", "enabled", "mode", "on_error", "config"});
       !s.ok()) {
     return s;
   }
@@ -291,6 +291,15 @@ status read_monitor(const config_node& entry, const fs::path& base, monitor_conf
   auto enabled = entry.get_bool("enabled", true);
   if (!enabled) return enabled.error();
   m.enabled = *enabled;
+  if (auto n = entry["mode"]; !absent(n)) {
+    auto v = n.as_string();
+    if (!v) return v.error();
+    if (*v == "shadow") {
+      m.shadow = true;
+    } else if (*v != "enforce") {
+      return n.error("expected enforce or shadow, got \"" + *v + "\"");
+    }
+  }
   if (auto n = entry["on_error"]; !absent(n)) {
     auto v = read_enum(n, &parse_error_policy, "fail_closed, disable");
     if (!v) return v.error();

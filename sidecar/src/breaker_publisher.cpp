@@ -1,5 +1,6 @@
 #include "breaker_publisher.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <zmq_addon.hpp>
@@ -41,6 +42,8 @@ core::status breaker_publisher::start() {
 }
 
 void breaker_publisher::publish(const v1::BreakerTransition& transition) {
+  // Shadow breakers (monitors on trial) are for operators only: hosts never hear of them.
+  if (transition.breaker().shadow()) return;
   v1::BreakerMessage msg;
   *msg.mutable_transition() = transition;
   std::string bytes = msg.SerializeAsString();
@@ -121,6 +124,10 @@ void breaker_publisher::run(std::stop_token stop,
     v1::BreakerMessage msg;
     *msg.mutable_snapshot() = registry_.snapshot();
     auto* snap = msg.mutable_snapshot();
+    auto* list = snap->mutable_breakers();
+    list->erase(std::remove_if(list->begin(), list->end(),
+                               [](const v1::BreakerStatus& b) { return b.shadow(); }),
+                list->end());
     snap->set_time_unix_nano(wall_now());
     snap->set_sequence(++sequence);
     snap->set_heartbeat_interval_ms(static_cast<std::uint32_t>(

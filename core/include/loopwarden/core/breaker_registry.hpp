@@ -27,6 +27,9 @@
 
 namespace loopwarden::core {
 
+// The name prefix of breakers tripped by a monitor in shadow mode ("shadow:training.collapse").
+inline constexpr const char* shadow_prefix = "shadow:";
+
 // Names one breaker: its name and, for run-scoped breakers, the run ("" for global ones).
 struct breaker_key {
   std::string name;
@@ -47,6 +50,7 @@ struct trip_input {
   std::int64_t time_unix_nano = 0;
   std::string trigger_source;  // the event that caused it, if any
   std::uint64_t trigger_seq = 0;
+  bool shadow = false;  // tripped by a monitor in shadow mode (never published to hosts)
 };
 
 // Thread-safety: every method is safe from any thread; operations are serialised by one mutex,
@@ -75,7 +79,7 @@ class breaker_registry {
 
   // Makes a global breaker visible as closed before it ever trips (run-scoped ones appear with
   // their first trip). Does nothing for a breaker that already exists.
-  void declare(const sdk::breaker_spec& spec, std::string_view monitor);
+  void declare(const sdk::breaker_spec& spec, std::string_view monitor, bool shadow = false);
 
   // Opens a breaker. Returns the transition, or nullopt when it was already open (latched).
   std::optional<v1::BreakerTransition> trip(const trip_input& input);

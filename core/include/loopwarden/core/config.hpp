@@ -76,6 +76,10 @@ struct monitor_config {
   std::string path;    // explicit plugin file (absolute, or made absolute against the config dir)
   bool optional = false;
   bool enabled = true;
+  // mode: shadow — a monitor on trial. Its breakers are named "shadow:<breaker>", flagged shadow,
+  // recorded, audited and alerted as shadow, never published to hosts; its gate answers are logged
+  // and never applied.
+  bool shadow = false;
   error_policy on_error = error_policy::fail_closed;
   sdk::config_node config;  // the `config:` subtree (missing when absent)
   sdk::config_node node;    // the whole `monitors[i]` node, for errors found later
