@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <fstream>
+#include <pwd.h>
+#include <string_view>
+#include <vector>
 #include <future>
 #include <zmq_addon.hpp>
 
@@ -19,6 +22,31 @@ namespace {
 constexpr const char* zap_endpoint = "inproc://zeromq.zap.01";
 
 }  // namespace
+
+std::string ipc_peer_operator(const char* peer_address, const std::string& fallback) {
+  // libzmq reports an ipc peer as "<address>:<uid>:<gid>:<pid>" from SO_PEERCRED.
+  if (peer_address == nullptr) return fallback;
+  const std::string_view a(peer_address);
+  const auto p3 = a.rfind(':');
+  if (p3 == std::string_view::npos || p3 == 0) return fallback;
+  const auto p2 = a.rfind(':', p3 - 1);
+  if (p2 == std::string_view::npos || p2 == 0) return fallback;
+  const auto p1 = a.rfind(':', p2 - 1);
+  if (p1 == std::string_view::npos) return fallback;
+  const std::string uid_text(a.substr(p1 + 1, p2 - p1 - 1));
+  if (uid_text.empty() || uid_text.find_first_not_of("0123456789") != std::string::npos) {
+    return fallback;
+  }
+  const auto uid = static_cast<uid_t>(std::stoul(uid_text));
+  std::string name;
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
+    name = found->pw_name;
+  }
+  return "unix:" + (name.empty() ? "uid" + uid_text : name);
+}
 
 control_service::control_service(const core::transport_config& transport, handler h)
     : transport_(transport), handler_(std::move(h)) {}
@@ -130,7 +158,7 @@ void control_service::run(std::stop_token stop,
       auto got = zmq::recv_multipart(router, std::back_inserter(frames), zmq::recv_flags::dontwait);
       if (!got) break;
       if (frames.size() < 2) continue;
-      std::string operator_id = local_operator;
+      std::string operator_id = ipc_peer_operator(frames.back().gets("Peer-Address"), local_operator);
       if (tcp) {
         const char* uid = frames.back().gets("User-Id");
         operator_id = std::string("key:") + (uid != nullptr ? uid : "?");

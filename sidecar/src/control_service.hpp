@@ -17,6 +17,10 @@
 
 namespace loopwarden::sidecar::detail {
 
+// The operator behind an ipc control connection: "unix:<user>" from the peer credentials libzmq
+// reports in a message's Peer-Address ("<addr>:<uid>:<gid>:<pid>"), or `fallback` when absent.
+std::string ipc_peer_operator(const char* peer_address, const std::string& fallback);
+
 // Thread-safety: start/stop from one thread; the handler runs on the control thread.
 class control_service {
  public:
