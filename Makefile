@@ -1,12 +1,13 @@
 # loopwarden — the two commands a newcomer needs:
 #   make demo   install dependencies, build, and run the demo
 #   make test   install dependencies, build, and run the whole test suite
-# Both use the `ci` preset (warnings are errors). Other targets: build, deps, test-asan, clean.
+# Both use the `ci` preset (warnings are errors). Other targets: build, deps, test-asan, bench,
+# clean.
 
 PRESET ?= ci
 BUILD_DIR := build/$(PRESET)
 
-.PHONY: all deps build test demo test-asan format clean
+.PHONY: all deps build test demo test-asan bench bench-quick format clean
 
 all: build
 
@@ -29,6 +30,14 @@ demo: build
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan:
 	$(MAKE) test PRESET=asan
+
+# The sidecar benchmark (docs/benchmarks.md): figures on this machine, not a pass/fail test.
+# bench-quick shrinks the counts (1 M events instead of 10 M for the memory run).
+bench: build
+	bash bench/sidecar_bench.sh $(BUILD_DIR)
+
+bench-quick: build
+	bash bench/sidecar_bench.sh $(BUILD_DIR) --quick
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
