@@ -249,7 +249,8 @@ class daemon_process {
     log_ = dir_ + "/daemon.log";
     std::vector<std::string> argv = {binary,   "serve",     "--state-dir", state,
                                      "--ingest", ingest_,   "--breakers",  breakers_,
-                                     "--gate",   gate_,     "--control",   control_};
+                                     "--gate",   gate_,     "--control",   control_,
+                                     "--http",   "127.0.0.1:0"};
     if (!config.empty() && config != "default") {
       argv.push_back("--config");
       argv.push_back(config);

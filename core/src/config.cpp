@@ -536,7 +536,9 @@ status read_config(const config_node& root, const fs::path& base, config& out) {
   out.version = static_cast<int>(*v);
 
   if (auto s = root.check_keys({"version", "log_level", "state_dir", "plugin_paths", "probation",
-                                "breakers", "monitors", "transport", "telemetry"});
+                                "breakers", "monitors", "transport", "telemetry",
+                                // read by the sidecar (serve, config check), not the engine:
+                                "alerts", "http", "approvals"});
       !s.ok()) {
     return s;
   }
@@ -636,6 +638,10 @@ void override_state_dir(config& cfg, const std::string& dir) {
     cfg.transport.ingest.clear();
     cfg.transport.ingest.push_back({ingest_socket::pull, run + "ingest.sock", true, {}, {}});
   }
+}
+
+std::string state_database_path(const config& cfg) {
+  return (fs::path(cfg.state_dir) / "loopwarden.db").string();
 }
 
 std::string_view default_config_yaml() { return embedded_default_yaml; }

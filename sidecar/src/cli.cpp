@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <cstdlib>
+#include <iostream>
 #include <cstring>
 #include <fstream>
 #include <ostream>
@@ -17,6 +19,7 @@
 #include <loopwarden/sidecar/server.hpp>
 #include <loopwarden/version.hpp>
 
+#include "audit_command.hpp"
 #include "operator_commands.hpp"
 
 namespace loopwarden::sidecar {
@@ -41,6 +44,10 @@ int run_config_check(const std::string& file, const std::vector<std::string>& pl
           << key.error().message() << "\n";
       return exit_found;
     }
+  }
+  if (auto s = validate_sidecar_sections(*cfg); !s.ok()) {
+    err << "loopwarden config check: " << s.message() << "\n";
+    return exit_found;
   }
   // Load every plugin and let each monitor validate its own section: that is where most
   // mistakes are, and they carry the field path and line too.
@@ -164,6 +171,11 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   serve->add_option("--breakers", so.breakers_endpoint, "bind the breaker PUB socket here");
   serve->add_option("--gate", so.gate_endpoint, "bind the gate ROUTER socket here");
   serve->add_option("--control", so.control_endpoint, "bind the control socket here (ipc)");
+  serve
+      ->add_option("--http", so.http_listen,
+                   "serve /metrics, /healthz, /readyz and the status page here (host:port; "
+                   "port 0: any free port; \"\": off). Default 127.0.0.1:9464")
+      ->envname("LOOPWARDEN_HTTP");
   serve->add_option("--plugin-path", so.plugin_paths, "extra directory to search for plugins");
   serve->add_option("--record", so.record_file,
                     "also write every ingested event to this file (replay format)");
@@ -224,6 +236,58 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   auto* reload_cmd = app.add_subcommand("reload", "re-read the sidecar's configuration file");
   add_operator_options(reload_cmd);
 
+  // approvals
+  bool all_approvals = false;
+  std::string approval_id;
+  auto* approvals_cmd =
+      app.add_subcommand("approvals", "actions waiting for a human's approval (pending ones)");
+  add_operator_options(approvals_cmd);
+  approvals_cmd->add_flag("--all", all_approvals, "also decided and expired approvals");
+  auto* approve_cmd = app.add_subcommand(
+      "approve", "approve a pending action (the host may then run it, once)");
+  add_operator_options(approve_cmd);
+  approve_cmd->add_option("id", approval_id, "the approval's id, e.g. ap-000017")->required();
+  approve_cmd->add_option("--reason", reason, "why it is safe (required; audited)")->required();
+  auto* deny_cmd = app.add_subcommand("deny", "deny a pending action (the host is told no)");
+  add_operator_options(deny_cmd);
+  deny_cmd->add_option("id", approval_id, "the approval's id, e.g. ap-000017")->required();
+  deny_cmd->add_option("--reason", reason, "why not (required; audited)")->required();
+
+  // alerts test SINK
+  std::string sink_name;
+  auto* alerts_cmd = app.add_subcommand("alerts", "the alert sinks");
+  alerts_cmd->require_subcommand(1);
+  auto* alerts_test_cmd = alerts_cmd->add_subcommand(
+      "test", "send a test alert through one sink now and print the receiver's answer");
+  add_operator_options(alerts_test_cmd);
+  alerts_test_cmd->add_option("sink", sink_name, "the sink's name in alerts.sinks")->required();
+
+  // audit verify | export
+  detail::audit_options ao;
+  auto* audit_cmd = app.add_subcommand(
+      "audit", "the hash-chained audit log of every trip, ack, reset and approval");
+  audit_cmd->require_subcommand(1);
+  auto add_audit_options = [&](CLI::App* cmd) {
+    cmd->add_option("--db", ao.db, "the state database (default: <state_dir>/loopwarden.db)");
+    cmd->add_option("-c,--config", ao.config_file, "the sidecar's configuration file")
+        ->envname("LOOPWARDEN_CONFIG");
+    cmd->add_option("--state-dir", ao.state_dir, "the sidecar's state directory")
+        ->envname("LOOPWARDEN_STATE_DIR");
+  };
+  auto* audit_verify_cmd = audit_cmd->add_subcommand(
+      "verify",
+      "check the chain: names the first edited, deleted or reordered record (exit 1 if any)");
+  add_audit_options(audit_verify_cmd);
+  audit_verify_cmd->add_option(
+      "--expect-head", ao.expect_head,
+      "SEQ:HASH of a head recorded earlier (the daemon logs it): also detects records cut off "
+      "the end");
+  audit_verify_cmd->add_flag("--json", ao.json, "print the report as JSON");
+  auto* audit_export_cmd =
+      audit_cmd->add_subcommand("export", "write every audit record as JSON lines");
+  add_audit_options(audit_export_cmd);
+  audit_export_cmd->add_option("-o,--out", ao.out_file, "write to this file instead of stdout");
+
   std::string keygen_out;
   auto* keygen_cmd =
       app.add_subcommand("keygen",
@@ -261,6 +325,8 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   core::set_log_level(*sdk::parse_log_level(log_level));
 
   if (*replay) return run_replay(ro, out, err);
+  if (*audit_verify_cmd) return detail::run_audit_verify(ao, out, err);
+  if (*audit_export_cmd) return detail::run_audit_export(ao, out, err);
   if (*keygen_cmd) return run_keygen(keygen_out, out, err);
   if (*serve) {
     if (!serve_log_level.empty()) so.log_level = sdk::parse_log_level(serve_log_level);
@@ -289,8 +355,20 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
         sdk::to_proto(*sdk::parse_breaker_action(halt_action)));
   } else if (*reload_cmd) {
     request.mutable_reload();
+  } else if (*approvals_cmd) {
+    request.mutable_approvals()->set_all(all_approvals);
+  } else if (*approve_cmd || *deny_cmd) {
+    auto* a = request.mutable_approval();
+    a->set_approval_id(approval_id);
+    a->set_approve(approve_cmd->parsed());
+    a->set_note(reason);
+  } else if (*alerts_test_cmd) {
+    request.mutable_alert_test()->set_sink(sink_name);
   }
   if (request.command_case() != v1::ControlRequest::COMMAND_NOT_SET) {
+    // Colours only for a person at a terminal (https://no-color.org opts out).
+    oo.color = !oo.json && &out == &std::cout && ::isatty(STDOUT_FILENO) == 1 &&
+               std::getenv("NO_COLOR") == nullptr;
     return detail::run_operator_command(oo, std::move(request), out, err);
   }
   if (*check) return run_config_check(check_file, check_paths, out, err);

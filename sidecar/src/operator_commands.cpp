@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <optional>
+#include <vector>
 #include <ostream>
 
 #include <loopwarden/core/config.hpp>
@@ -27,7 +29,35 @@ std::string action_name(v1::BreakerAction a) {
   return v ? std::string(sdk::to_string(*v)) : "-";
 }
 
-void print_status(const v1::ControlResponse& r, std::ostream& out) {
+// ANSI colour for a breaker state, when colours are on.
+struct palette {
+  bool on = false;
+  std::string state(v1::BreakerState s, std::string text) const {
+    if (!on) return text;
+    const char* code = "";
+    switch (s) {
+      case v1::BREAKER_STATE_OPEN:
+      case v1::BREAKER_STATE_FORCED_OPEN:
+        code = "\x1b[1;31m";  // bold red
+        break;
+      case v1::BREAKER_STATE_HALF_OPEN:
+        code = "\x1b[33m";  // yellow
+        break;
+      case v1::BREAKER_STATE_CLOSED:
+        code = "\x1b[32m";  // green
+        break;
+      default:
+        return text;
+    }
+    return code + text + "\x1b[0m";
+  }
+};
+
+bool is_open_state(v1::BreakerState s) {
+  return s == v1::BREAKER_STATE_OPEN || s == v1::BREAKER_STATE_FORCED_OPEN;
+}
+
+void print_status(const v1::ControlResponse& r, std::ostream& out, const palette& p) {
   const auto& s = r.sidecar();
   out << fmt::format("loopwarden {} serving since {} ({})\n", s.version(),
                      format_time(s.started_unix_nano()), s.config_source());
@@ -36,13 +66,31 @@ void print_status(const v1::ControlResponse& r, std::ostream& out) {
       s.events(), s.malformed(), s.dropped(), s.duplicates(), s.queue_depth(), s.gate_requests());
   if (!s.last_reload_error().empty())
     out << "last reload refused: " << s.last_reload_error() << "\n";
+  if (!s.state_store().empty()) {
+    out << fmt::format("state store {}  audit head {}:{}{}\n", s.state_store(), s.audit_head_seq(),
+                       s.audit_head_hash().substr(0, 16),
+                       s.store_errors() > 0
+                           ? fmt::format("  STORE ERRORS {} (durability degraded)", s.store_errors())
+                           : "");
+  }
+  if (s.approvals_pending() > 0) {
+    out << fmt::format("approvals pending: {} (loopwarden approvals)\n", s.approvals_pending());
+  }
   out << "\nBREAKERS\n";
   if (r.snapshot().breakers_size() == 0) out << "  (none yet)\n";
-  for (const auto& b : r.snapshot().breakers()) {
+  // Open ones first: that is what the reader is looking for.
+  std::vector<const v1::BreakerStatus*> order;
+  for (const auto& b : r.snapshot().breakers()) order.push_back(&b);
+  std::stable_partition(order.begin(), order.end(),
+                        [](const v1::BreakerStatus* b) { return is_open_state(b->state()); });
+  for (const auto* bp : order) {
+    const auto& b = *bp;
     std::string state = upper(sdk::to_string(b.state()));
     if (b.acknowledged()) state += " (acked by " + b.acknowledged_by() + ")";
-    out << fmt::format("  {:<28} {:<12} {:<24} {:<16} epoch {:<3} {}\n", b.name(),
-                       b.run_id().empty() ? "(global)" : b.run_id(), state, action_name(b.action()),
+    if (b.shadow()) state += " [shadow]";
+    out << fmt::format("  {:<28} {:<12} {} {:<16} epoch {:<3} {}\n", b.name(),
+                       b.run_id().empty() ? "(global)" : b.run_id(),
+                       p.state(b.state(), fmt::format("{:<24}", state)), action_name(b.action()),
                        b.epoch(), b.reason().empty() ? "" : b.monitor() + ": " + b.reason());
   }
   out << "\nSOURCES\n";
@@ -63,6 +111,36 @@ void print_status(const v1::ControlResponse& r, std::ostream& out) {
                        m.name(), m.plugin(), m.version(), m.state(), m.events(), m.errors(),
                        mean_us);
     if (!m.last_error().empty()) out << "      last error: " << m.last_error() << "\n";
+  }
+  if (s.alert_sinks_size() > 0) {
+    out << "\nALERT SINKS\n";
+    for (const auto& a : s.alert_sinks()) {
+      out << fmt::format("  {:<20} {:<13} sent {:<6} failed {:<4} retried {:<4} fell back {:<4} "
+                         "queued {}\n",
+                         a.name(), a.type(), a.sent(), a.failed(), a.retried(), a.fell_back(),
+                         a.queue_depth());
+    }
+  }
+}
+
+void print_approvals(const v1::ControlResponse& r, std::ostream& out) {
+  if (r.approvals_size() == 0) {
+    out << "no approvals" << (r.message().empty() ? "" : ": " + r.message()) << "\n";
+    return;
+  }
+  for (const auto& a : r.approvals()) {
+    out << fmt::format("{}  {:<8}  {}  run {}  by {}  (monitor {})\n", a.id(), upper(a.state()),
+                       format_time(a.created_unix_nano()), a.run_id().empty() ? "-" : a.run_id(),
+                       a.requested_by().empty() ? "-" : a.requested_by(), a.monitor());
+    out << "    " << a.summary() << "\n";
+    if (!a.decided_by().empty()) {
+      out << fmt::format("    {} by {} at {}: {}\n", a.state(), a.decided_by(),
+                         format_time(a.decided_unix_nano()), a.reason());
+    } else if (a.state() == "pending") {
+      out << fmt::format("    loopwarden approve {} --reason \"...\"   |   loopwarden deny {} "
+                         "--reason \"...\"\n",
+                         a.id(), a.id());
+    }
   }
 }
 
@@ -150,7 +228,10 @@ int run_operator_command(const operator_options& options, v1::ControlRequest req
   }
   switch (request.command_case()) {
     case v1::ControlRequest::kStatus:
-      print_status(*r, out);
+      print_status(*r, out, palette{options.color});
+      break;
+    case v1::ControlRequest::kApprovals:
+      print_approvals(*r, out);
       break;
     case v1::ControlRequest::kExplain:
       print_explain(*r, out);

@@ -1,5 +1,6 @@
 #pragma once
-// `loopwarden status | explain | ack | reset | halt | reload`: the operator's commands, sent to the
+// `loopwarden status | explain | ack | reset | halt | reload | approvals | approve | deny |
+// alerts test`: the operator's commands, sent to the
 // control socket and printed for people (or as JSON with --json).
 
 #include <iosfwd>
@@ -16,6 +17,7 @@ struct operator_options {
   std::string server_key;       // tcp control: the sidecar's public key (Z85), or a file holding it
   std::string secret_key_file;  // tcp control: this operator's secret key file
   bool json = false;
+  bool color = false;  // ANSI colours (the CLI sets it for a terminal unless NO_COLOR is set)
   int timeout_ms = 5000;
 };
 

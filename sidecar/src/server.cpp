@@ -14,16 +14,22 @@
 #include <future>
 #include <ostream>
 #include <shared_mutex>
+#include <nlohmann/json.hpp>
 #include <zmq_addon.hpp>
 
+#include <loopwarden/core/alert_config.hpp>
+#include <loopwarden/core/alert_router.hpp>
 #include <loopwarden/core/breaker_registry.hpp>
 #include <loopwarden/core/engine.hpp>
+#include <loopwarden/core/sqlite_store.hpp>
 #include <loopwarden/core/logging.hpp>
 #include <loopwarden/sidecar/cli.hpp>
 #include <loopwarden/sidecar/transition_format.hpp>
 
+#include "approval_gate.hpp"
 #include "breaker_publisher.hpp"
 #include "control_service.hpp"
+#include "http_endpoint.hpp"
 #include "ingest_loop.hpp"
 #include "zmq_util.hpp"
 
@@ -69,13 +75,53 @@ core::result<core::config> load_config(const serve_options& o) {
   return cfg;
 }
 
-std::string sidecar_id() {
+std::string host_name() {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
-  return std::string(host) + ":" + std::to_string(::getpid());
+  return host;
+}
+
+std::string sidecar_id() { return host_name() + ":" + std::to_string(::getpid()); }
+
+// The id alerts are fingerprinted with: stable across restarts of the same daemon (host and
+// state directory), so a trip re-delivered after a crash deduplicates downstream.
+std::string stable_sidecar_id(const core::config& cfg) { return host_name() + ":" + cfg.state_dir; }
+
+// The sections of the config the sidecar reads itself (the engine ignores them).
+struct sidecar_sections {
+  core::alerts_config alerts;
+  detail::http_config http;
+  detail::approval_policy approvals;
+};
+
+core::result<sidecar_sections> read_sections(const core::config& cfg, const serve_options& o) {
+  sidecar_sections s;
+  const std::string base =
+      cfg.source.empty() || cfg.source.front() == '<' ? std::string()
+                                                      : fs::path(cfg.source).parent_path().string();
+  auto alerts = core::parse_alerts_config(cfg.root["alerts"], base);
+  if (!alerts.ok()) return alerts.error();
+  s.alerts = std::move(*alerts);
+  auto http = detail::parse_http_config(cfg.root["http"]);
+  if (!http.ok()) return http.error();
+  s.http = std::move(*http);
+  if (o.http_listen) s.http.listen = *o.http_listen;
+  const sdk::config_node approvals = cfg.root["approvals"];
+  if (!approvals.is_missing() && !approvals.is_null()) {
+    if (auto k = approvals.check_keys({"ttl"}); !k.ok()) return k;
+    auto ttl = approvals.get_duration("ttl", s.approvals.ttl);
+    if (!ttl.ok()) return ttl.error();
+    s.approvals.ttl = *ttl;
+  }
+  return s;
 }
 
 }  // namespace
+
+core::status validate_sidecar_sections(const core::config& cfg) {
+  auto s = read_sections(cfg, serve_options{});
+  return s.ok() ? core::status::success() : s.error();
+}
 
 struct server::impl {
   server* self = nullptr;  // the owner, for status() and reload() from the control thread
@@ -84,8 +130,14 @@ struct server::impl {
   std::int64_t started_unix_nano = wall_now();
 
   int lock_fd = -1;
-  std::unique_ptr<core::memory_breaker_store> store;
+  sidecar_sections sections;
+  std::unique_ptr<core::sqlite_state_store> store;
   std::unique_ptr<core::breaker_registry> registry;
+  std::atomic<bool> restored{false};
+  std::unique_ptr<core::alert_router> router;
+  std::unique_ptr<detail::http_endpoint> http;
+  // When the engine thread last took events from the queue (steady clock, ns), for /readyz.
+  std::atomic<std::int64_t> last_dequeue_ns{0};
 
   // The engine is owned by the engine thread; the pointer changes only on that thread, under an
   // exclusive lock, so status() can read monitors and sources under a shared lock.
@@ -111,6 +163,9 @@ struct server::impl {
   core::status start_engine_thread();
   void run_engine(std::stop_token stop, std::shared_ptr<std::promise<core::status>> started);
   void teardown();
+  void audit(std::string_view kind, std::string_view actor, std::string_view payload_json);
+  detail::readiness readiness() const;
+  std::vector<v1::BreakerTransition> recent_transitions(std::size_t limit) const;
   v1::ControlResponse handle_control(const v1::ControlRequest& request, const std::string& who);
 };
 
@@ -136,6 +191,9 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          if (!cfg.ok()) return cfg.error();
          m.cfg = std::move(cfg).value();
          core::set_log_level(m.cfg.log_level);
+         auto sections = read_sections(m.cfg, options);
+         if (!sections.ok()) return sections.error();
+         m.sections = std::move(*sections);
          return core::status::success();
        }},
       {"lock the state directory",
@@ -165,11 +223,36 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          }
          return core::status::success();
        }},
+      {"open the state store",
+       [&] {
+         auto store = core::sqlite_state_store::open(core::state_database_path(m.cfg));
+         if (!store.ok()) return store.error();
+         m.store = std::move(*store);
+         // Planned alerts are written in the same transaction as the transition (the outbox).
+         m.store->set_alert_planner(
+             core::make_alert_planner(m.sections.alerts, stable_sidecar_id(m.cfg)));
+         return core::status::success();
+       }},
       {"restore the breakers",
        [&] {
-         m.store = std::make_unique<core::memory_breaker_store>();
          m.registry = std::make_unique<core::breaker_registry>(*m.store, m.cfg.probation);
-         return m.registry->restore();
+         if (auto s = m.registry->restore(); !s.ok()) return s;
+         std::size_t open = 0;
+         const v1::BreakerSnapshot snap = m.registry->snapshot();
+         for (const auto& b : snap.breakers()) {
+           if (b.state() == v1::BREAKER_STATE_OPEN || b.state() == v1::BREAKER_STATE_FORCED_OPEN)
+             ++open;
+         }
+         m.restored = true;
+         nlohmann::json start = {{"version", LOOPWARDEN_VERSION},
+                                 {"pid", ::getpid()},
+                                 {"config", m.cfg.source},
+                                 {"open_breakers", open}};
+         m.audit("daemon_start", "loopwarden", start.dump());
+         core::log_message(sdk::log_level::info,
+                           fmt::format("state store {}: restored {} breaker(s), {} open",
+                                       m.store->path().string(), snap.breakers_size(), open));
+         return core::status::success();
        }},
       {"load the monitors",
        [&] {
@@ -190,14 +273,35 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
              m.cfg.transport.breakers, m.cfg.transport.heartbeat_interval, *m.registry,
              sidecar_id(), m.cfg.transport.ipc_mode);
          auto* pub = m.publisher.get();
-         m.registry->add_listener([pub](const v1::BreakerTransition& t) {
+         auto* mp = &m;
+         m.registry->add_listener([pub, mp](const v1::BreakerTransition& t) {
            pub->publish(t);
+           // The transition and its alerts are already committed: wake the router.
+           if (mp->router) mp->router->notify();
            const bool opened = t.breaker().state() == v1::BREAKER_STATE_OPEN ||
                                t.breaker().state() == v1::BREAKER_STATE_FORCED_OPEN;
            core::log_message(opened ? sdk::log_level::warn : sdk::log_level::info,
                              "breaker " + format_transition_text(t));
          });
          return m.publisher->start();
+       }},
+      {"start the alert router",
+       [&] {
+         core::alert_router_options ro;
+         ro.sidecar_id = stable_sidecar_id(m.cfg);
+         auto* reg = m.registry.get();
+         ro.open_breakers = [reg] {
+           std::vector<v1::BreakerStatus> open;
+           const v1::BreakerSnapshot snap = reg->snapshot();
+           for (const auto& b : snap.breakers()) {
+             if (b.state() == v1::BREAKER_STATE_OPEN || b.state() == v1::BREAKER_STATE_FORCED_OPEN)
+               open.push_back(b);
+           }
+           return open;
+         };
+         m.router = std::make_unique<core::alert_router>(m.sections.alerts, *m.store, ro);
+         m.router->start();  // delivers whatever a previous run left pending, too
+         return core::status::success();
        }},
       {"open the ingest sockets",
        [&] {
@@ -212,6 +316,46 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
                return self->handle_control(r, who);
              });
          return m.control->start();
+       }},
+      {"open the HTTP endpoint",
+       [&] {
+         if (m.sections.http.listen.empty()) return core::status::success();
+         if (!detail::is_loopback_listen(m.sections.http.listen)) {
+           core::log_message(sdk::log_level::warn,
+                             "http.listen " + m.sections.http.listen +
+                                 " is reachable from other machines: it shows breaker reasons "
+                                 "and evidence (read-only)");
+         }
+         detail::http_sources src;
+         const impl* mp = &m;
+         src.status = [mp] { return mp->self->status(); };
+         src.breakers = [mp] { return mp->registry->snapshot(); };
+         src.recent_transitions = [mp](std::size_t limit) { return mp->recent_transitions(limit); };
+         src.ready = [mp] { return mp->readiness(); };
+         src.alerts = [mp] {
+           std::vector<detail::alert_sink_stats> out;
+           if (!mp->router) return out;
+           for (const auto& s : mp->router->stats()) {
+             detail::alert_sink_stats a;
+             a.name = s.name;
+             a.type = std::string(core::to_string(s.type));
+             a.queue_depth = s.queue_depth;
+             a.sent = s.sent;
+             a.failed = s.failed;
+             a.retried = s.retried;
+             a.fell_back = s.fell_back;
+             a.deferred = s.deferred;
+             out.push_back(std::move(a));
+           }
+           return out;
+         };
+         auto h = detail::http_endpoint::start(m.sections.http, std::move(src));
+         if (!h.ok()) return h.error();
+         m.http = std::move(*h);
+         core::log_message(sdk::log_level::info,
+                           fmt::format("http endpoint on port {}: /metrics /healthz /readyz /",
+                                       m.http->port()));
+         return core::status::success();
        }},
   };
   for (const auto& [name, step] : steps) {
@@ -237,6 +381,7 @@ void server::stop() {
 void server::impl::teardown() {
   // Reverse order of start-up. The operator socket goes first so nobody acts on a daemon that
   // is leaving; ingest next (no new events), then the engine drains what is queued.
+  if (http) http->stop();
   if (control) control->stop();
   if (ingest) ingest->stop();
   if (engine_thread.joinable()) {
@@ -245,6 +390,10 @@ void server::impl::teardown() {
     engine_thread.join();
   }
   if (publisher) publisher->stop();  // sends a final snapshot
+  if (router) router->stop();        // undelivered alerts stay in the outbox for the next run
+  if (store && restored) {
+    audit("daemon_stop", "loopwarden", nlohmann::json{{"pid", ::getpid()}}.dump());
+  }
   if (lock_fd >= 0) {
     ::close(lock_fd);  // releases the lock
     lock_fd = -1;
@@ -300,6 +449,9 @@ void server::impl::run_engine(std::stop_token stop,
         decision.set_rule_id(out.decision.rule_id);
         decision.set_monitor(out.monitor);
         decision.set_alternative(out.decision.alternative);
+        // "Ask a human" becomes a stored approval the host can wait on (approval_gate.hpp).
+        decision = detail::settle_approval(*store, request, std::move(decision), wall_now(),
+                                           sections.approvals);
       }
       const std::string payload = decision.SerializeAsString();
       std::vector<zmq::const_buffer> reply;
@@ -327,6 +479,7 @@ void server::impl::run_engine(std::stop_token stop,
   bool end_of_stream = false;
   std::chrono::steady_clock::time_point drain_deadline{};
   auto next_tick = std::chrono::steady_clock::now() + tick_period;
+  auto next_expiry = std::chrono::steady_clock::now();
   std::array<zmq::pollitem_t, 3> items = {{{gate.handle(), 0, ZMQ_POLLIN, 0},
                                            {commands.handle(), 0, ZMQ_POLLIN, 0},
                                            {events.handle(), 0, ZMQ_POLLIN, 0}}};
@@ -361,6 +514,8 @@ void server::impl::run_engine(std::stop_token stop,
         break;
       }
       std::unique_ptr<detail::event_batch> batch(raw);
+      last_dequeue_ns.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                            std::memory_order_relaxed);
       for (std::size_t i = 0; i < batch->events.size(); ++i) {
         queue_received.fetch_add(1, std::memory_order_relaxed);
         engine->process(*batch->events[i], wall_now());
@@ -372,6 +527,17 @@ void server::impl::run_engine(std::stop_token stop,
     if (now >= next_tick) {
       engine->tick(wall_now());
       next_tick = now + tick_period;
+      if (now >= next_expiry) {
+        // Approvals nobody decided in time: expired (and audited), so hosts are told no.
+        auto expired = store->expire_approvals(wall_now());
+        if (expired.ok()) {
+          for (const auto& a : *expired) {
+            core::log_message(sdk::log_level::warn,
+                              "approval " + a.id + " expired undecided: " + a.summary);
+          }
+        }
+        next_expiry = now + std::chrono::seconds(5);
+      }
     }
   }
   engine->tick(wall_now());
@@ -397,6 +563,8 @@ core::status server::reload() {
   impl& m = *impl_;
   std::lock_guard guard(m.reload_mu);
   auto fail = [&](const core::status& s) {
+    m.audit("config_reload", "loopwarden",
+            nlohmann::json{{"ok", false}, {"error", s.message()}}.dump());
     std::lock_guard lock(m.status_mu);
     m.last_reload_error = s.message();
     core::log_message(sdk::log_level::error,
@@ -405,6 +573,9 @@ core::status server::reload() {
   };
   auto cfg = load_config(m.options);
   if (!cfg.ok()) return fail(cfg.error());
+  // The sidecar's own sections must be valid too; they apply after a restart (sockets, sinks).
+  auto sections = read_sections(*cfg, m.options);
+  if (!sections.ok()) return fail(sections.error());
   core::engine_options eo;
   eo.extra_plugin_paths = m.options.plugin_paths;
   eo.registry = m.registry.get();
@@ -444,6 +615,8 @@ core::status server::reload() {
                     fmt::format("reloaded {}; kept the state of: {}", cfg->source,
                                 kept_text.empty() ? "none" : kept_text));
   core::set_log_level(cfg->log_level);
+  m.audit("config_reload", "loopwarden",
+          nlohmann::json{{"ok", true}, {"config", cfg->source}, {"kept", kept}}.dump());
   {
     std::lock_guard lock(m.status_mu);
     ++m.reloads;
@@ -530,8 +703,112 @@ v1::SidecarStatus server::status() const {
     s.set_reloads(m.reloads);
     s.set_last_reload_error(m.last_reload_error);
   }
+  if (m.store) {
+    s.set_state_store(m.store->path().string());
+    if (auto head = m.store->audit_head(); head.ok()) {
+      s.set_audit_head_seq(head->seq);
+      s.set_audit_head_hash(head->hash);
+    }
+    if (auto pending = m.store->list_approvals(true); pending.ok()) {
+      s.set_approvals_pending(pending->size());
+    }
+  }
+  if (m.registry) s.set_store_errors(m.registry->store_errors());
+  if (m.router) {
+    for (const auto& a : m.router->stats()) {
+      auto* o = s.add_alert_sinks();
+      o->set_name(a.name);
+      o->set_type(std::string(core::to_string(a.type)));
+      o->set_queue_depth(a.queue_depth);
+      o->set_sent(a.sent);
+      o->set_failed(a.failed);
+      o->set_retried(a.retried);
+      o->set_fell_back(a.fell_back);
+      o->set_deferred(a.deferred);
+    }
+  }
   return s;
 }
+
+void server::impl::audit(std::string_view kind, std::string_view actor,
+                         std::string_view payload_json) {
+  if (!store) return;
+  auto r = store->append_audit(kind, actor, "", payload_json, 0);
+  if (!r.ok()) {
+    core::log_message(sdk::log_level::error, "audit log: " + r.error().message());
+    return;
+  }
+  // The head, logged: kept outside the database it is what proves nothing was cut off its end
+  // (loopwarden audit verify --expect-head SEQ:HASH).
+  core::log_message(sdk::log_level::info,
+                    fmt::format("audit {} recorded; audit head {}:{}", kind, r->seq, r->hash));
+}
+
+detail::readiness server::impl::readiness() const {
+  detail::readiness r;
+  {
+    std::shared_lock lock(engine_mu);
+    r.plugins_loaded = engine != nullptr;
+  }
+  r.state_restored = restored.load();
+  const bool ingest_up = ingest != nullptr && engine_thread.joinable() && !draining.load();
+  // Flowing: the sockets are up and the engine keeps taking events (nothing waits unread for
+  // more than 10 s).
+  const std::int64_t queued = static_cast<std::int64_t>(ingest ? ingest->enqueued() : 0) -
+                              static_cast<std::int64_t>(queue_received.load());
+  const auto idle = std::chrono::nanoseconds(
+      std::chrono::steady_clock::now().time_since_epoch().count() - last_dequeue_ns.load());
+  const bool stuck = queued > 0 && last_dequeue_ns.load() != 0 && idle > std::chrono::seconds(10);
+  r.ingest_flowing = ingest_up && !stuck;
+  std::vector<std::string> why;
+  if (!r.plugins_loaded) why.push_back("monitors are not loaded");
+  if (!r.state_restored) why.push_back("breakers are not restored from the state store");
+  if (!ingest_up) why.push_back("the ingest sockets are not open (starting or stopping)");
+  if (stuck) {
+    why.push_back(fmt::format("{} queued events, none taken for {} s", queued,
+                              std::chrono::duration_cast<std::chrono::seconds>(idle).count()));
+  }
+  for (const auto& w : why) r.detail += (r.detail.empty() ? "" : "; ") + w;
+  if (r.detail.empty()) r.detail = "ready";
+  return r;
+}
+
+std::vector<v1::BreakerTransition> server::impl::recent_transitions(std::size_t limit) const {
+  std::vector<v1::BreakerTransition> all;
+  if (!registry) return all;
+  const v1::BreakerSnapshot snap = registry->snapshot();
+  for (const auto& b : snap.breakers()) {
+    auto h = registry->history({b.name(), b.run_id()}, limit);
+    if (!h.ok()) continue;
+    for (auto& t : *h) all.push_back(std::move(t));
+  }
+  // Newest first; ties (one breaker's changes in one nanosecond) by epoch.
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+    if (a.breaker().changed_unix_nano() != b.breaker().changed_unix_nano())
+      return a.breaker().changed_unix_nano() > b.breaker().changed_unix_nano();
+    return a.breaker().epoch() > b.breaker().epoch();
+  });
+  if (all.size() > limit) all.resize(limit);
+  return all;
+}
+
+namespace {
+void fill_approval(const core::approval& a, v1::Approval& o) {
+  o.set_id(a.id);
+  o.set_created_unix_nano(a.created_unix_nano);
+  o.set_expires_unix_nano(a.expires_unix_nano);
+  o.set_monitor(a.monitor);
+  o.set_breaker(a.breaker);
+  o.set_run_id(a.run_id);
+  o.set_summary(a.summary);
+  o.set_detail_json(a.detail_json);
+  o.set_requested_by(a.requested_by);
+  o.set_state(std::string(core::to_string(a.state)));
+  o.set_decided_by(a.decided_by);
+  o.set_reason(a.reason);
+  o.set_decided_unix_nano(a.decided_unix_nano);
+}
+}  // namespace
 
 v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& request,
                                                  const std::string& who) {
@@ -617,10 +894,45 @@ v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& reque
       r.set_message("reloaded " + cfg.source);
       break;
     }
-    case v1::ControlRequest::kApproval:
-      return fail(
-          core::make_error(core::status_code::failed_precondition,
-                           "approvals need the durable state store (not in this build yet)"));
+    case v1::ControlRequest::kApproval: {
+      const auto& a = request.approval();
+      auto decided = store->decide_approval(a.approval_id(), a.approve(), who, a.note(), now);
+      if (!decided.ok()) return fail(decided.error());
+      fill_approval(*decided, *r.add_approvals());
+      r.set_message(std::string(a.approve() ? "approved " : "denied ") + decided->id + " as " +
+                    who + ": the host learns it when it asks the gate again");
+      r.set_ok(true);
+      return r;
+    }
+    case v1::ControlRequest::kApprovals: {
+      (void)store->expire_approvals(now);
+      auto list = store->list_approvals(!request.approvals().all());
+      if (!list.ok()) return fail(list.error());
+      for (const auto& a : *list) fill_approval(a, *r.add_approvals());
+      r.set_ok(true);
+      return r;
+    }
+    case v1::ControlRequest::kAlertTest: {
+      auto report = router->send_test(request.alert_test().sink());
+      if (!report.ok()) return fail(report.error());
+      if (!report->delivered) {
+        return fail(core::make_error(
+            core::status_code::io_error,
+            fmt::format("test alert through '{}' failed after {} ms: {}{}", report->sink,
+                        std::chrono::duration_cast<std::chrono::milliseconds>(report->elapsed)
+                            .count(),
+                        report->error,
+                        report->http_status != 0
+                            ? fmt::format(" (HTTP {})", report->http_status)
+                            : "")));
+      }
+      r.set_ok(true);
+      r.set_message(fmt::format(
+          "test alert delivered through '{}' in {} ms{}", report->sink,
+          std::chrono::duration_cast<std::chrono::milliseconds>(report->elapsed).count(),
+          report->http_status != 0 ? fmt::format(" (HTTP {})", report->http_status) : ""));
+      return r;
+    }
     case v1::ControlRequest::COMMAND_NOT_SET:
       return fail(
           core::make_error(core::status_code::invalid_argument, "the request names no command"));

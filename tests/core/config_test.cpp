@@ -135,7 +135,7 @@ monitor:
   - name: a
 )",
        "monitor: unknown key (allowed: version, log_level, state_dir, plugin_paths, probation, "
-       "breakers, monitors, transport, telemetry) (loopwarden.yaml:3)"},
+       "breakers, monitors, transport, telemetry, alerts, http, approvals) (loopwarden.yaml:3)"},
       {"bad log level", R"(version: 1
 log_level: verbose
 )",
@@ -347,7 +347,7 @@ monitors:
     confg:
       window: 5
 )",
-       "monitors[0].confg: unknown key (allowed: name, plugin, path, optional, enabled, on_error, "
+       "monitors[0].confg: unknown key (allowed: name, plugin, path, optional, enabled, mode, on_error, "
        "config) (loopwarden.yaml:5)"},
   };
   for (const auto& r : rows) {

@@ -118,7 +118,7 @@ class Daemon:
         self._stdout = open(os.path.join(self.dir, "stdout.txt"), "wb")
         self._stderr = open(os.path.join(self.dir, "stderr.txt"), "wb")
         self.proc = subprocess.Popen(
-            [LOOPWARDEN_BIN, "serve", "--config", self.config],
+            [LOOPWARDEN_BIN, "serve", "--config", self.config, "--http", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr, env=self.env)
         try:
             ready = wait_for(lambda: self.proc.poll() is not None or self.try_status() is not None,
@@ -293,6 +293,22 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(denied.rule_id, "fixture.deny")
         self.assertEqual(denied.monitor, "fixture")
         self.assertEqual(denied.alternative, "don't")
+
+    def test_gate_client_waits_for_a_human_approval(self):
+        gate = GateClient(self.ep.gate, timeout=5.0, source="py/agent", run_id="run-ap")
+        self.addCleanup(gate.close)
+        action = shell("please approve rm -rf build/")
+        first = gate.ask(action)
+        self.assertEqual(first.verdict, "require_approval")
+        self.assertTrue(first.approval_id.startswith("ap-"))
+        self.assertEqual(gate.ask(action, approval_id=first.approval_id).verdict,
+                         "require_approval")  # nobody decided yet
+        r = self.daemon.cli("approve", first.approval_id, "--reason", "build dir only")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        approved = gate.ask(action, approval_id=first.approval_id)
+        self.assertEqual(approved.verdict, "allow")
+        self.assertIn("build dir only", approved.reason)
+        self.assertEqual(gate.ask(action, approval_id=first.approval_id).verdict, "deny")
 
     def test_breaker_watch_fails_closed_after_the_daemon_is_killed(self):
         watch = BreakerWatch(self.ep.breakers, "run-kill", timeout=0.5)

@@ -353,6 +353,7 @@ v1::BreakerStatus breaker_status(const std::string& name) {
   b.set_acknowledged_by("oncall-alice");
   b.set_probation_until_unix_nano(1'700'000'300'000'000'000);
   b.set_trips(2);
+  b.set_shadow(true);
   return b;
 }
 
@@ -495,6 +496,7 @@ TEST_CASE("schema round-trips gate requests and decisions with every field set",
   *request.mutable_action() = action_request();
   request.set_timeout_ms(250);
   request.set_time_unix_nano(1'700'000'000'000'000'003);
+  request.set_approval_id("ap-000003");
   check_complete_round_trip(request, "gate request");
 
   v1::GateDecision decision;
@@ -532,10 +534,14 @@ TEST_CASE("schema round-trips every control command and the response", "[schema]
           r.mutable_approval()->set_approval_id("appr-3");
           r.mutable_approval()->set_approve(true);
           r.mutable_approval()->set_note("ok for staging");
+        } else if (command == "approvals") {
+          r.mutable_approvals()->set_all(true);
+        } else if (command == "alert_test") {
+          r.mutable_alert_test()->set_sink("pagerduty");
         }
         // An unknown command leaves the oneof unset, which the completeness check reports.
       });
-  REQUIRE(requests.size() == 7);
+  REQUIRE(requests.size() == 9);
   for (const auto& request : requests) check_complete_round_trip(request, request.request_id());
 
   v1::ControlResponse response;
@@ -558,6 +564,34 @@ TEST_CASE("schema round-trips every control command and the response", "[schema]
   st.set_reloads(4);
   st.set_last_reload_error("monitors[0].config.window: expected a positive integer");
   st.set_gate_requests(12);
+  st.set_state_store("/var/lib/loopwarden/loopwarden.db");
+  st.set_store_errors(1);
+  st.set_audit_head_seq(42);
+  st.set_audit_head_hash(std::string(64, 'a'));
+  st.set_approvals_pending(2);
+  auto* sink = st.add_alert_sinks();
+  sink->set_name("pagerduty");
+  sink->set_type("pagerduty");
+  sink->set_queue_depth(1);
+  sink->set_sent(9);
+  sink->set_failed(1);
+  sink->set_retried(3);
+  sink->set_fell_back(1);
+  sink->set_deferred(2);
+  auto* ap = response.add_approvals();
+  ap->set_id("ap-000003");
+  ap->set_created_unix_nano(1'767'225'600'000'000'000);
+  ap->set_expires_unix_nano(1'767'229'200'000'000'000);
+  ap->set_monitor("destructive_action");
+  ap->set_breaker("agent.destructive");
+  ap->set_run_id("run-7");
+  ap->set_summary("rm -rf build/ — outside the workspace");
+  ap->set_detail_json("{}");
+  ap->set_requested_by("agent/1");
+  ap->set_state("approved");
+  ap->set_decided_by("unix:alice");
+  ap->set_reason("build dir only");
+  ap->set_decided_unix_nano(1'767'225'700'000'000'000);
   auto* in = st.add_ingest();
   in->set_endpoint("ipc:///run/lw/ingest.sock");
   in->set_socket("pull");
@@ -589,6 +623,8 @@ TEST_CASE("schema round-trips every control command and the response", "[schema]
   mon->set_last_error("on_event: std::runtime_error: boom");
   mon->set_total_call_ns(123456);
   mon->set_max_call_ns(9999);
+  mon->add_call_ns_buckets(990);
+  mon->add_call_ns_buckets(52);
   auto* g = mon->add_gauges();
   g->set_name("samples");
   g->set_value(990);

@@ -45,6 +45,7 @@ TEST_CASE("a tcp control socket answers allowlisted CURVE keys and refuses every
       << operator_keys->public_key << "\"]\n";
 
   sidecar::serve_options options;
+  options.http_listen = "127.0.0.1:0";  // tests run in parallel: any free port
   options.config_file = (dir / "loopwarden.yaml").string();
   auto srv = sidecar::server::start(options);
   INFO((srv.ok() ? std::string() : srv.error().message()));

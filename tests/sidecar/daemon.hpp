@@ -123,6 +123,7 @@ struct daemon_options {
   std::string state_dir{};               // empty: <dir>/state (another daemon's, to share it)
   bool wait_ready = true;                // wait until the control socket answers `status`
   std::chrono::milliseconds ready_timeout = 20s;
+  std::string http = "127.0.0.1:0";        // serve --http (port 0: any free port; "": off)
   // Called with the daemon's directory (config written, process not started yet).
   std::function<void(const fs::path&)> before_start{};
 };
@@ -226,6 +227,16 @@ class daemon_process {
 
   bool running() { return !wait_exit(0ms).has_value(); }
 
+  // Starts the daemon again (same directory, config and state) after it exited or was killed,
+  // and waits until it answers. Its earlier output is replaced.
+  void restart() {
+    if (!wait_exit(0ms)) throw std::runtime_error("restart: the daemon is still running");
+    exit_status_.reset();
+    pid_ = -1;
+    spawn();
+    wait_ready(options_.ready_timeout);
+  }
+
   // SIGTERM, then waits up to `timeout` (then SIGKILL); the exit code as wait_exit() gives it.
   int stop(std::chrono::milliseconds timeout = 15s) {
     if (exit_status_) return *exit_status_;
@@ -240,6 +251,14 @@ class daemon_process {
   std::string err() const { return read_file(dir_ / "stderr.txt"); }
   // stdout then stderr (the engine logs to stderr).
   std::string log() const { return out() + err(); }
+
+  // The HTTP endpoint's port, from the daemon's start-up log line; 0 when it has none.
+  int http_port() const {
+    const std::string text = log();
+    const std::string marker = "http endpoint on port ";
+    const auto at = text.find(marker);
+    return at == std::string::npos ? 0 : std::atoi(text.c_str() + at + marker.size());
+  }
 
   // -- the control socket --
   core::result<v1::ControlResponse> control(v1::ControlRequest request,
@@ -285,7 +304,9 @@ class daemon_process {
   }
 
   void spawn() {
-    std::vector<std::string> args = {loopwarden_binary(), "serve", "--config", config_file_};
+    // Any free port for the HTTP endpoint: tests run in parallel (the port is in the log).
+    std::vector<std::string> args = {loopwarden_binary(), "serve", "--config", config_file_,
+                                     "--http", options_.http};
     if (!options_.state_dir.empty()) {
       args.push_back("--state-dir");
       args.push_back(state_dir_);
@@ -484,6 +505,15 @@ struct cli_result {
 
 // Runs `<build>/bin/loopwarden <args>` through popen (args are passed to /bin/sh as written);
 // stderr is captured through a file in `scratch`.
+// Sends one [topic][envelope] message to the daemon's ingest socket on a fresh PUSH socket and
+// waits until ZeroMQ has handed it over.
+inline void raw_ingest_send(const daemon_process& d, const std::string& topic,
+                            const v1::Envelope& e) {
+  zmq::socket_t s = connect_raw(zmq::socket_type::push, d.ingest());
+  s.set(zmq::sockopt::linger, 5000);
+  send_frames(s, {topic, e.SerializeAsString()});
+}
+
 inline cli_result run_loopwarden(const std::string& args, const fs::path& scratch) {
   static int counter = 0;
   const fs::path err_file = scratch / ("cli-" + std::to_string(++counter) + ".err");

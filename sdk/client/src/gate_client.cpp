@@ -107,7 +107,8 @@ struct gate_client::impl {
     }
   }
 
-  gate_decision ask(const v1::ActionRequest& action, std::chrono::milliseconds timeout) {
+  gate_decision ask(const v1::ActionRequest& action, std::chrono::milliseconds timeout,
+                    const std::string& approval_id) {
     ++stats.asked;
     const auto deadline = steady::now() + timeout;
     std::string request_id = id_prefix + "-" + std::to_string(++next_id);
@@ -126,6 +127,7 @@ struct gate_client::impl {
     request.set_timeout_ms(static_cast<std::uint32_t>(
         std::clamp<std::int64_t>(timeout.count(), 0, std::numeric_limits<std::uint32_t>::max())));
     request.set_time_unix_nano(detail::now_unix_nano());
+    request.set_approval_id(approval_id);
     const std::string payload = request.SerializeAsString();
 
     bool sent = false;
@@ -188,11 +190,16 @@ gate_client::gate_client(std::unique_ptr<impl> state) : impl_(std::move(state)) 
 gate_client::~gate_client() = default;
 
 gate_decision gate_client::ask(const v1::ActionRequest& action) {
-  return impl_->ask(action, impl_->options.timeout);
+  return impl_->ask(action, impl_->options.timeout, {});
 }
 
 gate_decision gate_client::ask(const v1::ActionRequest& action, std::chrono::milliseconds timeout) {
-  return impl_->ask(action, timeout);
+  return impl_->ask(action, timeout, {});
+}
+
+gate_decision gate_client::ask(const v1::ActionRequest& action, std::chrono::milliseconds timeout,
+                               const std::string& approval_id) {
+  return impl_->ask(action, timeout, approval_id);
 }
 
 gate_client_stats gate_client::stats() const { return impl_->stats; }

@@ -1032,9 +1032,13 @@ class GateClient:
             raise
         return socket
 
-    def ask(self, action, *, timeout: Optional[float] = None) -> Decision:
+    def ask(self, action, *, timeout: Optional[float] = None, approval_id: str = "") -> Decision:
         """Asks about ``action`` (a loopwarden.v1.ActionRequest) and returns the Decision;
-        waits at most ``timeout`` seconds (default: the client's)."""
+        waits at most ``timeout`` seconds (default: the client's).
+
+        After a "require_approval" answer, ask again with its ``approval_id`` to learn the
+        human's decision: "allow" once they approved this same action (one approval, one
+        action), "deny" when they denied or it expired, "require_approval" while undecided."""
         timeout = self.timeout if timeout is None else float(timeout)
         with self._lock:
             if self._socket is None:
@@ -1047,6 +1051,7 @@ class GateClient:
                 run_id=self.run_id,
                 timeout_ms=int(timeout * 1000),
                 time_unix_nano=time.time_ns(),
+                approval_id=approval_id,
             )
             request.action.CopyFrom(action)
             deadline = _monotonic() + timeout

@@ -146,6 +146,9 @@ result<config> load_config_file(const std::string& path);
 // endpoints that the document left at their defaults under it. `dir` is made absolute.
 void override_state_dir(config& cfg, const std::string& dir);
 
+// The state store's database file: <state_dir>/loopwarden.db.
+std::string state_database_path(const config& cfg);
+
 // The embedded default configuration (used by `serve` and `replay` without --config; printed by
 // `loopwarden config default`). Always parses.
 std::string_view default_config_yaml();

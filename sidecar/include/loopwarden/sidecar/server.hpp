@@ -25,7 +25,12 @@ struct serve_options {
   std::vector<std::string> plugin_paths;  // searched after the config's
   std::string record_file;                // capture the ingest stream in the replay format
   std::optional<sdk::log_level> log_level;
+  std::optional<std::string> http_listen;  // override of http.listen ("" turns it off)
 };
+
+// Checks the sections only the daemon reads (alerts, http, approvals), as serve would at start.
+// Errors name the field path and line.
+core::status validate_sidecar_sections(const core::config& cfg);
 
 // Thread-safety: stop(), reload() and status() are safe from any thread (the signal loop and the
 // control thread both call them).

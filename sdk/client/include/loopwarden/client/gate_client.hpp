@@ -80,6 +80,11 @@ class gate_client {
   gate_decision ask(const v1::ActionRequest& action);
   // The same with its own timeout.
   gate_decision ask(const v1::ActionRequest& action, std::chrono::milliseconds timeout);
+  // Asks again about an action that got require_approval, naming the approval: allow once a
+  // human approved this same action (once), deny when they denied or it expired, and
+  // require_approval again while nobody has decided. Poll it (e.g. every few seconds) to wait.
+  gate_decision ask(const v1::ActionRequest& action, std::chrono::milliseconds timeout,
+                    const std::string& approval_id);
 
   gate_client_stats stats() const;
   const gate_client_options& options() const;
