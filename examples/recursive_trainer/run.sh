@@ -60,7 +60,7 @@ elapsed() { "$py" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1
 say "1. Start the sidecar: loopwarden serve (state in $state, recording every event)"
 "$bin" config check "$config"
 "$bin" serve --config "$config" --state-dir "$state" --record "$out/live.lwreplay" \
-  >"$out/serve.log" 2>&1 &
+  --http 127.0.0.1:0 >"$out/serve.log" 2>&1 &
 daemon=$!
 ready=0
 deadline=$((SECONDS + 10))
@@ -74,6 +74,8 @@ while ((SECONDS < deadline)); do
 done
 [[ $ready = 1 ]] || { cat "$out/serve.log" >&2; fail "loopwarden serve did not answer within 10 s"; }
 sed 's/^/   /' "$out/serve.log"
+http_port=$(sed -n 's/.*http endpoint on port \([0-9]*\).*/\1/p' "$out/serve.log" | head -n 1)
+echo "   status page for on-call: http://127.0.0.1:${http_port:-?}/  (metrics: /metrics)"
 
 trainer() {  # run-id real-share
   local status=0
@@ -123,6 +125,10 @@ lw reset training.collapse --run collapse-synthetic \
   || reset_ok=0
 echo "   (half-open = probation: a new trip within 10 minutes re-opens it at once)"
 
+say "   Everything on-call did is in the hash-chained audit log: loopwarden audit verify"
+audit_ok=1
+"$bin" audit verify --config "$config" --state-dir "$state" | sed 's/^/   /' || audit_ok=0
+
 say "5. Stop the daemon; replay its recording offline, as a CI job would"
 stop_daemon
 tail -n 1 "$out/serve.log" | sed 's/^/   /'
@@ -140,6 +146,7 @@ problems=()
 [[ $collapse_state = BREAKER_STATE_OPEN ]] \
   || problems+=("training.collapse for collapse-synthetic is '$collapse_state', expected open")
 [[ $reset_ok = 1 ]] || problems+=("the reset was refused")
+[[ $audit_ok = 1 ]] || problems+=("the audit log did not verify")
 [[ $replay_status = 1 ]] || problems+=("the offline replay did not trip (exit $replay_status)")
 
 cat <<TXT

@@ -77,7 +77,7 @@ TEST_CASE("an open breaker is latched: further trips change nothing", "[core][br
   CHECK(b->reason() == "because");
 }
 
-TEST_CASE("run-scoped breakers are separate per run; global ones are shared", "[core][breakers]") {
+TEST_CASE("run-scoped breakers are separate per run, global ones are shared", "[core][breakers]") {
   core::memory_breaker_store store;
   breaker_registry reg(store, no_probation);
   REQUIRE(reg.trip(make_trip("b", "run-1")));

@@ -144,7 +144,7 @@ TEST_CASE("a throwing monitor with the disable policy is switched off, tripping 
   CHECK(m.errors == 1);
 }
 
-TEST_CASE("the strictest gate answer wins; a failing gate denies unless disabled",
+TEST_CASE("the strictest gate answer wins, and a failing gate denies unless disabled",
           "[core][engine]") {
   auto gate = [](core::engine& e, const std::string& cmd) {
     v1::GateRequest r;

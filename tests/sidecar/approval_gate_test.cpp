@@ -131,7 +131,7 @@ TEST_CASE("require_approval creates a pending approval the host can wait on",
   }
 }
 
-TEST_CASE("approval ids the store does not know are denied; allow and deny pass through",
+TEST_CASE("approval ids the store does not know are denied, and allow and deny pass through",
           "[sidecar][approvals]") {
   temp_store t;
   auto unknown = settle_approval(*t.store, request("rm x", "ap-999999"),

@@ -219,7 +219,7 @@ TEST_CASE("an action that needs approval waits for a human, then runs once",
   CHECK(all.out.find("\"denied\"") != std::string::npos);
 }
 
-TEST_CASE("the audit chain of a real run verifies; a tampered copy names the bad record",
+TEST_CASE("the audit chain of a real run verifies, and a tampered copy names the bad record",
           "[integration][sidecar][audit]") {
   daemon_process d;
   test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer", "run-1", 1, "trip"));
