@@ -538,7 +538,7 @@ status read_config(const config_node& root, const fs::path& base, config& out) {
   if (auto s = root.check_keys({"version", "log_level", "state_dir", "plugin_paths", "probation",
                                 "breakers", "monitors", "transport", "telemetry",
                                 // read by the sidecar (serve, config check), not the engine:
-                                "alerts", "http", "approvals"});
+                                "alerts", "http", "approvals", "state_sync"});
       !s.ok()) {
     return s;
   }

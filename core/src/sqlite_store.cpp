@@ -897,7 +897,11 @@ result<std::unique_ptr<sqlite_state_store>> sqlite_state_store::open(
                                                  mode + "'; is it on a network file system?)");
   }
   // FULL: every commit fsyncs the WAL, so record() returning means the transition is on disk.
-  rc = exec_script(s->db.get(), "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+  // NORMAL (in WAL mode): a commit is in the OS's cache, so it survives the daemon's crash or
+  // kill -9 but not a power loss of the machine; the WAL is fsynced at checkpoints.
+  rc = exec_script(s->db.get(), options.sync == sync_mode::full
+                                    ? "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+                                    : "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;");
   if (rc != SQLITE_OK) return s->error(rc, doing);
 
   if (auto m = impl::migrate(*s); !m.ok()) return m;

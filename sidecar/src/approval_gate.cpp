@@ -64,6 +64,9 @@ v1::GateDecision settle_approval(core::sqlite_state_store& store, const v1::Gate
                                  v1::GateDecision decided, std::int64_t now,
                                  const approval_policy& policy) {
   if (decided.verdict() == v1::GATE_VERDICT_DENY) return decided;  // an outright no wins
+  if (request.approval_id().empty() && decided.verdict() != v1::GATE_VERDICT_REQUIRE_APPROVAL) {
+    return decided;  // the common case: nothing to do with approvals
+  }
   const std::string digest = action_digest(request);
 
   if (!request.approval_id().empty()) {

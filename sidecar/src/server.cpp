@@ -92,6 +92,7 @@ struct sidecar_sections {
   core::alerts_config alerts;
   detail::http_config http;
   detail::approval_policy approvals;
+  core::sqlite_state_store::sync_mode state_sync = core::sqlite_state_store::sync_mode::full;
 };
 
 core::result<sidecar_sections> read_sections(const core::config& cfg, const serve_options& o) {
@@ -106,6 +107,15 @@ core::result<sidecar_sections> read_sections(const core::config& cfg, const serv
   if (!http.ok()) return http.error();
   s.http = std::move(*http);
   if (o.http_listen) s.http.listen = *o.http_listen;
+  if (const sdk::config_node sync = cfg.root["state_sync"]; !sync.is_missing() && !sync.is_null()) {
+    auto v = sync.as_string();
+    if (!v.ok()) return v.error();
+    if (*v == "normal") {
+      s.state_sync = core::sqlite_state_store::sync_mode::normal;
+    } else if (*v != "full") {
+      return sync.error("expected full or normal, got \"" + *v + "\"");
+    }
+  }
   const sdk::config_node approvals = cfg.root["approvals"];
   if (!approvals.is_missing() && !approvals.is_null()) {
     if (auto k = approvals.check_keys({"ttl"}); !k.ok()) return k;
@@ -225,7 +235,9 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
        }},
       {"open the state store",
        [&] {
-         auto store = core::sqlite_state_store::open(core::state_database_path(m.cfg));
+         core::sqlite_state_store::open_options so;
+         so.sync = m.sections.state_sync;
+         auto store = core::sqlite_state_store::open(core::state_database_path(m.cfg), so);
          if (!store.ok()) return store.error();
          m.store = std::move(*store);
          // Planned alerts are written in the same transaction as the transition (the outbox).

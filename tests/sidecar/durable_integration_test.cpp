@@ -22,6 +22,8 @@
 
 #include <loopwarden/client/breaker_watch.hpp>
 #include <loopwarden/client/gate_client.hpp>
+#include <loopwarden/core/config.hpp>
+#include <loopwarden/sidecar/server.hpp>
 
 #include "daemon.hpp"
 
@@ -346,4 +348,28 @@ TEST_CASE("loopwarden alerts test sends one test alert and reports the receiver'
   auto unknown = lw(d, "alerts test nosuchsink");
   CHECK(unknown.code == 1);
   CHECK(unknown.err.find("nosuchsink") != std::string::npos);
+}
+
+TEST_CASE("the daemon's own sections are checked with the field and the line",
+          "[sidecar][config]") {
+  auto check = [](const std::string& yaml) {
+    auto cfg = core::parse_config("version: 1\n" + yaml, "loopwarden.yaml");
+    REQUIRE(cfg.ok());
+    return sidecar::validate_sidecar_sections(*cfg);
+  };
+  CHECK(check("state_sync: normal\n").ok());
+  auto sync = check("state_sync: sometimes\n");
+  REQUIRE_FALSE(sync.ok());
+  CHECK(sync.message().find("state_sync") != std::string::npos);
+  CHECK(sync.message().find("expected full or normal") != std::string::npos);
+  CHECK(sync.message().find("loopwarden.yaml:2") != std::string::npos);
+  auto ttl = check("approvals:\n  ttl: soon\n");
+  REQUIRE_FALSE(ttl.ok());
+  CHECK(ttl.message().find("approvals.ttl") != std::string::npos);
+  auto http = check("http:\n  listen: \"9464\"\n");
+  REQUIRE_FALSE(http.ok());
+  CHECK(http.message().find("http.listen") != std::string::npos);
+  auto alerts = check("alerts:\n  sinks:\n    - {name: x, type: carrier_pigeon}\n");
+  REQUIRE_FALSE(alerts.ok());
+  CHECK(alerts.message().find("alerts.sinks[0].type") != std::string::npos);
 }

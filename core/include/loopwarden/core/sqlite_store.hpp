@@ -60,11 +60,17 @@ struct approval {
 // `sqlite3 .backup`); two stores writing one database keep it consistent but are not supported.
 class sqlite_state_store final : public breaker_store, public alert_outbox {
  public:
+  // full: a commit is fsynced before it returns (a transition survives a power loss before any
+  // host hears of it). normal: a commit survives the daemon's crash or kill -9 but not a crash
+  // of the machine, and costs no fsync (the trip-to-host latency drops by the disk's fsync time).
+  enum class sync_mode { full, normal };
+
   struct open_options {
     // How long a statement waits for a lock another connection holds before failing (timeout).
     std::chrono::milliseconds busy_timeout{5000};
     // Create the file (and its parent directories) when missing; else not_found.
     bool create_if_missing = true;
+    sync_mode sync = sync_mode::full;
   };
 
   // The schema version this build writes; open() migrates older files to it.
