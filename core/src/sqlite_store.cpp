@@ -1266,6 +1266,8 @@ result<std::vector<approval>> sqlite_state_store::expire_approvals(std::int64_t 
         sql_overdue_approvals, [&](const query& q) { overdue.push_back(read_approval(q)); },
         now_unix_nano);
   }
+  // Nothing overdue (the usual case, on a timer): end without a commit, so no fsync.
+  if (rc == SQLITE_OK && overdue.empty()) return overdue;
   for (auto& a : overdue) {
     if (rc != SQLITE_OK) break;
     rc = s.settle_approval(a, approval_state::expired, "", "expired", now_unix_nano, "loopwarden");
