@@ -177,4 +177,19 @@ std::string_view to_string(v1::BreakerState s) {
   }
 }
 
+std::string_view to_string(v1::BreakerAction a) {
+  const auto v = from_proto(a);
+  return v ? to_string(*v) : "unspecified";
+}
+
+std::string_view to_string(v1::Severity s) {
+  const auto v = from_proto(s);
+  return v ? to_string(*v) : "unspecified";
+}
+
+std::string_view to_string(v1::BreakerScope s) {
+  const auto v = from_proto(s);
+  return v ? to_string(*v) : "unspecified";
+}
+
 }  // namespace loopwarden::sdk

@@ -80,21 +80,6 @@ class writer {
 double ns_to_seconds(std::int64_t ns) { return static_cast<double>(ns) / 1e9; }
 double ns_to_seconds(std::uint64_t ns) { return static_cast<double>(ns) / 1e9; }
 
-std::string action_name(v1::BreakerAction a) {
-  auto v = sdk::from_proto(a);
-  return v ? std::string(sdk::to_string(*v)) : "unspecified";
-}
-
-std::string severity_name(v1::Severity s) {
-  auto v = sdk::from_proto(s);
-  return v ? std::string(sdk::to_string(*v)) : "unspecified";
-}
-
-std::string scope_name(v1::BreakerScope s) {
-  auto v = sdk::from_proto(s);
-  return v ? std::string(sdk::to_string(*v)) : "unspecified";
-}
-
 void render_daemon(const v1::SidecarStatus& s, writer& w) {
   w.family("loopwarden_build_info", "gauge", "Always 1; the version of the running daemon.");
   w.sample("loopwarden_build_info", {{"version", s.version()}}, std::uint64_t{1});
@@ -331,9 +316,9 @@ void render_breakers(const v1::BreakerSnapshot& snap, writer& w) {
            "Always 1; a breaker's scope, the action hosts take while it is open, its severity and "
            "the monitor (or operator) behind its last change.");
   for (const auto& b : snap.breakers()) {
-    const std::string scope = scope_name(b.scope());
-    const std::string action = action_name(b.action());
-    const std::string severity = severity_name(b.severity());
+    const std::string scope = std::string(sdk::to_string(b.scope()));
+    const std::string action = std::string(sdk::to_string(b.action()));
+    const std::string severity = std::string(sdk::to_string(b.severity()));
     w.sample("loopwarden_breaker_info",
              {{"breaker", b.name()},
               {"run_id", b.run_id()},

@@ -59,21 +59,6 @@ std::string shell_word(std::string_view w) {
 
 std::string state_name(v1::BreakerState s) { return std::string(sdk::to_string(s)); }
 
-std::string action_name(v1::BreakerAction a) {
-  auto v = sdk::from_proto(a);
-  return v ? std::string(sdk::to_string(*v)) : "unspecified";
-}
-
-std::string severity_name(v1::Severity s) {
-  auto v = sdk::from_proto(s);
-  return v ? std::string(sdk::to_string(*v)) : "unspecified";
-}
-
-std::string scope_name(v1::BreakerScope s) {
-  auto v = sdk::from_proto(s);
-  return v ? std::string(sdk::to_string(*v)) : "unspecified";
-}
-
 bool is_open(const v1::BreakerStatus& b) {
   return b.state() == v1::BREAKER_STATE_OPEN || b.state() == v1::BREAKER_STATE_FORCED_OPEN;
 }
@@ -277,7 +262,7 @@ void render_breakers(const status_view& v, std::string& out) {
       "<th>Acknowledged by</th><th class=\"num\">Epoch / trips</th></tr></thead>\n<tbody>\n";
   for (const auto& b : breakers) {
     const std::string state = state_name(b.state());
-    const std::string sev = severity_name(b.severity());
+    const std::string sev = std::string(sdk::to_string(b.severity()));
     out += is_open(b) ? "<tr class=\"open\">" : "<tr>";
     out += "<td><b>" + esc(b.name()) + "</b><br>" +
            (b.run_id().empty() ? std::string("global") : "run " + esc(b.run_id())) +
@@ -289,8 +274,8 @@ void render_breakers(const status_view& v, std::string& out) {
              esc(short_time(b.probation_until_unix_nano())) + "</span>";
     }
     out += "</td>";
-    out += "<td>" + esc(action_name(b.action())) + "<br><span class=\"sev-" + esc(sev) + "\">" +
-           esc(sev) + "</span></td>";
+    out += "<td>" + esc(std::string(sdk::to_string(b.action()))) + "<br><span class=\"sev-" +
+           esc(sev) + "\">" + esc(sev) + "</span></td>";
     out += "<td>" + esc(b.monitor()) + "</td>";
     out += "<td>" + esc(b.reason()) + "</td>";
     out += "<td>" + evidence_html(b.evidence()) + "</td>";
@@ -481,11 +466,11 @@ json breaker_json(const v1::BreakerStatus& b) {
   json j;
   j["name"] = b.name();
   j["run_id"] = b.run_id();
-  j["scope"] = scope_name(b.scope());
+  j["scope"] = std::string(sdk::to_string(b.scope()));
   j["state"] = state_name(b.state());
   j["open"] = is_open(b);
-  j["action"] = action_name(b.action());
-  j["severity"] = severity_name(b.severity());
+  j["action"] = std::string(sdk::to_string(b.action()));
+  j["severity"] = std::string(sdk::to_string(b.severity()));
   j["epoch"] = b.epoch();
   j["monitor"] = b.monitor();
   j["reason"] = b.reason();

@@ -14,16 +14,6 @@ std::string upper(std::string_view s) {
   return out;
 }
 
-std::string action_name(v1::BreakerAction a) {
-  auto v = sdk::from_proto(a);
-  return v ? std::string(sdk::to_string(*v)) : "unspecified";
-}
-
-std::string severity_name(v1::Severity s) {
-  auto v = sdk::from_proto(s);
-  return v ? std::string(sdk::to_string(*v)) : "unspecified";
-}
-
 }  // namespace
 
 std::string format_time(std::int64_t unix_nano) {
@@ -48,7 +38,7 @@ std::string format_transition_text(const v1::BreakerTransition& t) {
   const auto& b = t.breaker();
   std::string s = b.name() + " " + upper(sdk::to_string(b.state()));
   if (!b.run_id().empty()) s += " (run " + b.run_id() + ")";
-  s += ": " + action_name(b.action()) + ", " + severity_name(b.severity()) + ", epoch " +
+  s += ": " + std::string(sdk::to_string(b.action())) + ", " + std::string(sdk::to_string(b.severity())) + ", epoch " +
        std::to_string(b.epoch());
   s += "  [" + t.cause() + " from " + std::string(sdk::to_string(t.previous())) + "]\n";
   if (t.cause() == "trip" || t.cause() == "force_open") {
@@ -82,8 +72,8 @@ std::string format_transition_json(const v1::BreakerTransition& t, std::uint64_t
   j["from"] = sdk::to_string(t.previous());
   j["to"] = sdk::to_string(b.state());
   j["cause"] = t.cause();
-  j["action"] = action_name(b.action());
-  j["severity"] = severity_name(b.severity());
+  j["action"] = std::string(sdk::to_string(b.action()));
+  j["severity"] = std::string(sdk::to_string(b.severity()));
   j["epoch"] = b.epoch();
   j["monitor"] = b.monitor();
   j["reason"] = b.reason();

@@ -49,6 +49,11 @@ std::optional<breaker_scope> from_proto(v1::BreakerScope s);
 
 // "closed", "open", "half_open", "forced_open", "unspecified".
 std::string_view to_string(v1::BreakerState s);
+// Wire values by their SDK names ("halt", "critical", "run", ...); "unspecified" for
+// UNSPECIFIED or a value this SDK does not know.
+std::string_view to_string(v1::BreakerAction a);
+std::string_view to_string(v1::Severity s);
+std::string_view to_string(v1::BreakerScope s);
 
 // One piece of evidence, in the order the monitor gave it.
 struct key_value {
