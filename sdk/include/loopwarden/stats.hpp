@@ -1,11 +1,18 @@
 #pragma once
 // The SDK's header-only streaming statistics, for plugin authors: include this one header, or
-// the single header of the concept you need. Everything lives in loopwarden::sdk::stats, depends
-// only on the standard library, updates in O(1) without allocating, and is not thread-safe (one
-// owner per object). See docs/statistics.md for the formulas, parameters and references.
+// the single header of the concept you need. Everything lives in loopwarden::sdk::stats and is not
+// thread-safe (one owner per object). The scalar statistics depend only on the standard library
+// and update in O(1) without allocating; diversity and tail_mass use hash maps and sorted
+// baselines, dispersion uses Eigen (O(d²) per d-dimensional vector). See docs/statistics.md for
+// the formulas, costs, parameters and references.
 
 #include <loopwarden/stats/cusum.hpp>         // two-sided tabular CUSUM
+#include <loopwarden/stats/dispersion.hpp>    // embedding mean/covariance, Vendi score, effective rank
+#include <loopwarden/stats/divergence.hpp>    // KL, Jensen-Shannon, PSI; histograms; bootstrap thresholds
+#include <loopwarden/stats/diversity.hpp>     // distinct-n, entropy, Gini-Simpson with O(1) updates
 #include <loopwarden/stats/ewma.hpp>          // EWMA mean/variance, EWMA control chart
 #include <loopwarden/stats/page_hinkley.hpp>  // Page-Hinkley change-in-mean test
 #include <loopwarden/stats/signal.hpp>        // signal_side, direction
+#include <loopwarden/stats/tail_mass.hpp>     // share of samples beyond baseline quantiles
+#include <loopwarden/stats/trend.hpp>         // windowed line fit, generations until a floor
 #include <loopwarden/stats/welford.hpp>       // running count, mean, variance, min, max
