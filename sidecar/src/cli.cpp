@@ -112,7 +112,8 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
       "loopwarden watches self-improving training loops and autonomous agents, and trips circuit\n"
       "breakers that the host pipeline obeys.\n\n"
       "Exit status: 0 ok; 1 found (a breaker opened, a config is invalid); 2 could not run.\n"
-      "Docs: docs/ in the source tree (plugin guide, configuration, replay format).",
+      "Docs: docs/ in the source tree: runbook.md for on-call, configuration.md, plugin-guide.md,\n"
+      "integration-guide.md, alerts.md, http-endpoint.md.",
       "loopwarden"};
   app.set_version_flag("--version", version_text());
   app.require_subcommand(1);
