@@ -711,6 +711,16 @@ struct sqlite_state_store::impl {
     return found;
   }
 
+  // The approval `id`, or not_found naming the database. Caller holds mu.
+  result<approval> require_approval(const std::string& id, const std::string& doing) {
+    auto found = find_approval(id, doing);
+    if (!found.ok()) return found.error();
+    if (!found->has_value()) {
+      return make_error(status_code::not_found, doing + ": " + path.string() + ": no such approval");
+    }
+    return std::move(**found);
+  }
+
   // Sets a pending approval's decision and audits it as "approval_<state>". Caller holds mu and
   // an open write transaction.
   int settle_approval(approval& a, approval_state state, std::string_view decided_by,
@@ -1173,13 +1183,9 @@ result<approval> sqlite_state_store::decide_approval(const std::string& id, bool
   std::lock_guard lock(s.mu);
   impl::transaction tx(s);
   if (int rc = tx.begin(); rc != SQLITE_OK) return s.error(rc, doing);
-  auto found = s.find_approval(id, doing);
+  auto found = s.require_approval(id, doing);
   if (!found.ok()) return found.error();
-  if (!found->has_value()) {
-    return make_error(status_code::not_found,
-                      doing + ": " + s.path.string() + ": no such approval");
-  }
-  approval a = std::move(**found);
+  approval a = std::move(*found);
   if (a.state != approval_state::pending) {
     std::string was = "it is already " + std::string(to_string(a.state));
     if (!a.decided_by.empty()) was += " by " + a.decided_by;
@@ -1208,13 +1214,9 @@ result<approval> sqlite_state_store::use_approval(const std::string& id, std::st
   std::lock_guard lock(s.mu);
   impl::transaction tx(s);
   if (int rc = tx.begin(); rc != SQLITE_OK) return s.error(rc, doing);
-  auto found = s.find_approval(id, doing);
+  auto found = s.require_approval(id, doing);
   if (!found.ok()) return found.error();
-  if (!found->has_value()) {
-    return make_error(status_code::not_found,
-                      doing + ": " + s.path.string() + ": no such approval");
-  }
-  approval a = std::move(**found);
+  approval a = std::move(*found);
   if (a.state != approval_state::approved) {
     return make_error(status_code::failed_precondition,
                       doing + ": it is " + std::string(to_string(a.state)) + ", not approved");
@@ -1245,13 +1247,7 @@ result<approval> sqlite_state_store::get_approval(const std::string& id) {
   auto& s = *impl_;
   const std::string doing = "can't read approval '" + id + "'";
   std::lock_guard lock(s.mu);
-  auto found = s.find_approval(id, doing);
-  if (!found.ok()) return found.error();
-  if (!found->has_value()) {
-    return make_error(status_code::not_found,
-                      doing + ": " + s.path.string() + ": no such approval");
-  }
-  return std::move(**found);
+  return s.require_approval(id, doing);
 }
 
 result<std::vector<approval>> sqlite_state_store::expire_approvals(std::int64_t now_unix_nano) {
