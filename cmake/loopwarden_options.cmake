@@ -38,4 +38,6 @@ function(loopwarden_add_plugin name)
                LIBRARY_OUTPUT_DIRECTORY "${PROJECT_BINARY_DIR}/lib/loopwarden/plugins")
   # lib/, not the multiarch libdir: `loopwarden` looks in <bin>/../lib/loopwarden/plugins.
   install(TARGETS ${name} LIBRARY DESTINATION lib/loopwarden/plugins)
+  # Tests and the sidecar depend on every bundled plugin through this list.
+  set_property(GLOBAL APPEND PROPERTY LOOPWARDEN_BUNDLED_PLUGINS ${name})
 endfunction()
