@@ -204,7 +204,14 @@ class goal_drift_monitor final : public sdk::monitor {
     }
   }
 
-  sdk::result<std::string> snapshot() const override { return encode_state(runs_, counters_); }
+  // Nothing seen yet is nothing worth keeping (the engine then stores no state at all).
+  sdk::result<std::string> snapshot() const override {
+    if (runs_.empty() && counters_.malformed_reports == 0 && counters_.ignored_reports == 0 &&
+        counters_.dropped_runs == 0) {
+      return std::string();
+    }
+    return encode_state(runs_, counters_);
+  }
 
   sdk::status restore(std::string_view state) override {
     if (state.empty()) return sdk::status::success();  // nothing was worth keeping

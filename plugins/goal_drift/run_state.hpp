@@ -60,18 +60,18 @@ struct counters {
   std::uint64_t cycles_without_index = 0;
 };
 
-// Snapshot format version written by encode_state; decode_state refuses any other.
+// Snapshot format version written by encode_state; decode_state reads this one only.
 inline constexpr std::uint32_t snapshot_version = 1;
 
-// Writes every run (in map order) and the counters: a leading "goal_drift" tag and the format
-// version, then little-endian fixed-width integers, IEEE doubles by their bits (so a restored
-// monitor continues bit for bit) and length-prefixed strings.
+// Writes the counters and every run (in map order) with sdk::state_writer (header "goal_drift",
+// format snapshot_version): doubles by their IEEE bits, so a restored monitor continues bit for
+// bit.
 std::string encode_state(const std::map<std::string, run_state>& runs, const counters& c);
 
 // Reads what encode_state wrote, checking every length and value against `s` (the restoring
 // monitor's settings): at most max_runs runs, calibration values ≤ calibration_cycles, knee
-// points ≤ knee_window + 1, metric names ≤ max_metrics, finite numbers. Errors:
-// invalid_argument "goal_drift snapshot: ..." naming what is wrong; `runs` and `c` are only
+// points ≤ knee_window + 1, metric names ≤ max_metrics, finite numbers. Errors: the
+// state_reader's parse_error naming the byte offset and what is wrong; `runs` and `c` are only
 // written on success.
 sdk::status decode_state(std::string_view data, const settings& s,
                          std::map<std::string, run_state>& runs, counters& c);

@@ -12,7 +12,7 @@
 #include <loopwarden/config_node.hpp>
 #include <loopwarden/status.hpp>
 
-namespace loopwarden::sdk::stats {}  // declared so the alias below needs no header
+namespace loopwarden::sdk::stats {}  // namespace loopwarden::sdk::stats
 
 namespace loopwarden::goal_drift {
 

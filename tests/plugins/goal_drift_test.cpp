@@ -21,6 +21,7 @@
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/engine.hpp>
 #include <loopwarden/core/plugin_host.hpp>
+#include <loopwarden/state_codec.hpp>
 #include <loopwarden/stats/welford.hpp>
 
 using namespace loopwarden;
@@ -937,7 +938,7 @@ std::vector<v1::Envelope> mixed_stream() {
   std::uint64_t seq = 0;
   for (std::uint64_t cycle = 1; cycle <= 12; ++cycle) {
     for (const std::string run : {"alpha", "beta", "gamma"}) {
-      const double creep = run == "alpha" && cycle > 6 ? 0.012 * static_cast<double>(cycle - 6) : 0;
+      const double creep = run == "alpha" && cycle > 6 ? 0.03 * static_cast<double>(cycle - 6) : 0;
       v1::CycleReport r =
           make_report(cycle, {noise(rng) + creep, noise(rng) + creep, noise(rng), nan_value},
                       {{"pass_rate", run == "beta" && cycle == 8 ? 0.4 : 0.5 + 0.01 * cycle}},
@@ -1021,21 +1022,24 @@ TEST_CASE("goal_drift refuses a bad snapshot and keeps its state", "[plugins][go
     std::string error;
   };
   std::string other_version = good;
-  other_version[8 + 10] = 2;  // the version follows the 8-byte length and the 10-byte tag
+  other_version[8 + 8 + 10] = 2;  // after the magic, the name's length and "goal_drift"
+  sdk::state_writer other_plugin("variance_collapse", 1);
   const std::vector<row> rows = {
-      {"garbage", "hello world", "goal_drift snapshot: not a goal_drift snapshot"},
-      {"another version", other_version,
-       "goal_drift snapshot: format version 2, this monitor reads 1"},
-      {"truncated", good.substr(0, good.size() - 3), "goal_drift snapshot: truncated at byte"},
-      {"trailing bytes", good + "x", "goal_drift snapshot: trailing bytes after the last run"},
+      {"garbage", "hello world", "not a loopwarden state snapshot"},
+      {"another plugin's", other_plugin.finish(),
+       "a snapshot of 'variance_collapse', not of 'goal_drift'"},
+      {"another version", other_version, "snapshot format version 2, this build reads 1 to 1"},
+      {"truncated", good.substr(0, good.size() - 3), "truncated: 8 bytes wanted, 5 left"},
+      {"trailing bytes", good + "x", "1 unread bytes at the end"},
   };
   for (const auto& r : rows) {
     INFO(r.name);
     auto fresh = load_goal_drift("{}");
     const sdk::status st = fresh->instance().restore(r.data);
     REQUIRE_FALSE(st.ok());
-    CHECK(st.code() == sdk::status_code::invalid_argument);
-    CHECK(st.message().rfind(r.error, 0) == 0);
+    CHECK(st.code() == sdk::status_code::parse_error);
+    CHECK(st.message().rfind("bad state snapshot at byte ", 0) == 0);
+    CHECK(st.message().find(r.error) != std::string::npos);
     CHECK(fresh->instance().snapshot().value() ==
           load_goal_drift("{}")->instance().snapshot().value());
   }
@@ -1043,10 +1047,66 @@ TEST_CASE("goal_drift refuses a bad snapshot and keeps its state", "[plugins][go
     auto small = load_goal_drift("{max_runs: 2}");
     const sdk::status st = small->instance().restore(good);
     REQUIRE_FALSE(st.ok());
-    CHECK(st.message() == "goal_drift snapshot: 3 runs, more than max_runs 2");
+    CHECK(st.message().find("a count of 3 above its limit of 2") != std::string::npos);
   }
-  SECTION("an empty snapshot is nothing to restore") {
+  SECTION("a monitor that saw nothing has nothing to keep, and restores nothing") {
     auto fresh = load_goal_drift("{}");
+    CHECK(fresh->instance().snapshot().value().empty());
     CHECK(fresh->instance().restore("").ok());
+  }
+}
+
+TEST_CASE(
+    "goal_drift restored by a new engine from half the events trips as one uninterrupted engine",
+    "[plugins][goal_drift]") {
+  const std::string config = "{max_cycles: 10}";
+  const std::vector<v1::Envelope> stream = mixed_stream();
+  // The breakers as on-call would see them: name, run, reason and evidence.
+  auto breakers_of = [](core::breaker_registry& registry) {
+    std::vector<std::string> out;
+    const v1::BreakerSnapshot snapshot = registry.snapshot();
+    for (const auto& b : snapshot.breakers()) {
+      std::string line = b.name() + " " + b.run_id() + " " + b.reason();
+      for (const auto& kv : b.evidence()) line += " " + kv.key() + "=" + kv.value();
+      out.push_back(line);
+    }
+    return out;
+  };
+  auto whole = engine_with(config);
+  for (const auto& e : stream) whole->process(e);
+  const auto expected = breakers_of(whole->breakers());
+  REQUIRE(expected.size() >= 4);
+
+  const std::size_t half = stream.size() / 2;
+  auto first = engine_with(config);
+  for (std::size_t i = 0; i < half; ++i) first->process(stream[i]);
+  const std::vector<core::monitor_state> saved = first->snapshot_monitors();
+  REQUIRE(saved.size() == 1);
+  CHECK(saved[0].plugin == "goal_drift");
+
+  // The second engine shares the first one's breaker registry, as a restarted daemon shares its
+  // durable breakers, and starts from the saved monitor state.
+  const std::string yaml = yaml_for(config);
+  auto cfg = core::parse_config(yaml, "gd.yaml");
+  REQUIRE(cfg.ok());
+  core::engine_options opts;
+  opts.search_bundled_plugins = false;
+  opts.registry = &first->breakers();
+  auto second = core::engine::create(*cfg, opts);
+  REQUIRE(second.ok());
+  REQUIRE((*second)->restore_monitor(saved[0]).ok());
+  for (std::size_t i = half; i < stream.size(); ++i) (*second)->process(stream[i]);
+  CHECK(breakers_of(first->breakers()) == expected);
+
+  SECTION("without the restored state the second engine decides differently") {
+    auto forgetful_first = engine_with(config);
+    for (std::size_t i = 0; i < half; ++i) forgetful_first->process(stream[i]);
+    core::engine_options o;
+    o.search_bundled_plugins = false;
+    o.registry = &forgetful_first->breakers();
+    auto forgetful = core::engine::create(*cfg, o);
+    REQUIRE(forgetful.ok());
+    for (std::size_t i = half; i < stream.size(); ++i) (*forgetful)->process(stream[i]);
+    CHECK(breakers_of(forgetful_first->breakers()) != expected);
   }
 }
