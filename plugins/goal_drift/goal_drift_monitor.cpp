@@ -15,7 +15,7 @@
 //     lexical_method: set          # or multiset; over n-grams of order `ngram`
 //     ngram: 1
 //     histogram_smoothing: 0
-//     threshold: {prior: 0.44, calibration_cycles: 5, k: 3, floor: 0.2, min_sd: 0.02}
+//     threshold: {prior: 0.44, calibration_cycles: 5, k: 3, floor: 0.1, min_sd: 0.02}
 //     cusum: {enabled: true, k: 0.5, h: 4}
 //     regression: {margin: 0.05, margins: {}}
 //     knee: {window: 3, ratio_limit: 0, consecutive: 2}
@@ -380,6 +380,9 @@ class goal_drift_monitor final : public sdk::monitor {
       run.cusum.emplace(stats::cusum_options{
           .target = run.mean, .sigma = sigma, .k = s_.cusum_k, .h = s_.cusum_h});
     }
+    // From the next cycle on this is the threshold: show it now.
+    ctx.set_gauge("threshold", run.threshold);
+    ctx.set_gauge("calibrated", 1.0);
     ctx.log(sdk::log_level::info,
             "run " + run_id + ": drift threshold calibrated to " + format_number(run.threshold) +
                 " from " + std::to_string(run.calibration.size()) + " trusted cycles (mean " +

@@ -54,7 +54,7 @@ struct settings {
   double prior = 0.44;
   std::size_t calibration_cycles = 5;  // 0: keep the prior for the whole run (and no CUSUM)
   double k = 3.0;
-  double floor = 0.2;
+  double floor = 0.1;
   double min_sd = 0.02;
 
   // One-sided upper CUSUM on (index − mean) / max(sd, min_sd) after calibration.

@@ -167,8 +167,8 @@ void set_histogram(v1::SparseHistogram* h, const std::vector<std::uint64_t>& key
 }
 
 // The calibrated threshold worked out the way the docs define it: max(floor, mean + k·max(sd,
-// min_sd)) over the first trusted indices, sd with ddof 1 (defaults k 3, floor 0.2, min_sd 0.02).
-double calibrated_threshold(const std::vector<double>& indices, double k = 3.0, double floor = 0.2,
+// min_sd)) over the first trusted indices, sd with ddof 1 (defaults k 3, floor 0.1, min_sd 0.02).
+double calibrated_threshold(const std::vector<double>& indices, double k = 3.0, double floor = 0.1,
                             double min_sd = 0.02) {
   double mean = 0.0;
   for (double x : indices) mean += x;
@@ -475,7 +475,7 @@ TEST_CASE(
     "[plugins][goal_drift]") {
   // Seeded runs: 10 healthy cycles whose four components are drawn from N(0.3, 0.03), then a
   // drift ramp that adds 0.1 per cycle to every component. The test works out the threshold
-  // from the first 5 indices itself (mean + 3·sd, sd ddof 1, never below 0.2, sd never below
+  // from the first 5 indices itself (mean + 3·sd, sd ddof 1, never below 0.1, sd never below
   // 0.02) and the first cycle whose index exceeds it.
   constexpr int runs = 20;
   constexpr int healthy = 10;
@@ -561,7 +561,7 @@ TEST_CASE("goal_drift rolls back to the run's starting version when the first cy
 TEST_CASE("goal_drift cusum catches slow creep below the calibrated threshold",
           "[plugins][goal_drift]") {
   // Calibration indices 0.28, 0.30, 0.32, 0.30, 0.30: mean 0.30, sd √(0.0008/4) = 0.01414,
-  // raised to min_sd 0.02; threshold max(0.2, 0.30 + 3·0.02) = 0.36. The creep 0.32, 0.33,
+  // raised to min_sd 0.02; threshold max(0.1, 0.30 + 3·0.02) = 0.36. The creep 0.32, 0.33,
   // 0.34, 0.35 stays below 0.36; standardised z = 1, 1.5, 2, 2.5 and S = max(0, S + z − 0.5):
   // 0.5, 1.5, 3.0, 5.0 > h = 4 at the fourth creep cycle, cycle 9.
   const std::vector<double> series = {0.28, 0.30, 0.32, 0.30, 0.30, 0.32, 0.33, 0.34, 0.35};
@@ -1108,5 +1108,31 @@ TEST_CASE(
     REQUIRE(forgetful.ok());
     for (std::size_t i = half; i < stream.size(); ++i) (*forgetful)->process(stream[i]);
     CHECK(breakers_of(forgetful_first->breakers()) != expected);
+  }
+}
+
+TEST_CASE("goal_drift never calibrates its threshold below the floor", "[plugins][goal_drift]") {
+  // Five cycles at 0.02 (sd 0, raised to min_sd 0.02): mean + 3·0.02 = 0.08, below the default
+  // floor 0.1, so the threshold is 0.1; 0.09 passes, 0.11 trips. With floor 0.05 the same 0.09
+  // trips. (The CUSUM is off to look at the threshold alone.)
+  struct row {
+    std::string config;
+    double threshold;
+    std::int64_t trips_at;
+  };
+  const std::vector<row> rows = {
+      {"{cusum: {enabled: false}}", 0.1, 7},
+      {"{cusum: {enabled: false}, threshold: {floor: 0.05}}", 0.08, 6},
+  };
+  for (const auto& r : rows) {
+    INFO(r.config);
+    auto e = engine_with(r.config);
+    feeder f(*e);
+    for (std::uint64_t cycle = 1; cycle <= 5; ++cycle)
+      f.send("floor", make_report(cycle, all(0.02)));
+    CHECK(gauge(*e, "threshold") == Approx(r.threshold).margin(1e-12));
+    f.send("floor", make_report(6, all(0.09)));
+    f.send("floor", make_report(7, all(0.11)));
+    CHECK(f.opened_at(drift_breaker, "floor") == r.trips_at);
   }
 }
