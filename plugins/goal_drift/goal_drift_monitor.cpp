@@ -97,6 +97,9 @@ struct findings {
   }
 };
 
+// The monitor: per-run state in runs_, settings in s_, monitor-wide counters in counters_.
+// Thread-safety: none of its own; the host calls an instance from one worker at a time (the
+// monitor contract), so on_event, snapshot and restore never overlap.
 class goal_drift_monitor final : public sdk::monitor {
  public:
   sdk::monitor_info info() const override {

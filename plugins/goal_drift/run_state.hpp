@@ -25,7 +25,8 @@ struct knee_point {
 };
 
 // One run. Memory is bounded by the settings: calibration ≤ calibration_cycles values, best ≤
-// max_metrics names, knee ≤ knee_window + 1 points.
+// max_metrics names, knee ≤ knee_window + 1 points. Thread-safety: a plain value, owned by the
+// monitor that updates it.
 struct run_state {
   std::uint64_t last_cycle = 0;  // 0 until the first report (cycles count from 1)
   std::string last_candidate;

@@ -2,6 +2,7 @@
 // set_overlap: how much two collections of 64-bit keys (token ids, n-gram keys) overlap, as the
 // Jaccard index of their sets of distinct keys or the weighted Jaccard index of their multisets,
 // and the matching distances (1 − index), on keys or on the n-grams of token sequences.
+// Every function is pure (no state; safe from any thread).
 
 #include <algorithm>
 #include <cstddef>
