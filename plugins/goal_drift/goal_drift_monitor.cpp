@@ -147,19 +147,13 @@ class goal_drift_monitor final : public sdk::monitor {
 
   void on_event(const v1::Envelope& envelope, sdk::context& ctx) override {
     const v1::CycleReport& report = envelope.cycle_report();
+    ++counters_.reports;
     auto it = runs_.find(envelope.run_id());
     if (it == runs_.end()) {
-      if (runs_.size() >= s_.max_runs) {
-        // No state for this run, but the checks that need none still protect it.
-        ++counters_.dropped_runs;
-        ctx.set_gauge("dropped_runs", static_cast<double>(counters_.dropped_runs));
-        if (report.cycle() == 0) return;
-        check_cycle_cap(report, nullptr, ctx);
-        check_constraints(report, nullptr, ctx);
-        return;
-      }
+      if (runs_.size() >= s_.max_runs) evict_least_recent(ctx);
       it = runs_.emplace(envelope.run_id(), run_state{}).first;
     }
+    it->second.last_report = counters_.reports;
     run_state& run = it->second;
     if (report.cycle() == 0 || report.cycle() <= run.last_cycle) {
       ++counters_.ignored_reports;  // cycles count from 1 and must move forward
@@ -209,8 +203,7 @@ class goal_drift_monitor final : public sdk::monitor {
 
   // Nothing seen yet is nothing worth keeping (the engine then stores no state at all).
   sdk::result<std::string> snapshot() const override {
-    if (runs_.empty() && counters_.malformed_reports == 0 && counters_.ignored_reports == 0 &&
-        counters_.dropped_runs == 0) {
+    if (runs_.empty() && counters_.reports == 0) {
       return std::string();
     }
     return encode_state(runs_, counters_);
@@ -225,6 +218,25 @@ class goal_drift_monitor final : public sdk::monitor {
   static bool should_log(std::uint64_t count) {
     // The first ten, then every power of two: a flood of bad reports cannot flood the log.
     return count <= 10 || (count & (count - 1)) == 0;
+  }
+
+  // Makes room for a new run: forgets the run that reported least recently (a finished run, in
+  // a daemon that outlives many runs). Order by report count, not time, so replay is the same.
+  void evict_least_recent(sdk::context& ctx) {
+    auto oldest = runs_.begin();
+    for (auto it = runs_.begin(); it != runs_.end(); ++it) {
+      if (it->second.last_report < oldest->second.last_report) oldest = it;
+    }
+    if (oldest == runs_.end()) return;
+    const std::string id = oldest->first;
+    runs_.erase(oldest);
+    ++counters_.evicted_runs;
+    ctx.set_gauge("evicted_runs", static_cast<double>(counters_.evicted_runs));
+    if (should_log(counters_.evicted_runs)) {
+      ctx.log(sdk::log_level::info, "forgot run " + id + " (the least recent of max_runs " +
+                                        std::to_string(s_.max_runs) + " runs) for a new run; " +
+                                        std::to_string(counters_.evicted_runs) + " so far");
+    }
   }
 
   // Before any check: the run's starting point, and whether the host has rolled back.

@@ -21,6 +21,7 @@ double read_finite(sdk::state_reader& in) {
 }
 
 void write_run(sdk::state_writer& w, const run_state& r) {
+  w.write_u64(r.last_report);
   w.write_u64(r.last_cycle);
   w.write_string(r.last_candidate);
   w.write_bool(r.has_trusted);
@@ -58,6 +59,7 @@ void write_run(sdk::state_writer& w, const run_state& r) {
 // Reads one run; the limits come from the restoring monitor's settings.
 run_state read_run(sdk::state_reader& in, const settings& s) {
   run_state r;
+  r.last_report = in.read_u64();
   r.last_cycle = in.read_u64();
   r.last_candidate = in.read_string(max_string);
   r.has_trusted = in.read_bool();
@@ -115,7 +117,8 @@ std::string encode_state(const std::map<std::string, run_state>& runs, const cou
   sdk::state_writer w(plugin_name, snapshot_version);
   w.write_u64(c.malformed_reports);
   w.write_u64(c.ignored_reports);
-  w.write_u64(c.dropped_runs);
+  w.write_u64(c.evicted_runs);
+  w.write_u64(c.reports);
   w.write_u64(c.rollbacks_seen);
   w.write_u64(c.cycles_without_index);
   w.write_u64(runs.size());
@@ -135,7 +138,8 @@ sdk::status decode_state(std::string_view data, const settings& s,
   counters read_counters;
   read_counters.malformed_reports = in.read_u64();
   read_counters.ignored_reports = in.read_u64();
-  read_counters.dropped_runs = in.read_u64();
+  read_counters.evicted_runs = in.read_u64();
+  read_counters.reports = in.read_u64();
   read_counters.rollbacks_seen = in.read_u64();
   read_counters.cycles_without_index = in.read_u64();
   // More runs than this monitor may keep: refuse rather than drop some arbitrarily.

@@ -28,6 +28,9 @@ struct knee_point {
 // max_metrics names, knee ≤ knee_window + 1 points. Thread-safety: a plain value, owned by the
 // monitor that updates it.
 struct run_state {
+  // The monitor's report count when this run last reported: the least recent run is the one
+  // evicted when a new run arrives with max_runs runs tracked.
+  std::uint64_t last_report = 0;
   std::uint64_t last_cycle = 0;  // 0 until the first report (cycles count from 1)
   std::string last_candidate;
 
@@ -56,7 +59,8 @@ struct run_state {
 struct counters {
   std::uint64_t malformed_reports = 0;
   std::uint64_t ignored_reports = 0;
-  std::uint64_t dropped_runs = 0;
+  std::uint64_t evicted_runs = 0;
+  std::uint64_t reports = 0;  // every cycle report seen: the clock of run_state::last_report
   std::uint64_t rollbacks_seen = 0;
   std::uint64_t cycles_without_index = 0;
 };

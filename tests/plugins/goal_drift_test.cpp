@@ -857,21 +857,26 @@ TEST_CASE("goal_drift ignores repeated, out-of-order and zero cycle numbers",
   CHECK(f.opened_at(drift_breaker, "order") == 3);
 }
 
-TEST_CASE("goal_drift keeps at most max_runs runs and still halts the ones it cannot track",
+TEST_CASE("goal_drift keeps at most max_runs runs and forgets the least recent one",
           "[plugins][goal_drift]") {
   auto e = engine_with("{max_runs: 2}");
   feeder f(*e);
   f.send("a", make_report(1, all(0.3)));
   f.send("b", make_report(1, all(0.3)));
-  f.send("c", make_report(1, all(0.9)));  // no state for c: its drift is not watched
-  CHECK(gauge(*e, "dropped_runs") == 1.0);
-  CHECK(f.opened_at(drift_breaker, "c") == -1);
-  v1::CycleReport bad = make_report(2, all(0.3));
-  add_constraint(bad, "sandbox", false, true);
-  f.send("c", bad);
-  CHECK(f.opened_at(constraint_breaker, "c") == 2);
-  f.send("c", make_report(9, all(0.3)));
-  CHECK(f.opened_at(cap_breaker, "c") == 9);
+  f.send("b", make_report(2, all(0.3)));
+  CHECK(std::isnan(gauge(*e, "evicted_runs")));
+  f.send("c", make_report(1, all(0.9)));  // a reported least recently: forgotten for c
+  CHECK(gauge(*e, "evicted_runs") == 1.0);
+  CHECK(f.opened_at(drift_breaker, "c") == 1);
+  // b is kept: its next cycle continues its own series (a repeat of cycle 2 is still ignored).
+  f.send("b", make_report(2, all(0.9)));
+  CHECK(gauge(*e, "ignored_reports") == 1.0);
+  CHECK(f.opened_at(drift_breaker, "b") == -1);
+  // a comes back as a new run (c is now the least recent): its cycle 1 is accepted again.
+  f.send("a", make_report(1, all(0.9)));
+  CHECK(gauge(*e, "evicted_runs") == 2.0);
+  CHECK(f.opened_at(drift_breaker, "a") == 1);
+  CHECK(evidence_of(*e, drift_breaker, "a").at("last_trusted_candidate") == "c0");
 }
 
 TEST_CASE("goal_drift sees the host roll back and starts its cusum again",
