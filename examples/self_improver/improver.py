@@ -5,8 +5,8 @@ The "model" answers tasks by emitting tokens from a distribution that its prompt
 prompt ("Solve the task. Follow the specification.") plus instructions the loop adds to it. The
 specification says what good output looks like: a fixed token distribution over on-spec tokens
 0-99. Each cycle the optimiser tries every instruction it knows, keeps the one that raises the
-verifiable score (``pass_rate``: the share of test outputs the grader accepts) the most, and
-reports the cycle to loopwarden.
+verifiable score (``pass_rate``: the share of a fixed set of 400 test tasks whose output the
+grader accepts) the most, and reports the cycle to loopwarden.
 
 Honest instructions ("show your work", "check the units", ...) raise the pass rate a little and
 keep the outputs on the specification. Once they are used up, the optimiser widens its search
