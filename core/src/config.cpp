@@ -41,6 +41,10 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
+  # approval when merges skip review or reviews become rubber stamps (stage timings).
+  - name: review_bottleneck
+    plugin: review_bottleneck
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";

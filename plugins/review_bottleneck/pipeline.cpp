@@ -48,7 +48,8 @@ bool human(const stage_record& r) {
 std::int64_t stage_record::latest() const { return std::max({enter, start, exit}); }
 
 pipeline::stage_state::stage_state(const settings& s)
-    : flow(s.bucket_ns(), s.buckets), sojourn(s.bucket_ns(), s.buckets, 0.02, 512) {}
+    : flow(s.bucket_ns(), s.buckets),
+      sojourn(s.bucket_ns(), s.buckets, sketch_accuracy, sketch_bins) {}
 
 pipeline::pipeline(std::string run_id, const settings& s, monitor_counters& counters)
     : run_id_(std::move(run_id)),
@@ -56,9 +57,9 @@ pipeline::pipeline(std::string run_id, const settings& s, monitor_counters& coun
       c_(counters),
       health_(s.bucket_ns(), s.buckets,
               health_bucket{0, 0, 0, 0, 0, 0, 0, 0, 0, std::vector<double>(s.stages.size(), 0.0)}),
-      depth_(s.bucket_ns(), s.buckets, 0.02, 512),
-      lead_(s.bucket_ns(), s.buckets, 0.02, 512),
-      baseline_depth_sketch_(0.02, 512) {
+      depth_(s.bucket_ns(), s.buckets, sketch_accuracy, sketch_bins),
+      lead_(s.bucket_ns(), s.buckets, sketch_accuracy, sketch_bins),
+      baseline_depth_sketch_(sketch_accuracy, sketch_bins) {
   stages_.reserve(s.stages.size());
   for (std::size_t k = 0; k < s.stages.size(); ++k) stages_.emplace_back(s);
   if (!std::isnan(s.baseline_depth)) {
@@ -900,147 +901,147 @@ void pipeline::trip_bottleneck(std::int64_t b, const std::vector<stage_view>& vi
 
 namespace {
 
-constexpr double sketch_accuracy = 0.02;
-
-void encode_flow(writer& w, const flow_bucket& f) {
+void encode_flow(sdk::state_writer& w, const flow_bucket& f) {
   for (double v : {f.arrivals, f.departures, f.area, f.busy, f.service_sum, f.sojourn_sum, f.named,
                    f.explicit_start}) {
-    w.f64(v);
+    w.write_f64(v);
   }
 }
 
-flow_bucket decode_flow(reader& r) {
+flow_bucket decode_flow(sdk::state_reader& r) {
   flow_bucket f;
   for (double* v : {&f.arrivals, &f.departures, &f.area, &f.busy, &f.service_sum, &f.sojourn_sum,
                     &f.named, &f.explicit_start}) {
-    *v = r.f64();
-    if (!std::isfinite(*v)) r.fail();
+    *v = r.read_f64();
+    if (!std::isfinite(*v)) r.fail("a bucket value that is not finite");
   }
   return f;
 }
 
-void encode_health(writer& w, const health_bucket& h) {
+void encode_health(sdk::state_writer& w, const health_bucket& h) {
   for (double v : {h.merges, h.merges_reviewed, h.reviews, h.compared, h.below_baseline,
                    h.approvals, h.stamps, h.completions, h.lead_sum}) {
-    w.f64(v);
+    w.write_f64(v);
   }
-  w.u64(h.stage_time.size());
-  for (double v : h.stage_time) w.f64(v);
+  w.write_u64(h.stage_time.size());
+  for (double v : h.stage_time) w.write_f64(v);
 }
 
-health_bucket decode_health(reader& r, std::size_t stages) {
+health_bucket decode_health(sdk::state_reader& r, std::size_t stages) {
   health_bucket h;
   for (double* v : {&h.merges, &h.merges_reviewed, &h.reviews, &h.compared, &h.below_baseline,
                     &h.approvals, &h.stamps, &h.completions, &h.lead_sum}) {
-    *v = r.f64();
-    if (!std::isfinite(*v)) r.fail();
+    *v = r.read_f64();
+    if (!std::isfinite(*v)) r.fail("a bucket value that is not finite");
   }
-  const std::size_t n = r.count(max_stages);
-  if (n != stages) r.fail();
+  const std::size_t n = r.read_count(max_stages);
+  if (n != stages) r.fail("a bucket of another stage count");
   h.stage_time.assign(stages, 0.0);
-  for (std::size_t j = 0; j < n && r.ok(); ++j) h.stage_time[j] = r.f64();
+  for (std::size_t j = 0; j < n && r.ok(); ++j) h.stage_time[j] = r.read_f64();
   return h;
 }
 
 template <typename T, typename Encode>
-void encode_ring(writer& w, const stats::time_buckets<T>& ring, Encode encode) {
-  w.boolean(ring.started());
-  w.i64(ring.newest_index());
+void encode_ring(sdk::state_writer& w, const stats::time_buckets<T>& ring, Encode encode) {
+  w.write_bool(ring.started());
+  w.write_i64(ring.newest_index());
   for (std::size_t k = 0; k < ring.count(); ++k) {
-    w.i64(ring.slot_index(k));
+    w.write_i64(ring.slot_index(k));
     encode(w, ring.slot_value(k));
   }
 }
 
 template <typename T, typename Decode>
-void decode_ring(reader& r, stats::time_buckets<T>& ring, Decode decode) {
-  const bool started = r.boolean();
-  const std::int64_t newest = r.i64();
+void decode_ring(sdk::state_reader& r, stats::time_buckets<T>& ring, Decode decode) {
+  const bool started = r.read_bool();
+  const std::int64_t newest = r.read_i64();
   for (std::size_t k = 0; k < ring.count() && r.ok(); ++k) {
-    const std::int64_t index = r.i64();
+    const std::int64_t index = r.read_i64();
     T value = decode(r);
-    if (!r.ok() || !ring.restore_slot(k, index, std::move(value))) r.fail();
+    if (r.ok() && !ring.restore_slot(k, index, std::move(value))) {
+      r.fail("a bucket in the wrong slot");
+    }
   }
   if (r.ok()) ring.restore_newest(started, newest);
 }
 
-void encode_sketches(writer& w, const stats::windowed_quantile& q) {
-  encode_ring(w, q.raw(), [](writer& out, const stats::quantile_sketch& s) { out.sketch(s); });
+void encode_sketches(sdk::state_writer& w, const stats::windowed_quantile& q) {
+  encode_ring(w, q.raw(), [](sdk::state_writer& out, const stats::quantile_sketch& s) {
+    write_sketch(out, s);
+  });
 }
 
-void decode_sketches(reader& r, stats::windowed_quantile& q) {
-  decode_ring(r, q.raw(), [](reader& in) {
-    stats::quantile_sketch s(sketch_accuracy, 512);
-    in.sketch(s);
-    // Only sketches of the accuracy this build uses can merge with the window's prototype.
-    if (s.relative_accuracy() != sketch_accuracy) in.fail();
+void decode_sketches(sdk::state_reader& r, stats::windowed_quantile& q) {
+  decode_ring(r, q.raw(), [](sdk::state_reader& in) {
+    stats::quantile_sketch s(sketch_accuracy, sketch_bins);
+    read_sketch(in, s);
     return s;
   });
 }
 
 }  // namespace
 
-void pipeline::encode(writer& w) const {
-  w.boolean(started_);
+void pipeline::encode(sdk::state_writer& w) const {
+  w.write_bool(started_);
   for (std::int64_t v :
        {clock_, earliest_, last_eval_, anchor_engine_, anchor_clock_, overload_since_}) {
-    w.i64(v);
+    w.write_i64(v);
   }
   for (bool v : {overloaded_, bottleneck_tripped_, coverage_tripped_, stamp_tripped_}) {
-    w.boolean(v);
+    w.write_bool(v);
   }
-  w.f64(baseline_depth_);
-  w.f64(baseline_depth_n_);
-  w.sketch(baseline_depth_sketch_);
+  w.write_f64(baseline_depth_);
+  w.write_f64(baseline_depth_n_);
+  write_sketch(w, baseline_depth_sketch_);
   for (const stage_state& st : stages_) {
     encode_ring(w, st.flow, encode_flow);
     encode_sketches(w, st.sojourn);
-    w.u64(st.reviewer_exit.size());
+    w.write_u64(st.reviewer_exit.size());
     for (const auto& [name, last] : st.reviewer_exit) {
-      w.str(name);
-      w.i64(last);
+      w.write_string(name);
+      w.write_i64(last);
     }
-    w.u64(st.recent_exits.size());
-    for (std::int64_t v : st.recent_exits) w.i64(v);
-    w.boolean(st.observed);
-    w.f64(st.baseline_work_sum);
-    w.u64(st.baseline_work_count);
+    w.write_u64(st.recent_exits.size());
+    for (std::int64_t v : st.recent_exits) w.write_i64(v);
+    w.write_bool(st.observed);
+    w.write_f64(st.baseline_work_sum);
+    w.write_u64(st.baseline_work_count);
   }
   encode_ring(w, health_, encode_health);
   encode_sketches(w, depth_);
   encode_sketches(w, lead_);
-  w.u64(items_.size());
+  w.write_u64(items_.size());
   for (const auto& [id, x] : items_) {
-    w.str(id);
-    w.u64(x.stage == no_stage ? std::uint64_t{max_stages} : x.stage);
-    w.i64(x.enter);
-    w.boolean(x.inferred);
-    w.i64(x.first_enter);
-    w.i64(x.touched);
-    w.u64(x.size);
-    w.boolean(x.human_approved);
-    w.u64(x.facts);
-    w.u64(x.closed_inferred);
-    for (std::int64_t v : x.last_exit) w.i64(v);
-    for (double v : x.stage_seconds) w.f64(v);
+    w.write_string(id);
+    w.write_u64(x.stage == no_stage ? std::uint64_t{max_stages} : x.stage);
+    w.write_i64(x.enter);
+    w.write_bool(x.inferred);
+    w.write_i64(x.first_enter);
+    w.write_i64(x.touched);
+    w.write_u64(x.size);
+    w.write_bool(x.human_approved);
+    w.write_u64(x.facts);
+    w.write_u64(x.closed_inferred);
+    for (std::int64_t v : x.last_exit) w.write_i64(v);
+    for (double v : x.stage_seconds) w.write_f64(v);
   }
-  w.u64(done_order_.size());
-  for (const auto& id : done_order_) w.str(id);
+  w.write_u64(done_order_.size());
+  for (const auto& id : done_order_) w.write_string(id);
 }
 
-void pipeline::decode(reader& r) {
+void pipeline::decode(sdk::state_reader& r) {
   const std::size_t n_stages = stages_.size();
-  started_ = r.boolean();
+  started_ = r.read_bool();
   for (std::int64_t* v :
        {&clock_, &earliest_, &last_eval_, &anchor_engine_, &anchor_clock_, &overload_since_}) {
-    *v = r.i64();
+    *v = r.read_i64();
   }
   for (bool* v : {&overloaded_, &bottleneck_tripped_, &coverage_tripped_, &stamp_tripped_}) {
-    *v = r.boolean();
+    *v = r.read_bool();
   }
-  baseline_depth_ = r.f64();
-  baseline_depth_n_ = r.f64();
-  r.sketch(baseline_depth_sketch_);
+  baseline_depth_ = r.read_f64();
+  baseline_depth_n_ = r.read_f64();
+  read_sketch(r, baseline_depth_sketch_);
   if (!std::isnan(s_.baseline_depth)) {  // a declared baseline wins over a learned one
     baseline_depth_ = s_.baseline_depth;
     baseline_depth_n_ = inf_value;
@@ -1048,58 +1049,60 @@ void pipeline::decode(reader& r) {
   for (stage_state& st : stages_) {
     decode_ring(r, st.flow, decode_flow);
     decode_sketches(r, st.sojourn);
-    const std::size_t reviewers = r.count(s_.max_reviewers);
+    const std::size_t reviewers = r.read_count(s_.max_reviewers);
     st.reviewer_exit.clear();
     for (std::size_t i = 0; i < reviewers && r.ok(); ++i) {
-      std::string name = r.str();
-      st.reviewer_exit[std::move(name)] = r.i64();
+      std::string name = r.read_string(4096);
+      st.reviewer_exit[std::move(name)] = r.read_i64();
     }
-    const std::size_t exits = r.count(100'000);
+    const std::size_t exits = r.read_count(100'000);
     st.recent_exits.clear();
-    for (std::size_t i = 0; i < exits && r.ok(); ++i) st.recent_exits.push_back(r.i64());
-    if (!std::is_heap(st.recent_exits.begin(), st.recent_exits.end(), std::greater<>())) r.fail();
-    st.observed = r.boolean();
-    st.baseline_work_sum = r.f64();
-    st.baseline_work_count = r.u64();
+    for (std::size_t i = 0; i < exits && r.ok(); ++i) st.recent_exits.push_back(r.read_i64());
+    if (!std::is_heap(st.recent_exits.begin(), st.recent_exits.end(), std::greater<>())) {
+      r.fail("anonymous exits out of heap order");
+    }
+    st.observed = r.read_bool();
+    st.baseline_work_sum = r.read_f64();
+    st.baseline_work_count = r.read_u64();
     st.wip = 0;
   }
-  decode_ring(r, health_, [&](reader& in) { return decode_health(in, n_stages); });
+  decode_ring(r, health_, [&](sdk::state_reader& in) { return decode_health(in, n_stages); });
   decode_sketches(r, depth_);
   decode_sketches(r, lead_);
-  const std::size_t n_items = r.count(s_.max_items);
+  const std::size_t n_items = r.read_count(s_.max_items);
   items_.clear();
   by_touch_.clear();
   for (std::size_t i = 0; i < n_items && r.ok(); ++i) {
-    std::string id = r.str();
+    std::string id = r.read_string(4096);
     item_state x;
-    const std::uint64_t stage = r.u64();
-    if (stage > n_stages && stage != max_stages) r.fail();
+    const std::uint64_t stage = r.read_u64();
+    if (stage >= n_stages && stage != max_stages) r.fail("an item in an unknown stage");
     x.stage = stage >= n_stages ? no_stage : static_cast<std::size_t>(stage);
-    x.enter = r.i64();
-    x.inferred = r.boolean();
-    x.first_enter = r.i64();
-    x.touched = r.i64();
-    x.size = r.u64();
-    x.human_approved = r.boolean();
-    x.facts = static_cast<std::uint32_t>(r.u64());
-    x.closed_inferred = static_cast<std::uint32_t>(r.u64());
+    x.enter = r.read_i64();
+    x.inferred = r.read_bool();
+    x.first_enter = r.read_i64();
+    x.touched = r.read_i64();
+    x.size = r.read_u64();
+    x.human_approved = r.read_bool();
+    x.facts = static_cast<std::uint32_t>(r.read_u64());
+    x.closed_inferred = static_cast<std::uint32_t>(r.read_u64());
     x.last_exit.resize(n_stages);
     x.stage_seconds.resize(n_stages);
-    for (auto& v : x.last_exit) v = r.i64();
-    for (auto& v : x.stage_seconds) v = r.f64();
+    for (auto& v : x.last_exit) v = r.read_i64();
+    for (auto& v : x.stage_seconds) v = r.read_f64();
     if (!r.ok() || id.empty()) {
-      r.fail();
+      r.fail("an item without an id");
       break;
     }
     if (x.stage != no_stage) ++stages_[x.stage].wip;
     by_touch_.emplace(x.touched, id);
     items_.emplace(std::move(id), std::move(x));
   }
-  const std::size_t n_done = r.count(s_.max_items);
+  const std::size_t n_done = r.read_count(s_.max_items);
   done_order_.clear();
   done_.clear();
   for (std::size_t i = 0; i < n_done && r.ok(); ++i) {
-    std::string id = r.str();
+    std::string id = r.read_string(4096);
     done_.insert(id);
     done_order_.push_back(std::move(id));
   }

@@ -18,18 +18,23 @@
 
 #include <loopwarden/v1/pipeline.pb.h>
 #include <loopwarden/context.hpp>
+#include <loopwarden/state_codec.hpp>
 #include <loopwarden/stats/amdahl.hpp>
 #include <loopwarden/stats/quantile_sketch.hpp>
 #include <loopwarden/stats/queueing.hpp>
 #include <loopwarden/stats/time_buckets.hpp>
 #include <loopwarden/stats/windowed_quantile.hpp>
 
-#include "codec.hpp"
 #include "settings.hpp"
+#include "sketch_codec.hpp"
 
 namespace loopwarden::plugins::review_bottleneck {
 
 constexpr double nan_value = std::numeric_limits<double>::quiet_NaN();
+// Every sketch of the monitor: 2 % relative accuracy (p50 and p90 within 2 %), at most 512 bins
+// (nine decades of range at that accuracy).
+constexpr double sketch_accuracy = 0.02;
+constexpr std::size_t sketch_bins = 512;
 constexpr std::size_t no_stage = static_cast<std::size_t>(-1);
 
 // A stage timing that passed validation: times in ns since the epoch, 0 = not reported.
@@ -130,9 +135,9 @@ class pipeline {
   // Forgets the least recently updated item (counted by the caller's reason).
   void evict_oldest();
 
-  void encode(writer& w) const;
-  // Fails (reader poisoned) on inconsistent data.
-  void decode(reader& r);
+  void encode(sdk::state_writer& w) const;
+  // Fails the reader on inconsistent data.
+  void decode(sdk::state_reader& r);
 
   const std::string& run_id() const { return run_id_; }
 

@@ -34,10 +34,11 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <loopwarden/plugin.hpp>
 
-#include "codec.hpp"
+#include <loopwarden/state_codec.hpp>
 #include "pipeline.hpp"
 #include "settings.hpp"
 
@@ -47,11 +48,23 @@ namespace sdk = loopwarden::sdk;
 namespace v1 = loopwarden::v1;
 namespace rb = loopwarden::plugins::review_bottleneck;
 
-constexpr std::uint64_t snapshot_version = 1;
-constexpr std::string_view snapshot_magic = "review_bottleneck";
+constexpr std::uint32_t snapshot_version = 1;
 constexpr std::size_t max_id_length = 256;
 constexpr std::uint64_t max_size = 100'000'000;  // changed lines: beyond this is absurd
 constexpr std::int64_t max_stage_duration = 10LL * 365 * 24 * rb::ns_per_hour;
+
+// The counters in the snapshot's order.
+std::vector<std::uint64_t> counter_values(const rb::monitor_counters& c) {
+  return {c.records,        c.malformed,     c.unknown_stage, c.duplicates,        c.late,
+          c.inferred_exits, c.evicted_items, c.expired_items, c.evicted_reviewers, c.dropped_runs,
+          c.evaluations};
+}
+std::vector<std::uint64_t*> counter_fields(rb::monitor_counters& c) {
+  return {&c.records,       &c.malformed,     &c.unknown_stage,
+          &c.duplicates,    &c.late,          &c.inferred_exits,
+          &c.evicted_items, &c.expired_items, &c.evicted_reviewers,
+          &c.dropped_runs,  &c.evaluations};
+}
 
 class review_bottleneck_monitor final : public sdk::monitor {
  public:
@@ -114,65 +127,43 @@ class review_bottleneck_monitor final : public sdk::monitor {
   }
 
   sdk::result<std::string> snapshot() const override {
-    rb::writer w;
-    w.str(snapshot_magic);
-    w.u64(snapshot_version);
-    w.str(s_.fingerprint());
-    const rb::monitor_counters& c = counters_;
-    for (std::uint64_t v :
-         {c.records, c.malformed, c.unknown_stage, c.duplicates, c.late, c.inferred_exits,
-          c.evicted_items, c.expired_items, c.evicted_reviewers, c.dropped_runs, c.evaluations}) {
-      w.u64(v);
-    }
-    w.u64(pipelines_.size());
+    sdk::state_writer w("review_bottleneck", snapshot_version);
+    w.write_string(s_.fingerprint());
+    for (std::uint64_t v : counter_values(counters_)) w.write_u64(v);
+    w.write_u64(pipelines_.size());
     for (const auto& [run, p] : pipelines_) {
-      w.str(run);
+      w.write_string(run);
       p->encode(w);
     }
-    return w.take();
+    return w.finish();
   }
 
   sdk::status restore(std::string_view state) override {
-    rb::reader r(state);
-    if (r.str() != snapshot_magic || !r.ok()) {
-      return sdk::make_error(sdk::status_code::invalid_argument,
-                             "review_bottleneck: not a review_bottleneck snapshot");
-    }
-    const std::uint64_t version = r.u64();
-    if (version != snapshot_version) {
-      return sdk::make_error(sdk::status_code::invalid_argument,
-                             "review_bottleneck: snapshot format " + std::to_string(version) +
-                                 " is not the supported " + std::to_string(snapshot_version));
-    }
-    const std::string fingerprint = r.str();
-    if (fingerprint != s_.fingerprint()) {
+    sdk::state_reader r(state);
+    if (auto v = r.read_header("review_bottleneck", snapshot_version); !v.ok()) return v.error();
+    const std::string fingerprint = r.read_string(4096);
+    if (r.ok() && fingerprint != s_.fingerprint()) {
       return sdk::make_error(sdk::status_code::invalid_argument,
                              "review_bottleneck: the snapshot was taken with other stages or "
                              "another window (" +
                                  fingerprint + "), the config has " + s_.fingerprint());
     }
     rb::monitor_counters c;
-    for (std::uint64_t* v : {&c.records, &c.malformed, &c.unknown_stage, &c.duplicates, &c.late,
-                             &c.inferred_exits, &c.evicted_items, &c.expired_items,
-                             &c.evicted_reviewers, &c.dropped_runs, &c.evaluations}) {
-      *v = r.u64();
-    }
+    for (std::uint64_t* v : counter_fields(c)) *v = r.read_u64();
     // Decode into fresh pipelines and swap them in at the end, so a refused snapshot leaves the
     // monitor as it was.
     std::map<std::string, std::unique_ptr<rb::pipeline>> pipelines;
-    const std::size_t n = r.count(s_.max_runs);
-    for (std::size_t i = 0; i < n && r.ok(); ++i) {
-      std::string run = r.str();
+    const std::uint64_t n = r.read_count(s_.max_runs);
+    std::size_t items = 0;
+    for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+      std::string run = r.read_string(max_id_length);
       auto p = std::make_unique<rb::pipeline>(run, s_, counters_);
       p->decode(r);
+      items += p->items();
       pipelines.emplace(std::move(run), std::move(p));
     }
-    std::size_t items = 0;
-    for (const auto& [run, p] : pipelines) items += p->items();
-    if (!r.ok() || !r.done() || items > s_.max_items) {
-      return sdk::make_error(sdk::status_code::invalid_argument,
-                             "review_bottleneck: the snapshot is damaged or inconsistent");
-    }
+    if (r.ok() && items > s_.max_items) r.fail("more items than max_items");
+    if (auto st = r.finish(); !st.ok()) return st.with_context("review_bottleneck");
     counters_ = c;
     pipelines_ = std::move(pipelines);
     return sdk::status::success();

@@ -390,6 +390,10 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
+  # approval when merges skip review or reviews become rubber stamps (stage timings).
+  - name: review_bottleneck
+    plugin: review_bottleneck
 )");
 }
 
@@ -404,7 +408,9 @@ TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[co
   CHECK(c.plugin_paths.empty());
   CHECK(c.probation == 5min);
   CHECK(c.breakers.empty());
-  REQUIRE(c.monitors.size() == 1);
+  REQUIRE(c.monitors.size() == 2);
+  CHECK(c.monitors[1].name == "review_bottleneck");
+  CHECK(c.monitors[1].plugin == "review_bottleneck");
   const auto& m = c.monitors[0];
   CHECK(m.name == "nonfinite_loss");
   CHECK(m.plugin == "threshold");

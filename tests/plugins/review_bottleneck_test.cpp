@@ -381,24 +381,51 @@ TEST_CASE("review_bottleneck M/M/1 at rho 0.7 gives the mean number in system an
 
 TEST_CASE("review_bottleneck never trips at rho 0.7 or 0.9 across seeds",
           "[plugins][review_bottleneck]") {
-  // 40 seeds × 20 days at ρ = 0.7, and 20 seeds × 20 days at ρ = 0.9 (a busy team, still
-  // stable), with the defaults apart from the stage list and an 8-hour window.
+  // 20 days of reviews per seed: at ρ = 0.7 with an 8-hour window and with the defaults (the
+  // four default stages, of which the host reports two; a 24-hour window), and at ρ = 0.9 (a busy
+  // team, still stable).
   struct row {
     double rho;
     int seeds;
+    std::string config;
   };
-  for (const row r : {row{0.7, 40}, row{0.9, 20}}) {
+  const std::vector<row> rows = {
+      {0.7, 30, "{stages: [generate, review], window: 8h, buckets: 48}"},
+      {0.7, 10, "{}"},
+      {0.9, 20, "{stages: [generate, review], window: 8h, buckets: 48}"},
+  };
+  for (const auto& r : rows) {
     int tripped = 0;
     for (int seed = 0; seed < r.seeds; ++seed) {
       const mm1_run run = simulate_mm1(1000 + seed, r.rho, 1.0, 20 * 24 * 60.0);
-      auto e = engine_with("{stages: [generate, review], window: 8h, buckets: 48}");
+      auto e = engine_with(r.config);
       feeder f(*e);
       for (const auto& ev : run.events) f.send(ev.record);
       if (f.any_opened()) ++tripped;
     }
-    INFO("rho " << r.rho << ": " << tripped << " of " << r.seeds << " runs tripped");
+    INFO("rho " << r.rho << ", config " << r.config << ": " << tripped << " of " << r.seeds
+                << " runs tripped");
     CHECK(tripped == 0);
   }
+}
+
+TEST_CASE("review_bottleneck with its defaults trips at rho 1.3 naming review",
+          "[plugins][review_bottleneck]") {
+  // No configuration at all: the default stages, window and thresholds; the host reports only
+  // generation and review.
+  const mm1_run run = simulate_mm1(78, 1.3, 1.0, 2 * 24 * 60.0);
+  auto e = engine_with("{}");
+  feeder f(*e);
+  for (const auto& ev : run.events) f.send(ev.record);
+  const opening* o = f.opened("pipeline.review_bottleneck");
+  REQUIRE(o != nullptr);
+  CHECK(o->evidence.at("stage") == "review");
+  CHECK(o->evidence.at("bottleneck_stage") == "review");
+  const double defaults_opened_after = static_cast<double>(o->at - t0) / hour;
+  CAPTURE(defaults_opened_after, o->evidence.at("trigger"));
+  CHECK(defaults_opened_after < 12.0);
+  CHECK(f.opened("pipeline.unreviewed_merge") == nullptr);
+  CHECK(f.opened("pipeline.rubber_stamp") == nullptr);
 }
 
 TEST_CASE(
@@ -939,9 +966,9 @@ TEST_CASE("review_bottleneck refuses a damaged snapshot or one of another pipeli
   };
   const std::string good = saved[0].state;
   const std::vector<row> rows = {
-      {"truncated", mm1_config, good.substr(0, good.size() / 2), "damaged or inconsistent"},
-      {"trailing bytes", mm1_config, good + "x", "damaged or inconsistent"},
-      {"not a snapshot", mm1_config, "hello", "not a review_bottleneck snapshot"},
+      {"truncated", mm1_config, good.substr(0, good.size() / 2), "truncated"},
+      {"trailing bytes", mm1_config, good + "x", "unread bytes at the end"},
+      {"not a snapshot", mm1_config, "hello", "not a loopwarden state snapshot"},
       {"other stages", "{stages: [generate, review, merge]}", good, "other stages"},
       {"other window", "{stages: [generate, review], window: 4h, buckets: 48}", good,
        "other stages or another window"},
