@@ -323,7 +323,8 @@ bool pipeline::route(item_state& x, std::size_t k, const stage_record& r) {
       r.outcome == v1::STAGE_OUTCOME_MERGED || (k == s_.merge && passing(r.outcome));
   const bool last = k + 1 == stages_.size();
   if (merged || terminal(r.outcome) || (last && passing(r.outcome))) {
-    finish(x, r.exit, merged || last);
+    // Only a merge or a pass through the last stage completes the item; a rejection ends it.
+    finish(x, r.exit, merged || (last && passing(r.outcome)));
     return true;
   }
   if (!passing(r.outcome)) return false;  // changes requested, tests failed: it will come back
@@ -951,13 +952,20 @@ void encode_ring(sdk::state_writer& w, const stats::time_buckets<T>& ring, Encod
   }
 }
 
+// `latest` is the pipeline's clock: no bucket of a ring is ever newer than the clock's, and a
+// newest bucket far ahead of it would make every later record late.
 template <typename T, typename Decode>
-void decode_ring(sdk::state_reader& r, stats::time_buckets<T>& ring, Decode decode) {
+void decode_ring(sdk::state_reader& r, stats::time_buckets<T>& ring, std::int64_t latest,
+                 Decode decode) {
   const bool started = r.read_bool();
   const std::int64_t newest = r.read_i64();
+  if (r.ok() && started && newest > stats::bucket_index(latest, ring.width())) {
+    r.fail("a window newer than the pipeline's clock");
+  }
   for (std::size_t k = 0; k < ring.count() && r.ok(); ++k) {
     const std::int64_t index = r.read_i64();
     T value = decode(r);
+    if (r.ok() && index != ring.unset && index > newest) r.fail("a bucket newer than the window");
     if (r.ok() && !ring.restore_slot(k, index, std::move(value))) {
       r.fail("a bucket in the wrong slot");
     }
@@ -971,8 +979,8 @@ void encode_sketches(sdk::state_writer& w, const stats::windowed_quantile& q) {
   });
 }
 
-void decode_sketches(sdk::state_reader& r, stats::windowed_quantile& q) {
-  decode_ring(r, q.raw(), [](sdk::state_reader& in) {
+void decode_sketches(sdk::state_reader& r, stats::windowed_quantile& q, std::int64_t latest) {
+  decode_ring(r, q.raw(), latest, [](sdk::state_reader& in) {
     stats::quantile_sketch s(sketch_accuracy, sketch_bins);
     read_sketch(in, s);
     return s;
@@ -1047,8 +1055,8 @@ void pipeline::decode(sdk::state_reader& r) {
     baseline_depth_n_ = inf_value;
   }
   for (stage_state& st : stages_) {
-    decode_ring(r, st.flow, decode_flow);
-    decode_sketches(r, st.sojourn);
+    decode_ring(r, st.flow, clock_, decode_flow);
+    decode_sketches(r, st.sojourn, clock_);
     const std::size_t reviewers = r.read_count(s_.max_reviewers);
     st.reviewer_exit.clear();
     for (std::size_t i = 0; i < reviewers && r.ok(); ++i) {
@@ -1066,9 +1074,10 @@ void pipeline::decode(sdk::state_reader& r) {
     st.baseline_work_count = r.read_u64();
     st.wip = 0;
   }
-  decode_ring(r, health_, [&](sdk::state_reader& in) { return decode_health(in, n_stages); });
-  decode_sketches(r, depth_);
-  decode_sketches(r, lead_);
+  decode_ring(r, health_, clock_,
+              [&](sdk::state_reader& in) { return decode_health(in, n_stages); });
+  decode_sketches(r, depth_, clock_);
+  decode_sketches(r, lead_, clock_);
   const std::size_t n_items = r.read_count(s_.max_items);
   items_.clear();
   by_touch_.clear();

@@ -995,3 +995,25 @@ TEST_CASE("review_bottleneck refuses a damaged snapshot or one of another pipeli
     for (std::size_t j = 0; j < 50; ++j) fb.send(run.events[j].record);
   }
 }
+
+TEST_CASE("review_bottleneck counts lead time only for items that merge or pass the last stage",
+          "[plugins][review_bottleneck]") {
+  // Four items through generate and review (the last stage): approved, rejected, abandoned,
+  // changes requested. Only the approved one completes, with a lead time of 30 minutes.
+  auto e = engine_with("{stages: [generate, review], window: 2h, buckets: 4}");
+  feeder f(*e);
+  const std::vector<v1::StageOutcome> outcomes = {
+      v1::STAGE_OUTCOME_APPROVED, v1::STAGE_OUTCOME_REJECTED, v1::STAGE_OUTCOME_ABANDONED,
+      v1::STAGE_OUTCOME_CHANGES_REQUESTED};
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    const std::string id = "x" + std::to_string(i);
+    const std::int64_t t = t0 + static_cast<std::int64_t>(i) * minute;
+    f.send(timing(id, "generate", t, t + 10 * minute));
+    f.send(review(id, t + 10 * minute, t + 30 * minute, "alice", 30, outcomes[i]));
+  }
+  f.heartbeat(t0 + hour);
+  CHECK(gauge(*e, "completed_items") == 1.0);
+  CHECK(gauge(*e, "lead_time_p50_seconds") == Approx(1800.0).epsilon(0.02));
+  // The item whose changes were requested is still known (it will come back); the rest are done.
+  CHECK(gauge(*e, "items_in_flight") == 1.0);
+}
