@@ -10,7 +10,7 @@
 //     merge_stage: merge                        # "" = merges are records with outcome MERGED
 //     servers: {test: unlimited}                # per stage: auto (default), unlimited or N
 //     window: 24h          buckets: 24          # sliding window, re-evaluated every bucket
-//     sustain: 3h          growth_z: 3          # overload must be significant for this long
+//     sustain: 3h (window/8)  growth_z: 3       # overload must be significant for this long
 //     min_flow: 20         max_backlog: 100     target_utilisation: 0.8
 //     require_review: true coverage_floor: 0.95 min_merges: 10
 //     rubber_stamp_floor: 0.5  depth_floor: 0.5  depth_z: 3  stamp_share_ceiling: 0.3
@@ -37,8 +37,8 @@
 #include <vector>
 
 #include <loopwarden/plugin.hpp>
-
 #include <loopwarden/state_codec.hpp>
+
 #include "pipeline.hpp"
 #include "settings.hpp"
 
