@@ -46,6 +46,10 @@ monitors:
   - name: goal_drift
     plugin: goal_drift
     on_error: fail_closed
+  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
+  # approval when merges skip review or reviews become rubber stamps (stage timings).
+  - name: review_bottleneck
+    plugin: review_bottleneck
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";
