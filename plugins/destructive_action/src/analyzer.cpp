@@ -46,13 +46,6 @@ std::string join(const words& w, std::size_t from = 0) {
   return out;
 }
 
-bool any_dynamic(const words& w, std::size_t from = 0) {
-  for (std::size_t i = from; i < w.size(); ++i) {
-    if (w[i].dynamic) return true;
-  }
-  return false;
-}
-
 // Words in the order an environment name is read: "prod-eu-1" -> prod, eu, 1.
 std::vector<std::string> components(std::string_view v) {
   std::vector<std::string> out;
@@ -920,7 +913,10 @@ struct analyzer::run {
           }
         }
         if (prog == "flock") {
-          if (const shell_word* c = pa.value({"-c", "--command"})) {
+          static const std::set<std::string> flock_all = {
+              "-w", "-E", "--timeout", "--conflict-exit-code", "-c", "--command"};
+          const parsed_args all = parse_args(args, 0, &flock_all, false);
+          if (const shell_word* c = all.value({"-c", "--command"})) {
             deeper("flock -c");
             script(c->text, fr);
             return;
@@ -1051,12 +1047,8 @@ struct analyzer::run {
             deeper(prog + " -c");
             if (args[i].dynamic &&
                 args[i].text.find_first_not_of(unknown_marker) == std::string::npos) {
-              fact f;
-              f.effect = "shell.dynamic";
-              f.attrs["reason"] = "code";
-              f.snippet = snippet;
-              f.mutating = true;
-              add(std::move(f), fr);
+              if (!trusted_eval(args[i].from_command))
+                substituted_code(args[i], snippet, fr, "code");
               return;
             }
             script(args[i].text, fr);
@@ -1074,15 +1066,18 @@ struct analyzer::run {
       }
       if (prog == "eval") {
         deeper("eval");
-        if (any_dynamic(args)) {
-          fact f;
-          f.effect = "shell.dynamic";
-          f.attrs["reason"] = "eval";
-          f.snippet = snippet;
-          f.mutating = true;
-          add(std::move(f), fr);
+        words known;
+        for (const auto& a : args) {
+          if (!a.dynamic) {
+            known.push_back(a);
+            continue;
+          }
+          // eval "$(pyenv init -)": the output of a shell-setup tool is the usual, known case.
+          if (trusted_eval(a.from_command)) continue;
+          substituted_code(a, snippet, fr, "eval");
+          if (a.text.find_first_not_of(unknown_marker) != std::string::npos) known.push_back(a);
         }
-        script(join(args), fr);
+        if (!known.empty()) script(join(known), fr);
         return;
       }
       if (prog == "su") {
@@ -1218,6 +1213,48 @@ struct analyzer::run {
       exec_fact(prog, args, fr, snippet);
       return;
     }
+  }
+
+  bool trusted_eval(const std::string& program) const {
+    return !program.empty() &&
+           std::find(settings.trusted_eval_sources.begin(), settings.trusted_eval_sources.end(),
+                     program) != settings.trusted_eval_sources.end();
+  }
+
+  // Shell code that is the output of a command substitution: downloaded (sh -c "$(curl ..)"),
+  // decoded, or simply unknown.
+  void substituted_code(const shell_word& w, const std::string& snippet, const frame& fr,
+                        const std::string& reason) {
+    const std::string& p = w.from_command;
+    if (in(p, {"curl", "wget", "fetch", "http", "https", "xh"})) {
+      fact f;
+      f.effect = "shell.pipe";
+      f.attrs["source"] = "network";
+      f.attrs["language"] = "shell";
+      f.attrs["program"] = p;
+      f.snippet = snippet;
+      f.mutating = true;
+      add(std::move(f), fr);
+      return;
+    }
+    if (in(p, {"base64", "base32", "xxd", "openssl", "gunzip", "zcat", "rev", "tr", "printf",
+               "uudecode"})) {
+      fact f;
+      f.effect = "shell.pipe";
+      f.attrs["source"] = "decoded";
+      f.attrs["language"] = "shell";
+      f.attrs["program"] = p;
+      f.snippet = snippet;
+      f.mutating = true;
+      add(std::move(f), fr);
+      return;
+    }
+    fact f;
+    f.effect = "shell.dynamic";
+    f.attrs["reason"] = reason;
+    f.snippet = snippet;
+    f.mutating = true;
+    add(std::move(f), fr);
   }
 
   // Returns true when `w` was replaced by a command to interpret next (python -m module ...).
@@ -1690,7 +1727,7 @@ struct analyzer::run {
       const resolved_path rd = resolve(dest_path.text, fr.paths);
       if (prog == "mv" && (rd.path == "/dev/null" || rd.path == "/dev/zero")) {
         for (const auto& src : srcs)
-          file_fact("file.delete", src, "delete", true, prog, snippet, fr);
+          file_fact("file.delete", src, "discard", true, prog, snippet, fr);
         return;
       }
       if (prog == "mv") {

@@ -156,6 +156,7 @@ const language_patterns& patterns_for(std::string_view lang) {
     p.add(
         W::spawn,
         R"(\b(?:os\s*\.\s*(?:system|popen|exec[lv]p?e?|spawn[lv]p?e?|posix_spawnp?)|subprocess\s*\.\s*(?:run|call|check_call|check_output|Popen|getoutput|getstatusoutput)|check_output|check_call|Popen|getoutput|getstatusoutput|pty\s*\.\s*spawn|commands\s*\.\s*getoutput)\s*\()");
+    p.add(W::spawn, R"(\)\s*\.\s*(?:system|popen|check_output|check_call|Popen)\s*\()");
     p.add(W::http, R"(\b(?:requests|httpx|session|client|s)\s*\.\s*(post|put|patch|delete)\s*\()");
     p.add(W::http, R"(\b(?:requests|httpx)\s*\.\s*(request)\s*\()");
     p.add(W::http, R"(\burllib\s*\.\s*request\s*\.\s*(Request)\s*\()");
@@ -174,6 +175,8 @@ const language_patterns& patterns_for(std::string_view lang) {
         W::delete_file,
         R"(\bfs(?:\s*\.\s*promises)?\s*\.\s*(?:rm|rmdir|unlink|rmSync|rmdirSync|unlinkSync)\s*\()");
     p.add(W::delete_file, R"((?:^|[^.\w$])(?:rmSync|rmdirSync|unlinkSync)\s*\()");
+    p.add(W::delete_file,
+          R"(\.\s*(?:rmSync|rmdirSync|unlinkSync)\s*\(|\)\s*\.\s*(?:rm|rmdir|unlink)\s*\()");
     p.add(
         W::delete_file,
         R"(\b(?:rimraf(?:\s*\.\s*sync)?|rimrafSync|removeSync|emptyDirSync|fse?\s*\.\s*(?:remove|emptyDir))\s*\()",
@@ -181,6 +184,9 @@ const language_patterns& patterns_for(std::string_view lang) {
     p.add(
         W::spawn,
         R"((?:^|[^.\w$])(?:execSync|execFileSync|spawnSync|exec|execFile|spawn|fork)\s*\(|\bchild_process\s*\.\s*\w+\s*\()");
+    p.add(
+        W::spawn,
+        R"((?:\)|\b(?:cp|childProcess|child|proc))\s*\.\s*(?:execSync|execFileSync|spawnSync|exec|execFile|spawn|fork)\s*\()");
     p.add(W::http, R"(\b(?:fetch)\s*\()");
     p.add(W::http, R"(\b(?:axios|got|superagent|request|ky)\s*\.\s*(post|put|patch|delete)\s*\()");
     p.add(W::http, R"(\bhttps?\s*\.\s*(request)\s*\()");
@@ -355,7 +361,7 @@ std::vector<code_finding> scan_code(std::string_view language, std::string_view 
       switch (p.kind) {
         case W::delete_file:
         case W::write_file: {
-          if (f.api.starts_with(".")) {
+          if (f.api.starts_with(".") && args.literals.empty()) {
             // Path('x').unlink(): the path is the literal just before the call, on that line.
             const literal* before = nullptr;
             for (const auto& l : lx.literals) {

@@ -17,6 +17,7 @@
 //     scratch_paths: [/tmp, /var/tmp]
 //     protected_environments: [prod, production, prd, live]
 //     shared_resources: []        # globs over resources: paths, db:NAME, table:NAME, hosts
+//     trusted_eval_sources: [ssh-agent, pyenv, direnv, ...]  # eval "$(tool ...)" is fine
 //     max_depth: 8                # nested shells / wrappers / interpreters
 //     max_command_bytes: 65536    # longer input is unparseable
 //     max_findings: 2000          # facts per action
@@ -336,11 +337,11 @@ class destructive_action_monitor final : public sdk::monitor {
 
  private:
   sdk::status apply(const sdk::config_node& config) {
-    if (auto s = config.check_keys({"rules_file", "default_rules", "rules", "disable_rules",
-                                    "on_unparseable", "workspace", "protected_branches",
-                                    "protected_paths", "allowed_hosts", "scratch_paths",
-                                    "protected_environments", "shared_resources", "max_depth",
-                                    "max_command_bytes", "max_findings", "evasion", "audit"});
+    if (auto s = config.check_keys(
+            {"rules_file", "default_rules", "rules", "disable_rules", "on_unparseable", "workspace",
+             "protected_branches", "protected_paths", "allowed_hosts", "scratch_paths",
+             "protected_environments", "shared_resources", "trusted_eval_sources", "max_depth",
+             "max_command_bytes", "max_findings", "evasion", "audit"});
         !s.ok()) {
       return s;
     }
@@ -447,7 +448,8 @@ class destructive_action_monitor final : public sdk::monitor {
                               std::pair{"allowed_hosts", &as.allowed_hosts},
                               std::pair{"scratch_paths", &as.scratch_paths},
                               std::pair{"protected_environments", &as.protected_environments},
-                              std::pair{"shared_resources", &as.shared_resources}}) {
+                              std::pair{"shared_resources", &as.shared_resources},
+                              std::pair{"trusted_eval_sources", &as.trusted_eval_sources}}) {
       if (auto s = read_list(config, key, *field); !s.ok()) return s;
     }
     for (const auto& p : as.scratch_paths) {

@@ -184,7 +184,11 @@ resolved_path resolve(std::string_view raw, const path_context& ctx) {
     r.selective = !whole && rest.find(unknown_marker) == std::string::npos;
     path_class c = classify_known(dir, local, true);
     if (c == path_class::workspace_root && r.selective) c = path_class::inside;
-    if (c == path_class::scratch && dir.find('/', 1) == std::string::npos) c = path_class::system;
+    // Filtered names directly in a scratch root (find /tmp -name 'pytest-*'): scratch files.
+    if (r.selective &&
+        std::find(local.scratch.begin(), local.scratch.end(), dir) != local.scratch.end()) {
+      c = path_class::scratch;
+    }
     r.where = c;
     if (rest.find(unknown_marker) != std::string::npos && c == path_class::inside) {
       r.where = path_class::inside;

@@ -2,6 +2,9 @@
 
 #include <tree_sitter/api.h>
 
+#include <cctype>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -13,6 +16,20 @@ namespace {
 using fields = std::vector<shell_word>;
 
 bool is(TSNode n, const char* type) { return std::strcmp(ts_node_type(n), type) == 0; }
+
+// Children with their field names, through a cursor: ts_node_field_name_for_child is unreliable
+// in the 0.20 runtime (it misnames children after the first few).
+std::vector<std::pair<TSNode, const char*>> children(TSNode n) {
+  std::vector<std::pair<TSNode, const char*>> out;
+  TSTreeCursor c = ts_tree_cursor_new(n);
+  if (ts_tree_cursor_goto_first_child(&c)) {
+    do {
+      out.emplace_back(ts_tree_cursor_current_node(&c), ts_tree_cursor_current_field_name(&c));
+    } while (ts_tree_cursor_goto_next_sibling(&c));
+  }
+  ts_tree_cursor_delete(&c);
+  return out;
+}
 
 bool is_statement(TSNode n) {
   static constexpr const char* kinds[] = {"command",
@@ -212,8 +229,9 @@ fields split_value(const shell_word& v) {
       if (c == unknown_marker) out.back().dynamic = true;
     }
   }
-  if (v.dynamic) {
-    for (auto& f : out) f.dynamic = f.dynamic || f.text.empty() ? f.dynamic : f.dynamic;
+  for (auto& f : out) {
+    f.dynamic = f.dynamic || (v.dynamic && f.text.find(unknown_marker) != std::string::npos);
+    f.from_command = v.from_command;
   }
   return out;
 }
@@ -231,12 +249,46 @@ void concat_into(fields& acc, fields next) {
 
 shell_word join_fields(const fields& f) {
   shell_word w;
+  if (f.size() == 1) w.from_command = f[0].from_command;
   for (std::size_t i = 0; i < f.size(); ++i) {
     if (i) w.text += ' ';
     w.text += f[i].text;
     w.dynamic = w.dynamic || f[i].dynamic;
   }
   return w;
+}
+
+// Brace expansion of one word: "a{b,c}d" -> abd, acd. Nested braces expand recursively; at
+// most `limit` results (a bound on what one word can turn into).
+void expand_braces(const std::string& w, std::vector<std::string>& out, std::size_t limit) {
+  if (out.size() >= limit) return;
+  std::size_t open = std::string::npos;
+  int depth = 0;
+  std::vector<std::size_t> commas;
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    if (w[i] == '{') {
+      if (depth == 0) {
+        open = i;
+        commas.clear();
+      }
+      ++depth;
+    } else if (w[i] == '}' && depth > 0) {
+      if (--depth == 0 && !commas.empty()) {
+        const std::string prefix = w.substr(0, open);
+        const std::string suffix = w.substr(i + 1);
+        std::size_t start = open + 1;
+        commas.push_back(i);
+        for (std::size_t c : commas) {
+          expand_braces(prefix + w.substr(start, c - start) + suffix, out, limit);
+          start = c + 1;
+        }
+        return;
+      }
+    } else if (w[i] == ',' && depth == 1) {
+      commas.push_back(i);
+    }
+  }
+  out.push_back(w);
 }
 
 shell_word unknown_word() { return {std::string(1, unknown_marker), true}; }
@@ -351,12 +403,10 @@ class walker {
     TSNode body = ts_node_child_by_field_name(n, "body", 4);
     fields values;
     bool any_value = false;
-    const std::uint32_t count = ts_node_child_count(n);
-    for (std::uint32_t i = 0; i < count; ++i) {
-      const char* field = ts_node_field_name_for_child(n, i);
+    for (const auto& [child, field] : children(n)) {
       if (field != nullptr && std::strcmp(field, "value") == 0) {
         any_value = true;
-        for (auto& f : eval(ts_node_child(n, i), false, depth + 1)) {
+        for (auto& f : eval(child, false, depth + 1)) {
           if (!f.text.empty()) values.push_back(std::move(f));
         }
       }
@@ -396,11 +446,9 @@ class walker {
       if (idx < 0) return -1;
     }
     int last = idx;
-    const std::uint32_t count = ts_node_child_count(n);
-    for (std::uint32_t i = 0; i < count; ++i) {
-      const char* field = ts_node_field_name_for_child(n, i);
+    for (const auto& [child, field] : children(n)) {
       if (field == nullptr || std::strcmp(field, "redirect") != 0) continue;
-      const int l = redirect(ts_node_child(n, i), idx, depth + 1);
+      const int l = redirect(child, idx, depth + 1);
       if (l >= 0) last = l;
     }
     return last;
@@ -441,10 +489,7 @@ class walker {
     } else if (is(r, "heredoc_redirect")) {
       bool quoted = false;
       bool strip_tabs = false;
-      const std::uint32_t count = ts_node_child_count(r);
-      for (std::uint32_t i = 0; i < count; ++i) {
-        TSNode c = ts_node_child(r, i);
-        const char* field = ts_node_field_name_for_child(r, i);
+      for (const auto& [c, field] : children(r)) {
         if (is(c, "heredoc_start")) {
           const std::string s = text(c);
           quoted = s.find_first_of("'\"\\") != std::string::npos;
@@ -501,11 +546,9 @@ class walker {
     shell_command c;
     c.text = text(n);
     c.upstream = upstream;
-    const std::uint32_t count = ts_node_child_count(n);
     std::vector<TSNode> redirects;
-    for (std::uint32_t i = 0; i < count; ++i) {
-      TSNode ch = ts_node_child(n, i);
-      const char* field = ts_node_field_name_for_child(n, i);
+    std::uint32_t prev_end = UINT32_MAX;
+    for (const auto& [ch, field] : children(n)) {
       if (is(ch, "variable_assignment")) {
         TSNode name = ts_node_child_by_field_name(ch, "name", 4);
         TSNode value = ts_node_child_by_field_name(ch, "value", 5);
@@ -520,8 +563,34 @@ class walker {
                        ? ts_node_named_child(ch, 0)
                        : ch;
         const bool quoted = is(w, "string") || is(w, "raw_string") || is(w, "ansi_c_string");
+        const std::string raw = text(w);
+        // The grammar sometimes splits one word in two (`rm$IFS-rf$IFS/` gives "-rf$" and
+        // "IFS/"): nodes with no space between them are one word, and a '$NAME' left on the
+        // seam is an expansion.
+        if (ts_node_start_byte(w) == prev_end && !c.words.empty() && !quoted) {
+          fields merged{c.words.back()};
+          c.words.pop_back();
+          concat_into(merged, eval(w, false, depth + 1));
+          for (auto& m : merged) {
+            for (auto& f : resolve_dollars(m)) {
+              if (!f.text.empty() || f.dynamic) c.words.push_back(std::move(f));
+            }
+          }
+          prev_end = ts_node_end_byte(w);
+          continue;
+        }
+        prev_end = ts_node_end_byte(w);
+        const bool braces = !quoted && raw.find('{') != std::string::npos &&
+                            raw.find(',') != std::string::npos &&
+                            raw.find('}') != std::string::npos;
         for (auto& f : eval(w, false, depth + 1)) {
           if (f.text.empty() && !quoted && !f.dynamic) continue;  // unquoted empty: no word
+          if (braces) {
+            std::vector<std::string> expanded;
+            expand_braces(f.text, expanded, 64);
+            for (auto& e : expanded) c.words.push_back({std::move(e), f.dynamic, {}});
+            continue;
+          }
           c.words.push_back(std::move(f));
         }
       } else if (ts_node_is_named(ch) && !is(ch, "comment")) {
@@ -573,7 +642,7 @@ class walker {
     const std::uint32_t count = ts_node_named_child_count(n);
     for (std::uint32_t i = 0; i < count; ++i) statement(ts_node_named_child(n, i), -1, depth + 1);
     cwd_ = saved_cwd;  // a subshell's cd does not leak
-    if (is(n, "process_substitution")) return {"/dev/fd/63", false};
+    if (is(n, "process_substitution")) return {"/dev/fd/63", false, {}};
     if (out_.commands.size() == first + 1) {
       const auto& c = out_.commands[first];
       if (!c.words.empty() && (c.words[0].text == "echo" || c.words[0].text == "printf") &&
@@ -592,7 +661,39 @@ class walker {
         return w;
       }
     }
-    return unknown_word();
+    shell_word w = unknown_word();
+    if (out_.commands.size() == first + 1 && !out_.commands[first].words.empty() &&
+        !out_.commands[first].words[0].dynamic) {
+      const std::string& p = out_.commands[first].words[0].text;
+      w.from_command = p.substr(p.rfind('/') == std::string::npos ? 0 : p.rfind('/') + 1);
+    }
+    return w;
+  }
+
+  // "$NAME" and "${NAME}" left literally in a word (see command()) -> their values.
+  fields resolve_dollars(const shell_word& w) {
+    fields acc{{std::string(), w.dynamic}};
+    const std::string& t = w.text;
+    std::size_t i = 0;
+    while (i < t.size()) {
+      if (t[i] == '$' && i + 1 < t.size() &&
+          (std::isalpha(static_cast<unsigned char>(t[i + 1])) || t[i + 1] == '_' ||
+           t[i + 1] == '{')) {
+        std::size_t j = i + 1;
+        const bool braced = t[j] == '{';
+        if (braced) ++j;
+        const std::size_t name_start = j;
+        while (j < t.size() && (std::isalnum(static_cast<unsigned char>(t[j])) || t[j] == '_')) ++j;
+        const std::string name = t.substr(name_start, j - name_start);
+        if (braced && j < t.size() && t[j] == '}') ++j;
+        concat_into(acc, lookup(name, false));
+        i = j;
+        continue;
+      }
+      concat_into(acc, {{std::string(1, t[i]), false}});
+      ++i;
+    }
+    return acc;
   }
 
   fields lookup(const std::string& name, bool quoted) {
@@ -677,6 +778,7 @@ class walker {
       const std::uint32_t a = ts_node_start_byte(n) + (t[0] == 't' ? 2 : 1);
       const std::uint32_t b = ts_node_end_byte(n) > a ? ts_node_end_byte(n) - 1 : a;
       std::uint32_t pos = a;
+      std::string single_source;
       const std::uint32_t count = ts_node_named_child_count(n);
       for (std::uint32_t i = 0; i < count; ++i) {
         TSNode c = ts_node_named_child(n, i);
@@ -688,10 +790,14 @@ class walker {
           shell_word part = join_fields(eval(c, true, depth + 1));
           w.text += part.text;
           w.dynamic = w.dynamic || part.dynamic;
+          single_source = part.from_command;
         }
         pos = ts_node_end_byte(c);
       }
       if (b > pos && b <= src_.size()) w.text += unescape_double(src_.substr(pos, b - pos));
+      if (count == 1 && is(ts_node_named_child(n, 0), "command_substitution")) {
+        w.from_command = single_source;
+      }
       return {w};
     }
     if (std::strcmp(t, "concatenation") == 0) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "paths.hpp"
@@ -23,8 +24,15 @@ namespace loopwarden::destructive_action {
 
 // One word after normalisation. Parts only known at run time are unknown_marker characters.
 struct shell_word {
+  shell_word() = default;
+  // NOLINTNEXTLINE(google-explicit-constructor): words are built as {text, dynamic}.
+  shell_word(std::string t, bool d = false, std::string from = {})
+      : text(std::move(t)), dynamic(d), from_command(std::move(from)) {}
+
   std::string text;
-  bool dynamic = false;  // contains an unknown part
+  bool dynamic = false;      // contains an unknown part
+  std::string from_command;  // for a word that is one command substitution ("$(pyenv init -)"):
+                             // the program whose output it is
 };
 
 struct shell_redirect {
