@@ -255,6 +255,8 @@ struct analyzer::run {
   std::string kind;
   std::vector<std::string> allowed_hosts;
   bool full = false;
+  // Files this action writes with known content (echo ... > f, cat > f <<EOF): path -> text.
+  std::map<std::string, std::string> written;
 
   // ---------------------------------------------------------------------------------------
   // fact helpers
@@ -319,8 +321,12 @@ struct analyzer::run {
       frp = &remote_frame;
     }
     const frame& fr = *frp;
-    const resolved_path rp = resolve(t.text, fr.paths);
+    resolved_path rp = resolve(t.text, fr.paths);
     if (rp.where == path_class::scratch && harmless_device(rp.path)) return nullptr;
+    if (effect == "file.write" &&
+        std::find(fr.paths.scratch.begin(), fr.paths.scratch.end(), rp.path) != fr.paths.scratch.end()) {
+      rp.where = path_class::scratch;  // extracting or copying into /tmp itself
+    }
     if (rp.where == path_class::device && effect != "file.chmod") effect = "disk.write";
     fact f;
     f.effect = std::move(effect);
@@ -465,9 +471,27 @@ struct analyzer::run {
                              : "overwrite",
                 false, prog.empty() ? std::string("redirect") : prog, c.text, f);
     }
+    remember_written(s, i, f);
     if (c.words.empty()) return;
     const stdin_source in_src = stdin_of(s, i, f, 0);
     argv(c.words, in_src, f, c.text, &s);
+  }
+
+  // echo TEXT > FILE, printf ... > FILE, cat > FILE <<EOF: remember what FILE will hold, so a
+  // later `bash FILE` or `python FILE` in the same action is judged on its content.
+  void remember_written(const shell_script& s, std::size_t i, const frame& f) {
+    const shell_command& c = s.commands[i];
+    for (const auto& r : c.redirects) {
+      if (r.op != ">" && r.op != ">>" && r.op != ">|") continue;
+      if (r.fd != "" && r.fd != "1") continue;
+      stdin_source out = c.words.empty() ? stdin_source{} : output_of(s, i, f, 0);
+      if (out.from != stdin_source::kind::literal) continue;
+      const resolved_path rp = resolve(r.target.text, f.paths);
+      if (written.size() < 64) {
+        std::string& text = written[rp.path];
+        text = r.op == ">>" ? text + out.text : out.text;
+      }
+    }
   }
 
   // What command `i` reads on its standard input.
@@ -1060,9 +1084,24 @@ struct analyzer::run {
           stdin_code(in_src, "", prog, snippet, fr);
           return;
         }
+        if (run_script_file(args[i], "", snippet, fr, prog)) return;
         // `bash script.sh`: a file the gate cannot see; judged like running it directly.
         exec_fact(prog, args, fr, snippet);
         return;
+      }
+      if ((prog == "source" || prog == ".") && !args.empty()) {
+        if (run_script_file(args[0], "", snippet, fr, prog)) return;
+        exec_fact(prog, args, fr, snippet);
+        return;
+      }
+      // ./cleanup.sh: a script this same command line wrote a moment ago.
+      if (w[0].text.find('/') != std::string::npos) {
+        const resolved_path self = resolve(w[0].text, fr.paths);
+        if (auto it = written.find(self.path); it != written.end()) {
+          deeper(prog);
+          script(it->second, fr);
+          return;
+        }
       }
       if (prog == "eval") {
         deeper("eval");
@@ -1213,6 +1252,29 @@ struct analyzer::run {
       exec_fact(prog, args, fr, snippet);
       return;
     }
+  }
+
+  // A script file run by a shell or interpreter (bash FILE, source FILE, python FILE): code
+  // read from a process substitution (bash <(curl ...)) or a file written earlier in the same
+  // command line (echo 'rm -rf ~' > x.sh && bash x.sh). Returns true when judged here.
+  bool run_script_file(const shell_word& file, const std::string& language, const std::string& snippet,
+                   const frame& fr, const std::string& step) {
+    if (file.text.starts_with("/dev/fd/") && !file.from_command.empty()) {
+      if (!trusted_eval(file.from_command)) substituted_code(file, snippet, fr, "code");
+      return true;
+    }
+    const resolved_path rp = resolve(file.text, fr.paths);
+    auto it = written.find(rp.path);
+    if (it == written.end()) return false;
+    frame inner = fr;
+    inner.depth += 1;
+    inner.via = via_of(fr, step + " " + file.text);
+    if (language.empty()) {
+      script(it->second, inner);
+    } else {
+      code(language, it->second, snippet, inner);
+    }
+    return true;
   }
 
   bool trusted_eval(const std::string& program) const {
@@ -1421,6 +1483,8 @@ struct analyzer::run {
       frame inner = fr;
       inner.via = via_of(fr, prog + (lang == "php" ? " -r" : lang == "python" ? " -c" : " -e"));
       code(lang, *code_text, snippet, inner);
+    } else if (script_file && !stdin_dash && !files.empty()) {
+      (void)run_script_file(files[0], lang, snippet, fr, prog);
     } else if (stdin_dash || !script_file) {
       stdin_code(in_src, lang, prog, snippet, fr);
     }
@@ -1922,7 +1986,10 @@ struct analyzer::run {
     static const std::set<std::string> push_opts = {"-o", "--push-option", "--repo",
                                                     "--receive-pack", "--exec"};
     const parsed_args pa = parse_args(args, 0, &push_opts, false);
-    bool force = pa.has_any({"-f", "--force", "--force-with-lease", "--force-if-includes"});
+    // "lease": --force-with-lease, which refuses to overwrite work it has not seen.
+    const bool hard_force = pa.has_any({"-f", "--force"});
+    const bool lease = pa.has_any({"--force-with-lease", "--force-if-includes"});
+    bool force = hard_force || lease;
     const bool mirror = pa.has("--mirror") || (pa.has("--all") && force);
     const bool delete_all = pa.has_any({"-d", "--delete"});
     const bool prune = pa.has("--prune");
@@ -1962,7 +2029,7 @@ struct analyzer::run {
       }
       if (mirror) prot = "true";
       f.attrs["branch_protected"] = prot;
-      f.attrs["force"] = how.first ? "true" : "false";
+      f.attrs["force"] = !how.first ? "false" : (lease && !hard_force && how.first == force) ? "lease" : "true";
       f.attrs["delete"] = how.second || prune ? "true" : "false";
       f.attrs["mirror"] = mirror ? "true" : "false";
       f.resources.push_back("branch:" + branch);
@@ -2150,7 +2217,9 @@ struct analyzer::run {
 };
 
 analyzer::analyzer(analyzer_settings settings) : settings_(std::move(settings)) {
-  for (auto& s : settings_.scratch_paths) s = normalize_absolute(s);
+  for (auto& s : settings_.scratch_paths) {
+    if (!s.starts_with("~/")) s = normalize_absolute(s);
+  }
 }
 
 analyzer::~analyzer() = default;
@@ -2163,10 +2232,18 @@ std::vector<fact> analyzer::analyze(const v1::ActionRequest& action) {
   if (!ws.empty() && ws[0] == '/') fr.paths.workspace = normalize_absolute(ws);
   const std::string& cwd = action.working_directory();
   if (!cwd.empty() && cwd[0] == '/') fr.paths.cwd = normalize_absolute(cwd);
-  fr.paths.scratch = settings_.scratch_paths;
   for (const auto& kv : action.attributes()) {
     if (kv.key() == "home" && !kv.value().empty() && kv.value()[0] == '/') {
       fr.paths.home = normalize_absolute(kv.value());
+    }
+  }
+  // Scratch roots under the home directory ("~/.cache") follow the request's home.
+  for (const auto& sp : settings_.scratch_paths) {
+    if (sp.starts_with("~/")) {
+      fr.paths.scratch.push_back(
+          normalize_absolute((fr.paths.home.empty() ? std::string("/~home") : fr.paths.home) + sp.substr(1)));
+    } else {
+      fr.paths.scratch.push_back(sp);
     }
   }
   r.allowed_hosts = settings_.allowed_hosts;

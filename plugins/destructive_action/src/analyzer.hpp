@@ -31,7 +31,7 @@ struct analyzer_settings {
       "**/backup/**", "**/backups", "**/backups/**", "**/*.bak",   "**/*.backup", "**/*.dump"};
   std::vector<std::string> allowed_hosts = {"localhost", "127.0.0.1", "::1", "0.0.0.0",
                                             "*.localhost"};
-  std::vector<std::string> scratch_paths = {"/tmp", "/var/tmp"};
+  std::vector<std::string> scratch_paths = {"/tmp", "/var/tmp", "~/.cache"};
   std::vector<std::string> protected_environments = {"prod", "production", "prd", "live"};
   std::vector<std::string> shared_resources;  // globs over fact resources
   // program -> options that take a separate value (so positional words are found correctly).

@@ -14,7 +14,7 @@
 //                          production, prod, stable]
 //     protected_paths: [.git, .git/**, **/.git, **/.git/**, **/.env, **/backup, ...]
 //     allowed_hosts: [localhost, 127.0.0.1, ::1, 0.0.0.0, *.localhost]
-//     scratch_paths: [/tmp, /var/tmp]
+//     scratch_paths: [/tmp, /var/tmp, ~/.cache]
 //     protected_environments: [prod, production, prd, live]
 //     shared_resources: []        # globs over resources: paths, db:NAME, table:NAME, hosts
 //     trusted_eval_sources: [ssh-agent, pyenv, direnv, ...]  # eval "$(tool ...)" is fine
@@ -453,8 +453,8 @@ class destructive_action_monitor final : public sdk::monitor {
       if (auto s = read_list(config, key, *field); !s.ok()) return s;
     }
     for (const auto& p : as.scratch_paths) {
-      if (p.empty() || p[0] != '/' || p == "/") {
-        return config["scratch_paths"].error("expected absolute paths other than /, got \"" + p +
+      if (p.empty() || (p[0] != '/' && !p.starts_with("~/")) || p == "/" || p == "~/") {
+        return config["scratch_paths"].error("expected absolute (or ~/...) paths other than / and ~, got \"" + p +
                                              "\"");
       }
     }

@@ -26,6 +26,9 @@ bool is_glob_char(char c) { return c == '*' || c == '?' || c == '['; }
 path_class classify_known(const std::string& p, const path_context& ctx, bool contents) {
   if (ctx.remote) {
     if (p == "/") return path_class::system;
+    for (const auto& s : ctx.scratch) {
+      if (under(p, s)) return path_class::scratch;
+    }
     for (auto r : system_roots) {
       if (p == r || under(p, r)) return path_class::system;
     }

@@ -642,7 +642,15 @@ class walker {
     const std::uint32_t count = ts_node_named_child_count(n);
     for (std::uint32_t i = 0; i < count; ++i) statement(ts_node_named_child(n, i), -1, depth + 1);
     cwd_ = saved_cwd;  // a subshell's cd does not leak
-    if (is(n, "process_substitution")) return {"/dev/fd/63", false, {}};
+    if (is(n, "process_substitution")) {
+      std::string from;
+      if (out_.commands.size() == first + 1 && !out_.commands[first].words.empty() &&
+          !out_.commands[first].words[0].dynamic) {
+        const std::string& p = out_.commands[first].words[0].text;
+        from = p.substr(p.rfind('/') == std::string::npos ? 0 : p.rfind('/') + 1);
+      }
+      return {"/dev/fd/63", false, from};
+    }
     if (out_.commands.size() == first + 1) {
       const auto& c = out_.commands[first];
       if (!c.words.empty() && (c.words[0].text == "echo" || c.words[0].text == "printf") &&
