@@ -250,8 +250,8 @@ status read_monitor(const config_node& entry, const fs::path& base, monitor_conf
   if (!entry.is_map()) {
     return entry.error("expected a map with name and plugin (or path), got " + entry.describe());
   }
-  if (auto s =
-          entry.check_keys({"name", "plugin", "path", "optional", "enabled", "mode", "on_error", "config"});
+  if (auto s = entry.check_keys({"name", "plugin", "path", "optional", "enabled", "mode",
+                                 "on_error", "deadline", "queue_capacity", "config"});
       !s.ok()) {
     return s;
   }
@@ -305,6 +305,17 @@ status read_monitor(const config_node& entry, const fs::path& base, monitor_conf
     if (!v) return v.error();
     m.on_error = *v;
   }
+  auto deadline = entry.get_duration("deadline", m.deadline);
+  if (!deadline) return deadline.error();
+  m.deadline = *deadline;
+  auto capacity =
+      entry.get_positive_int("queue_capacity", static_cast<std::int64_t>(m.queue_capacity));
+  if (!capacity) return capacity.error();
+  if (*capacity > 1'000'000) {
+    return entry["queue_capacity"].error("expected at most 1000000, got " +
+                                         entry["queue_capacity"].describe());
+  }
+  m.queue_capacity = static_cast<std::size_t>(*capacity);
   m.config = entry["config"];
   return status::success();
 }
@@ -535,10 +546,11 @@ status read_config(const config_node& root, const fs::path& base, config& out) {
   }
   out.version = static_cast<int>(*v);
 
-  if (auto s = root.check_keys({"version", "log_level", "state_dir", "plugin_paths", "probation",
-                                "breakers", "monitors", "transport", "telemetry",
-                                // read by the sidecar (serve, config check), not the engine:
-                                "alerts", "http", "approvals", "state_sync"});
+  if (auto s =
+          root.check_keys({"version", "log_level", "state_dir", "plugin_paths", "probation",
+                           "breakers", "monitors", "transport", "telemetry",
+                           // read by the sidecar (serve, config check), not the engine:
+                           "alerts", "http", "approvals", "state_sync", "monitor_state_interval"});
       !s.ok()) {
     return s;
   }

@@ -135,7 +135,8 @@ monitor:
   - name: a
 )",
        "monitor: unknown key (allowed: version, log_level, state_dir, plugin_paths, probation, "
-       "breakers, monitors, transport, telemetry, alerts, http, approvals, state_sync) "
+       "breakers, monitors, transport, telemetry, alerts, http, approvals, state_sync, "
+       "monitor_state_interval) "
        "(loopwarden.yaml:3)"},
       {"bad log level", R"(version: 1
 log_level: verbose
@@ -348,8 +349,8 @@ monitors:
     confg:
       window: 5
 )",
-       "monitors[0].confg: unknown key (allowed: name, plugin, path, optional, enabled, mode, on_error, "
-       "config) (loopwarden.yaml:5)"},
+       "monitors[0].confg: unknown key (allowed: name, plugin, path, optional, enabled, mode, "
+       "on_error, deadline, queue_capacity, config) (loopwarden.yaml:5)"},
   };
   for (const auto& r : rows) {
     INFO(r.label << "\n---\n" << r.yaml << "---");

@@ -19,6 +19,8 @@
 //       optional: false             # true: a plugin that fails to load is skipped with an error
 //       enabled: true
 //       on_error: fail_closed       # fail_closed (trip its breakers) | disable
+//       deadline: 5s                # a call running longer marks the monitor hung (0: never)
+//       queue_capacity: 1024        # events waiting for this monitor (serve: one worker each)
 //       config: {...}               # handed to the monitor's configure()
 //   transport:                      # the sidecar's sockets (docs/wire-protocol.md)
 //     ingest:                       # default: [{socket: pull, bind:
@@ -53,7 +55,7 @@
 
 namespace loopwarden::core {
 
-// What happens when a monitor throws (or, later, hangs).
+// What happens when a monitor throws or hangs.
 enum class error_policy {
   fail_closed,  // trip every breaker the monitor declares: its protection goes to the safe state
   disable,      // stop calling it; report it as disabled
@@ -81,6 +83,11 @@ struct monitor_config {
   // and never applied.
   bool shadow = false;
   error_policy on_error = error_policy::fail_closed;
+  // Live (`serve`), each monitor runs on its own worker: a call running longer than `deadline`
+  // marks it hung (its on_error policy applies; zero = no watchdog), and at most
+  // `queue_capacity` events wait for it (then transport.overflow decides: wait or drop).
+  std::chrono::nanoseconds deadline = std::chrono::seconds(5);
+  std::size_t queue_capacity = 1024;
   sdk::config_node config;  // the `config:` subtree (missing when absent)
   sdk::config_node node;    // the whole `monitors[i]` node, for errors found later
 };
