@@ -323,8 +323,8 @@ struct analyzer::run {
     const frame& fr = *frp;
     resolved_path rp = resolve(t.text, fr.paths);
     if (rp.where == path_class::scratch && harmless_device(rp.path)) return nullptr;
-    if (effect == "file.write" &&
-        std::find(fr.paths.scratch.begin(), fr.paths.scratch.end(), rp.path) != fr.paths.scratch.end()) {
+    if (effect == "file.write" && std::find(fr.paths.scratch.begin(), fr.paths.scratch.end(),
+                                            rp.path) != fr.paths.scratch.end()) {
       rp.where = path_class::scratch;  // extracting or copying into /tmp itself
     }
     if (rp.where == path_class::device && effect != "file.chmod") effect = "disk.write";
@@ -1257,8 +1257,8 @@ struct analyzer::run {
   // A script file run by a shell or interpreter (bash FILE, source FILE, python FILE): code
   // read from a process substitution (bash <(curl ...)) or a file written earlier in the same
   // command line (echo 'rm -rf ~' > x.sh && bash x.sh). Returns true when judged here.
-  bool run_script_file(const shell_word& file, const std::string& language, const std::string& snippet,
-                   const frame& fr, const std::string& step) {
+  bool run_script_file(const shell_word& file, const std::string& language,
+                       const std::string& snippet, const frame& fr, const std::string& step) {
     if (file.text.starts_with("/dev/fd/") && !file.from_command.empty()) {
       if (!trusted_eval(file.from_command)) substituted_code(file, snippet, fr, "code");
       return true;
@@ -2029,7 +2029,9 @@ struct analyzer::run {
       }
       if (mirror) prot = "true";
       f.attrs["branch_protected"] = prot;
-      f.attrs["force"] = !how.first ? "false" : (lease && !hard_force && how.first == force) ? "lease" : "true";
+      f.attrs["force"] = !how.first                                     ? "false"
+                         : (lease && !hard_force && how.first == force) ? "lease"
+                                                                        : "true";
       f.attrs["delete"] = how.second || prune ? "true" : "false";
       f.attrs["mirror"] = mirror ? "true" : "false";
       f.resources.push_back("branch:" + branch);
@@ -2240,8 +2242,8 @@ std::vector<fact> analyzer::analyze(const v1::ActionRequest& action) {
   // Scratch roots under the home directory ("~/.cache") follow the request's home.
   for (const auto& sp : settings_.scratch_paths) {
     if (sp.starts_with("~/")) {
-      fr.paths.scratch.push_back(
-          normalize_absolute((fr.paths.home.empty() ? std::string("/~home") : fr.paths.home) + sp.substr(1)));
+      fr.paths.scratch.push_back(normalize_absolute(
+          (fr.paths.home.empty() ? std::string("/~home") : fr.paths.home) + sp.substr(1)));
     } else {
       fr.paths.scratch.push_back(sp);
     }

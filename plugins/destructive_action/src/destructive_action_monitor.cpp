@@ -38,6 +38,7 @@
 #include <vector>
 
 #include <loopwarden/plugin.hpp>
+#include <loopwarden/state_codec.hpp>
 
 #include "analyzer.hpp"
 #include "rules.hpp"
@@ -53,8 +54,6 @@ namespace sdk = loopwarden::sdk;
 namespace v1 = loopwarden::v1;
 namespace da = loopwarden::destructive_action;
 
-constexpr std::string_view snapshot_magic = "destructive_action/1";
-
 std::uint64_t fnv1a(std::string_view s) {
   std::uint64_t h = 1469598103934665603ULL;
   for (unsigned char c : s) {
@@ -62,55 +61,6 @@ std::uint64_t fnv1a(std::string_view s) {
     h *= 1099511628211ULL;
   }
   return h;
-}
-
-std::string escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '%' || c == '\t' || c == '\n' || c == '\r') {
-      static const char* hex = "0123456789abcdef";
-      out += '%';
-      out += hex[(static_cast<unsigned char>(c) >> 4) & 0xF];
-      out += hex[static_cast<unsigned char>(c) & 0xF];
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-bool unescape(std::string_view s, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out += s[i];
-      continue;
-    }
-    if (i + 2 >= s.size()) return false;
-    auto hv = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    const int a = hv(s[i + 1]);
-    const int b = hv(s[i + 2]);
-    if (a < 0 || b < 0) return false;
-    out += static_cast<char>(a * 16 + b);
-    i += 2;
-  }
-  return true;
-}
-
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  std::size_t start = 0;
-  while (true) {
-    const auto p = s.find(sep, start);
-    out.push_back(s.substr(start, p == std::string_view::npos ? s.size() - start : p - start));
-    if (p == std::string_view::npos) break;
-    start = p + 1;
-  }
-  return out;
 }
 
 std::string clip(std::string_view s, std::size_t n) {
@@ -275,62 +225,49 @@ class destructive_action_monitor final : public sdk::monitor {
     publish(ctx);
   }
 
+  // The evasion state: per session, the denied attempts still inside the window (format 1).
   sdk::result<std::string> snapshot() const override {
-    std::ostringstream out;
-    out << snapshot_magic << '\n';
+    if (sessions_.empty()) return std::string();
+    sdk::state_writer w("destructive_action", 1);
+    w.write_u64(sessions_.size());
     for (const auto& [key, s] : sessions_) {
-      out << "s\t" << escape(key) << '\t' << s.last_seen << '\t' << s.tripped_at << '\n';
+      w.write_string(key);
+      w.write_i64(s.last_seen);
+      w.write_i64(s.tripped_at);
+      w.write_u64(s.denials.size());
       for (const auto& d : s.denials) {
-        out << "d\t" << d.time << '\t' << escape(d.rule_id) << '\t' << d.digest << '\t'
-            << escape(d.example) << '\n';
+        w.write_i64(d.time);
+        w.write_string(d.rule_id);
+        w.write_u64(d.digest);
+        w.write_string(d.example);
       }
     }
-    return out.str();
+    return w.finish();
   }
 
   sdk::status restore(std::string_view state) override {
-    if (state.empty()) return sdk::status::success();
-    const auto lines = split(state, '\n');
-    if (lines.empty() || lines[0] != snapshot_magic) {
-      return sdk::make_error(
-          sdk::status_code::parse_error,
-          "destructive_action snapshot: expected \"" + std::string(snapshot_magic) + "\" first");
-    }
+    sdk::state_reader r(state);
+    auto version = r.read_header("destructive_action", 1);
+    if (!version.ok()) return version.error();
     std::map<std::string, session_state> sessions;
-    session_state* current = nullptr;
-    for (std::size_t i = 1; i < lines.size(); ++i) {
-      if (lines[i].empty()) continue;
-      const auto f = split(lines[i], '\t');
-      auto bad = [&] {
-        return sdk::make_error(sdk::status_code::parse_error,
-                               "destructive_action snapshot: bad line " + std::to_string(i + 1));
-      };
-      try {
-        if (f[0] == "s" && f.size() == 4) {
-          std::string key;
-          if (!unescape(f[1], key)) return bad();
-          session_state s;
-          s.last_seen = std::stoll(std::string(f[2]));
-          s.tripped_at = std::stoll(std::string(f[3]));
-          current = &(sessions[key] = s);
-        } else if (f[0] == "d" && f.size() == 5 && current != nullptr) {
-          denial d;
-          d.time = std::stoll(std::string(f[1]));
-          if (!unescape(f[2], d.rule_id) || !unescape(f[4], d.example)) return bad();
-          d.digest = std::stoull(std::string(f[3]));
-          if (current->denials.size() >= max_denials_per_session) return bad();
-          current->denials.push_back(std::move(d));
-        } else {
-          return bad();
-        }
-      } catch (const std::exception&) {
-        return bad();
+    const std::uint64_t n = r.read_count(evasion_.max_sessions);
+    for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+      std::string key = r.read_string(4096);
+      session_state s;
+      s.last_seen = r.read_i64();
+      s.tripped_at = r.read_i64();
+      const std::uint64_t m = r.read_count(max_denials_per_session);
+      for (std::uint64_t k = 0; k < m && r.ok(); ++k) {
+        denial d;
+        d.time = r.read_i64();
+        d.rule_id = r.read_string(256);
+        d.digest = r.read_u64();
+        d.example = r.read_string(1024);
+        s.denials.push_back(std::move(d));
       }
-      if (sessions.size() > evasion_.max_sessions) {
-        return sdk::make_error(sdk::status_code::parse_error,
-                               "destructive_action snapshot: more sessions than max_sessions");
-      }
+      sessions[std::move(key)] = std::move(s);
     }
+    if (auto st = r.finish(); !st.ok()) return st.with_context("destructive_action snapshot");
     sessions_ = std::move(sessions);
     return sdk::status::success();
   }
@@ -454,8 +391,8 @@ class destructive_action_monitor final : public sdk::monitor {
     }
     for (const auto& p : as.scratch_paths) {
       if (p.empty() || (p[0] != '/' && !p.starts_with("~/")) || p == "/" || p == "~/") {
-        return config["scratch_paths"].error("expected absolute (or ~/...) paths other than / and ~, got \"" + p +
-                                             "\"");
+        return config["scratch_paths"].error(
+            "expected absolute (or ~/...) paths other than / and ~, got \"" + p + "\"");
       }
     }
     for (auto& h : as.allowed_hosts) {
