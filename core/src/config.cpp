@@ -41,6 +41,12 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Answers gate requests for shell, SQL, git, file and HTTP actions (allow, deny, or ask a
+  # human) from its shipped rules; trips agent.evasion on varied denied attempts in one session.
+  - name: destructive_action
+    plugin: destructive_action
+    on_error: fail_closed
+    config: {}
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";

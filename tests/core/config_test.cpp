@@ -390,6 +390,12 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Answers gate requests for shell, SQL, git, file and HTTP actions (allow, deny, or ask a
+  # human) from its shipped rules; trips agent.evasion on varied denied attempts in one session.
+  - name: destructive_action
+    plugin: destructive_action
+    on_error: fail_closed
+    config: {}
 )");
 }
 
@@ -404,7 +410,9 @@ TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[co
   CHECK(c.plugin_paths.empty());
   CHECK(c.probation == 5min);
   CHECK(c.breakers.empty());
-  REQUIRE(c.monitors.size() == 1);
+  REQUIRE(c.monitors.size() == 2);
+  CHECK(c.monitors[1].name == "destructive_action");
+  CHECK(c.monitors[1].plugin == "destructive_action");
   const auto& m = c.monitors[0];
   CHECK(m.name == "nonfinite_loss");
   CHECK(m.plugin == "threshold");
