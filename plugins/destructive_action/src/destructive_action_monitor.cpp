@@ -576,7 +576,7 @@ class destructive_action_monitor final : public sdk::monitor {
     }
     t.evidence.push_back({"what_to_do",
                           "read the attempts; stop the session and review its task before "
-                          "resetting (docs/runbook.md#agentevasion)"});
+                          "resetting (docs/runbook.md#agent.evasion)"});
     t.run_id = run_id;
     ctx.trip(std::move(t));
   }
