@@ -757,6 +757,15 @@ struct analyzer::run {
     f.flags = pa.flags;
     for (const auto& p : pa.positional) f.positional.push_back(p.text);
     f.snippet = snippet;
+    f.argv_text = program;
+    for (const auto& a : f.args) {
+      f.argv_text += ' ';
+      f.argv_text += a;
+    }
+    for (const auto& p : f.positional) {
+      if (!f.positional_text.empty()) f.positional_text += ' ';
+      f.positional_text += lower(p);
+    }
     f.attrs["program"] = program;
     f.mutating = !read_only(program, f.positional);
     for (const auto& p : f.positional) f.resources.push_back(p);

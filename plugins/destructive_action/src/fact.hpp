@@ -81,6 +81,8 @@ struct fact {
   std::vector<std::string> positional;  // arguments that are not options
   std::vector<std::string> flags;       // options, short bundles split ("-rf" -> "-r", "-f"),
                                         // "--opt=value" reduced to "--opt"
+  std::string argv_text;                // exec: "program arg1 arg2 ..." (for argv_regex)
+  std::string positional_text;          // exec: positional words, lower case, space-separated
   std::string snippet;                  // the command text, for explanations
   std::vector<std::string> resources;   // what it changes (paths, tables, hosts, refs)
   bool mutating = false;                // changes state (for scope and environment checks)

@@ -137,7 +137,7 @@ sdk::result<rule> parse_rule(const sdk::config_node& n) {
           while (i < s.size() && s[i] == ' ') ++i;
           std::size_t j = s.find(' ', i);
           if (j == std::string::npos) j = s.size();
-          if (j > i) words.push_back(s.substr(i, j - i));
+          if (j > i) words.push_back(lower(s.substr(i, j - i)));
           i = j;
         }
         if (words.empty()) return v.error("an empty subcommand matches everything: remove it");
@@ -152,6 +152,9 @@ sdk::result<rule> parse_rule(const sdk::config_node& n) {
                      : key == "flags_all"    ? r.flags_all
                                              : r.flags_none;
       target = *l;
+      if (key == "positional_any") {
+        for (auto& w : target) w = lower(w);
+      }
     } else if (key == "argv_regex" || key == "subcommand_regex") {
       auto re = compile(v);
       if (!re.ok()) return re.error();
@@ -184,6 +187,15 @@ sdk::result<rule> parse_rule(const sdk::config_node& n) {
         "to effect exec");
   }
   return r;
+}
+
+// ASCII case-insensitive equality; `lower_b` is already lower case.
+bool equal_fold(std::string_view a, std::string_view lower_b) {
+  if (a.size() != lower_b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != lower_b[i]) return false;
+  }
+  return true;
 }
 
 bool has_flag(const fact& f, const std::string& flag) {
@@ -230,7 +242,7 @@ bool rule_matches(const rule& r, const fact& f) {
     for (const auto& words : r.subcommands) {
       if (words.size() > f.positional.size()) continue;
       if (std::equal(words.begin(), words.end(), f.positional.begin(),
-                     [](const std::string& a, const std::string& b) { return a == lower(b); })) {
+                     [](const std::string& a, const std::string& b) { return equal_fold(b, a); })) {
         hit = true;
         break;
       }
@@ -240,8 +252,8 @@ bool rule_matches(const rule& r, const fact& f) {
   if (!r.positional_any.empty()) {
     bool hit = false;
     for (const auto& p : f.positional) {
-      if (std::find(r.positional_any.begin(), r.positional_any.end(), lower(p)) !=
-          r.positional_any.end()) {
+      if (std::any_of(r.positional_any.begin(), r.positional_any.end(),
+                      [&](const std::string& want) { return equal_fold(p, want); })) {
         hit = true;
         break;
       }
@@ -258,25 +270,16 @@ bool rule_matches(const rule& r, const fact& f) {
   for (const auto& x : r.flags_none) {
     if (has_flag(f, x)) return false;
   }
-  if (r.subcommand_regex) {
-    std::string words;
-    for (const auto& p : f.positional) {
-      if (!words.empty()) words += ' ';
-      words += lower(p);
-    }
-    if (!RE2::PartialMatch(words, *r.subcommand_regex)) return false;
+  if (r.subcommand_regex && !RE2::PartialMatch(f.positional_text, *r.subcommand_regex)) {
+    return false;
   }
-  if (r.argv_regex) {
-    std::string argv = f.program;
-    for (const auto& a : f.args) {
-      argv += ' ';
-      argv += a;
-    }
-    if (!RE2::PartialMatch(argv, *r.argv_regex)) return false;
-  }
+  if (r.argv_regex && !RE2::PartialMatch(f.argv_text, *r.argv_regex)) return false;
   for (const auto& a : r.attrs) {
-    const std::string v = lower(f.attr(a.key));
-    if (std::find(a.values.begin(), a.values.end(), v) == a.values.end()) return false;
+    const std::string& v = f.attr(a.key);
+    if (std::none_of(a.values.begin(), a.values.end(),
+                     [&](const std::string& want) { return equal_fold(v, want); })) {
+      return false;
+    }
   }
   for (const auto& a : r.attr_regexes) {
     if (!RE2::PartialMatch(f.attr(a.key), *a.re)) return false;
