@@ -170,6 +170,7 @@ int main(int argc, char** argv) {
     requests.push_back(std::move(req));
   }
   std::vector<double> all, destructive_us, benign_us, long_us;
+  std::vector<std::vector<double>> per_command(requests.size());
   std::vector<std::size_t> order(requests.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   for (std::size_t i = 0; i < requests.size(); ++i) (void)(*engine)->gate(requests[i]);  // warm
@@ -188,7 +189,8 @@ int main(int argc, char** argv) {
       (void)out;
       all.push_back(us);
       (mixed[k].expect == "allow" ? benign_us : destructive_us).push_back(us);
-      if (mixed[k].command.size() > 120) long_us.push_back(us);
+      if (mixed[k].command.size() > 80) long_us.push_back(us);
+      per_command[k].push_back(us);
     }
   }
   std::printf("destructive_action: decision latency in process (engine + plugin), %zu commands x %d passes\n",
@@ -196,7 +198,20 @@ int main(int argc, char** argv) {
   print("all", summarise(all));
   print("destructive rows", summarise(destructive_us));
   print("benign rows", summarise(benign_us));
-  print("commands longer than 120 bytes", summarise(long_us));
+  print("commands longer than 80 bytes", summarise(long_us));
+  // The commands that cost most (their median over the passes): where the time goes.
+  std::vector<std::pair<double, std::size_t>> medians;
+  for (std::size_t k = 0; k < per_command.size(); ++k) {
+    if (!per_command[k].empty()) medians.push_back({summarise(per_command[k]).p50, k});
+  }
+  std::sort(medians.rbegin(), medians.rend());
+  std::printf("  slowest commands (median of %d passes):\n", passes);
+  for (std::size_t i = 0; i < std::min<std::size_t>(8, medians.size()); ++i) {
+    std::string c = mixed[medians[i].second].command;
+    for (auto& ch : c) ch = ch == '\n' ? ' ' : ch;
+    if (c.size() > 90) c = c.substr(0, 87) + "...";
+    std::printf("    %8.1f us  %s\n", medians[i].first, c.c_str());
+  }
 
   // Over the gate socket: the real daemon, one gate_client, sequential round trips.
   if (socket_requests <= 0) return 0;
@@ -242,7 +257,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "the daemon did not answer within 30 s (log: %s)\n", log.c_str());
       rc = 2;
     } else {
-      std::vector<double> rt, rt_destructive, rt_benign;
+      std::vector<double> rt, rt_destructive, rt_benign, rt_no_store, rt_store;
       std::vector<v1::ActionRequest> actions;
       for (const auto& r : mixed) actions.push_back(action_for(r.command));
       for (int i = 0; i < socket_requests; ++i) {
@@ -254,6 +269,7 @@ int main(int argc, char** argv) {
         if (d.timed_out) continue;
         rt.push_back(us);
         (mixed[k].expect == "allow" ? rt_benign : rt_destructive).push_back(us);
+        (d.verdict == sdk::gate_verdict::require_approval ? rt_store : rt_no_store).push_back(us);
       }
       std::printf("destructive_action: decision latency over the gate socket (ipc, real daemon), "
                   "%d round trips\n", socket_requests);
@@ -261,6 +277,8 @@ int main(int argc, char** argv) {
       print("all", summarise(rt));
       print("destructive rows", summarise(rt_destructive));
       print("benign rows", summarise(rt_benign));
+      print("allow or deny (no store write)", summarise(rt_no_store));
+      print("require_approval (stores it)", summarise(rt_store));
     }
   }
   ::kill(pid, SIGTERM);

@@ -878,6 +878,16 @@ shell_script shell_parser::parse(std::string_view text, const shell_parse_option
     out.has_error = true;
     return out;
   }
+  // A terminating newline: without one, the 0.20 runtime spends ~300 us at the end of input on
+  // a pipeline of three or more commands (GLR stacks kept alive until EOF); with it, ~5 us. A
+  // trailing newline changes nothing the shell would run.
+  std::string terminated;
+  if (text.empty() || text.back() != '\n') {
+    terminated.reserve(text.size() + 1);
+    terminated.append(text);
+    terminated += '\n';
+    text = terminated;
+  }
   TSTree* tree = ts_parser_parse_string(impl_->parser, nullptr, text.data(),
                                         static_cast<std::uint32_t>(text.size()));
   if (tree == nullptr) {
