@@ -1256,6 +1256,54 @@ struct analyzer::run {
         if (interpreter(prog, lang, args, in_src, fr, snippet, w)) continue;
         return;
       }
+      // --- SQL typed at the shell prompt (DROP TABLE users;): no such program, clearly SQL --
+      // (upper case, or followed by an SQL object word, so `truncate -s 0 f` stays a program).
+      if (!args.empty() &&
+          in(upper(prog), {"DROP", "TRUNCATE", "DELETE", "UPDATE", "ALTER", "GRANT", "REVOKE",
+                           "INSERT", "SELECT", "CREATE"}) &&
+          (upper(prog) == prog ||
+           in(upper(args[0].text), {"TABLE", "DATABASE", "SCHEMA", "FROM", "INTO", "INDEX",
+                                    "VIEW", "ROLE", "USER", "ALL", "ON"}))) {
+        std::string sql = prog;
+        for (const auto& a : args) sql += " " + a.text;
+        sql_facts(sql, "", "sql", snippet, fr);
+        return;
+      }
+      // --- crontab FILE / crontab -: replaces the whole crontab; its lines are commands -----
+      if (prog == "crontab") {
+        const parsed_args pa = parse_args(args, 0, option_values(prog), false);
+        const bool installs = !pa.has_any({"-l", "-e", "-r", "-i"}) && !pa.positional.empty();
+        if (installs && in_src.from == stdin_source::kind::literal) {
+          frame inner = fr;
+          inner.depth += 1;
+          inner.via = via_of(fr, "crontab");
+          std::size_t start = 0;
+          while (start < in_src.text.size()) {
+            auto nl = in_src.text.find('\n', start);
+            if (nl == std::string::npos) nl = in_src.text.size();
+            std::string line = in_src.text.substr(start, nl - start);
+            start = nl + 1;
+            // Five time fields (or @reboot, @daily ...), then the command.
+            std::size_t pos = 0;
+            const int fields = !line.empty() && line[0] == '@' ? 1 : 5;
+            for (int k = 0; k < fields && pos != std::string::npos; ++k) {
+              pos = line.find_first_not_of(" \t", pos);
+              if (pos != std::string::npos) pos = line.find_first_of(" \t", pos);
+            }
+            if (pos != std::string::npos && line.find_first_not_of(" \t") != std::string::npos &&
+                line[line.find_first_not_of(" \t")] != '#') {
+              script(line.substr(pos), inner);
+            }
+          }
+        }
+        exec_fact(prog, args, fr, snippet);
+        return;
+      }
+      // --- framework consoles that take code: rails runner CODE, manage.py shell -c CODE ----
+      if ((prog == "rails" || prog == "rails.rb") && !args.empty() &&
+          in(args[0].text, {"runner", "r"}) && args.size() > 1) {
+        code("ruby", args[1].text, snippet, fr);
+      }
       // --- everything else: what the program itself does ------------------------------------
       effects(prog, args, in_src, fr, snippet);
       exec_fact(prog, args, fr, snippet);
@@ -1487,6 +1535,15 @@ struct analyzer::run {
     }
     if (inplace) {
       for (const auto& f : files) file_fact("file.write", f, "overwrite", false, prog, snippet, fr);
+    }
+    // python manage.py shell -c CODE: Django runs CODE.
+    if (lang == "python" && files.size() >= 3 && basename_of(files[0].text) == "manage.py" &&
+        files[1].text == "shell") {
+      for (std::size_t j = 2; j + 1 < files.size(); ++j) {
+        if (files[j].text == "-c" || files[j].text == "--command") {
+          code("python", files[j + 1].text, snippet, fr);
+        }
+      }
     }
     if (code_text) {
       frame inner = fr;
@@ -1974,6 +2031,18 @@ struct analyzer::run {
     const std::string sub = args[i].text;
     const words rest(args.begin() + static_cast<long>(i) + 1, args.end());
     if (sub == "push") return git_push(rest, fr, snippet);
+    if (sub == "submodule" && !rest.empty() && rest[0].text == "foreach") {
+      // git submodule foreach [--recursive] CMD: CMD runs (through a shell) in each submodule.
+      std::size_t k = 1;
+      while (k < rest.size() && rest[k].text.starts_with("-")) ++k;
+      if (k < rest.size()) {
+        frame inner = fr;
+        inner.depth += 1;
+        inner.via = via_of(fr, "git submodule foreach");
+        script(join(rest, k), inner);
+      }
+      return;
+    }
     if (sub == "clean") {
       const parsed_args pa = parse_args(rest, 0, nullptr, false);
       const bool force = pa.has_any({"-f", "--force"});

@@ -167,6 +167,8 @@ const language_patterns& patterns_for(std::string_view lang) {
         W::dynamic,
         R"((?:^|[^.\w])(?:exec|eval|compile|__import__)\s*\(|\bimportlib\s*\.\s*import_module\s*\(|\b(?:marshal|pickle)\s*\.\s*loads?\s*\()");
     p.add(W::write_file, R"((?:^|[^.\w])open\s*\()");
+    // Django ORM: Model.objects.all().delete(), .objects.delete() on a whole queryset.
+    p.add(W::nosql_delete_all, R"(\.\s*objects\s*(?:\.\s*all\s*\(\s*\))?\s*\.\s*delete\s*\()");
     return p;
   }();
   static const language_patterns node = [] {
@@ -226,6 +228,8 @@ const language_patterns& patterns_for(std::string_view lang) {
         R"(\bNet::HTTP\s*\.\s*(post|put|delete|patch)\w*|\bNet::HTTP::(Post|Put|Delete|Patch)\b|\b(?:RestClient|HTTParty|Faraday)\s*\.\s*(post|put|delete|patch)\b)");
     p.add(W::raw_network, R"(\b(?:TCPSocket|UDPSocket|Socket\s*\.\s*new|Net::SSH|Net::FTP)\b)");
     p.add(W::dynamic, R"(\b(?:eval|instance_eval|class_eval|module_eval)\b|\.\s*send\s*\()");
+    // ActiveRecord: every row of a model.
+    p.add(W::nosql_delete_all, R"(\.\s*(?:delete_all|destroy_all)\b)");
     p.add(W::write_file, R"(\bFile\s*\.\s*write\s*\()");
     return p;
   }();
