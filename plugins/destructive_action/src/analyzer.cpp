@@ -323,7 +323,7 @@ struct analyzer::run {
     const frame& fr = *frp;
     resolved_path rp = resolve(t.text, fr.paths);
     if (rp.where == path_class::scratch && harmless_device(rp.path)) return nullptr;
-    if (effect == "file.write" && std::find(fr.paths.scratch.begin(), fr.paths.scratch.end(),
+    if ((effect == "file.write" || effect == "file.chmod") && std::find(fr.paths.scratch.begin(), fr.paths.scratch.end(),
                                             rp.path) != fr.paths.scratch.end()) {
       rp.where = path_class::scratch;  // extracting or copying into /tmp itself
     }
@@ -1262,8 +1262,8 @@ struct analyzer::run {
           in(upper(prog), {"DROP", "TRUNCATE", "DELETE", "UPDATE", "ALTER", "GRANT", "REVOKE",
                            "INSERT", "SELECT", "CREATE"}) &&
           (upper(prog) == prog ||
-           in(upper(args[0].text), {"TABLE", "DATABASE", "SCHEMA", "FROM", "INTO", "INDEX",
-                                    "VIEW", "ROLE", "USER", "ALL", "ON"}))) {
+           in(upper(args[0].text), {"TABLE", "DATABASE", "SCHEMA", "FROM", "INTO", "INDEX", "VIEW",
+                                    "ROLE", "USER", "ALL", "ON"}))) {
         std::string sql = prog;
         for (const auto& a : args) sql += " " + a.text;
         sql_facts(sql, "", "sql", snippet, fr);
@@ -1863,7 +1863,10 @@ struct analyzer::run {
       if (prog == "mv") {
         for (const auto& src : srcs) file_fact("file.move", src, "move", true, prog, snippet, fr);
       }
-      file_fact("file.write", dest_path, "overwrite", false, prog, snippet, fr);
+      // ln -s without -f makes a new link and never replaces a file.
+      const bool creates = prog == "ln" && !pa.has_any({"-f", "--force"});
+      file_fact("file.write", dest_path, creates ? "create" : "overwrite", false, prog, snippet,
+                fr);
       if (prog == "rsync") {
         bool del = false;
         for (const auto& f : pa.flags) del = del || f.starts_with("--delete") || f == "--del";

@@ -31,7 +31,23 @@ struct analyzer_settings {
       "**/backup/**", "**/backups", "**/backups/**", "**/*.bak",   "**/*.backup", "**/*.dump"};
   std::vector<std::string> allowed_hosts = {"localhost", "127.0.0.1", "::1", "0.0.0.0",
                                             "*.localhost"};
-  std::vector<std::string> scratch_paths = {"/tmp", "/var/tmp", "~/.cache"};
+  // Disposable directories: temporary files and package caches (deleting them costs a download).
+  std::vector<std::string> scratch_paths = {"/tmp",
+                                            "/var/tmp",
+                                            "~/.cache",
+                                            "~/.npm",
+                                            "~/.m2/repository",
+                                            "~/.gradle/caches",
+                                            "~/.cargo/registry",
+                                            "~/.cargo/git",
+                                            "~/go/pkg/mod",
+                                            "~/.pnpm-store",
+                                            "~/.yarn/cache",
+                                            "~/.nuget/packages",
+                                            "~/.ivy2/cache",
+                                            "~/Library/Caches",
+                                            "~/.bun/install/cache",
+                                            "~/.pub-cache"};
   std::vector<std::string> protected_environments = {"prod", "production", "prd", "live"};
   std::vector<std::string> shared_resources;  // globs over fact resources
   // program -> options that take a separate value (so positional words are found correctly).

@@ -14,7 +14,7 @@
 //                          production, prod, stable]
 //     protected_paths: [.git, .git/**, **/.git, **/.git/**, **/.env, **/backup, ...]
 //     allowed_hosts: [localhost, 127.0.0.1, ::1, 0.0.0.0, *.localhost]
-//     scratch_paths: [/tmp, /var/tmp, ~/.cache]
+//     scratch_paths: [/tmp, /var/tmp, ~/.cache, ~/.npm, ~/.m2/repository, ...]
 //     protected_environments: [prod, production, prd, live]
 //     shared_resources: []        # globs over resources: paths, db:NAME, table:NAME, hosts
 //     trusted_eval_sources: [ssh-agent, pyenv, direnv, ...]  # eval "$(tool ...)" is fine
