@@ -323,8 +323,9 @@ struct analyzer::run {
     const frame& fr = *frp;
     resolved_path rp = resolve(t.text, fr.paths);
     if (rp.where == path_class::scratch && harmless_device(rp.path)) return nullptr;
-    if ((effect == "file.write" || effect == "file.chmod") && std::find(fr.paths.scratch.begin(), fr.paths.scratch.end(),
-                                            rp.path) != fr.paths.scratch.end()) {
+    if ((effect == "file.write" || effect == "file.chmod") &&
+        std::find(fr.paths.scratch.begin(), fr.paths.scratch.end(), rp.path) !=
+            fr.paths.scratch.end()) {
       rp.where = path_class::scratch;  // extracting or copying into /tmp itself
     }
     if (rp.where == path_class::device && effect != "file.chmod") effect = "disk.write";
@@ -1562,8 +1563,7 @@ struct analyzer::run {
   // xargs / parallel and find
 
   // The words xargs would append, as far as its input says.
-  words items_from(const stdin_source& in_src, const shell_script* s, const frame& fr) {
-    (void)fr;
+  static words items_from(const stdin_source& in_src) {
     words items;
     const std::string unknown(1, unknown_marker);
     if (in_src.from == stdin_source::kind::literal) {
@@ -1579,7 +1579,6 @@ struct analyzer::run {
       if (!cur.empty()) items.push_back({cur, false});
       return items;
     }
-    (void)s;
     items.push_back({unknown, true});
     return items;
   }
@@ -1612,17 +1611,17 @@ struct analyzer::run {
         if (sep->text == "::::") items = {{std::string(1, unknown_marker), true}};
         cmd.erase(sep, cmd.end());
       } else {
-        items = items_from(in_src, s, fr);
+        items = items_from(in_src);
       }
       if (repl.empty()) repl = "{}";
     } else if (pa.value({"-a", "--arg-file"}) != nullptr) {
       items = {{std::string(1, unknown_marker), true}};
     } else {
-      items = items_from(in_src, s, fr);
+      items = items_from(in_src);
     }
     // What feeds xargs, when it is a listing: find ROOTS gives paths under ROOTS.
     if (in_src.from == stdin_source::kind::unknown && s != nullptr) {
-      items = listing_items(*s, snippet, fr, items);
+      items = listing_items(*s, snippet, items);
     }
     if (cmd.empty()) cmd.push_back({"echo", false});
     if (items.size() > 64) items.resize(64);
@@ -1655,9 +1654,7 @@ struct analyzer::run {
 
   // For `find ROOT ... | xargs rm`: the items are paths under ROOT. Reads the pipeline's first
   // command from the snippet's script (the xargs command's upstream chain).
-  words listing_items(const shell_script& s, const std::string& snippet, const frame& fr,
-                      words fallback) {
-    (void)fr;
+  static words listing_items(const shell_script& s, const std::string& snippet, words fallback) {
     // Find the xargs command in the script by its text, then walk its upstream chain.
     for (std::size_t i = 0; i < s.commands.size(); ++i) {
       if (s.commands[i].text != snippet) continue;
@@ -1773,7 +1770,6 @@ struct analyzer::run {
         }
         for (const auto& r : roots) {
           words sub;
-          bool has_placeholder = false;
           for (const auto& a : cmd) {
             if (a.text.find("{}") != std::string::npos) {
               shell_word x = a;
@@ -1783,12 +1779,10 @@ struct analyzer::run {
               x.text = text;
               x.dynamic = x.dynamic || r.dynamic;
               sub.push_back(x);
-              has_placeholder = true;
             } else {
               sub.push_back(a);
             }
           }
-          (void)has_placeholder;
           frame inner = fr;
           inner.depth += 1;
           inner.via = via_of(fr, "find " + t);
@@ -1994,7 +1988,7 @@ struct analyzer::run {
             "clickhouse", "cockroach", "duckdb",  "snowsql",      "bq",     "sqlcmd",
             "mycli",      "pgcli",     "usql",    "trino",        "presto", "sqlplus",
             "vsql",       "spark-sql", "beeline", "impala-shell", "cqlsh"})) {
-      return sql_client(prog, args, pa, in_src, fr, snippet);
+      return sql_client(prog, pa, in_src, fr, snippet);
     }
   }
 
@@ -2074,7 +2068,6 @@ struct analyzer::run {
     const bool mirror = pa.has("--mirror") || (pa.has("--all") && force);
     const bool delete_all = pa.has_any({"-d", "--delete"});
     const bool prune = pa.has("--prune");
-    std::string remote = pa.positional.empty() ? "" : pa.positional[0].text;
     std::vector<std::pair<std::string, std::pair<bool, bool>>> dests;  // branch, (force, delete)
     for (std::size_t k = 1; k < pa.positional.size(); ++k) {
       std::string ref = pa.positional[k].text;
@@ -2117,7 +2110,6 @@ struct analyzer::run {
       f.attrs["mirror"] = mirror ? "true" : "false";
       f.resources.push_back("branch:" + branch);
       f.mutating = true;
-      (void)remote;
       add(std::move(f), fr);
     }
   }
@@ -2193,8 +2185,8 @@ struct analyzer::run {
     }
   }
 
-  void sql_client(const std::string& prog, const words& args, const parsed_args& pa,
-                  const stdin_source& in_src, const frame& fr, const std::string& snippet) {
+  void sql_client(const std::string& prog, const parsed_args& pa, const stdin_source& in_src,
+                  const frame& fr, const std::string& snippet) {
     std::vector<std::string> statements;
     std::string database;
     bool from_file = false;
@@ -2215,12 +2207,9 @@ struct analyzer::run {
         for (std::size_t i = 1; i < pa.positional.size(); ++i)
           statements.push_back(pa.positional[i].text);
       }
-    } else if (prog == "cockroach") {
-      // cockroach sql -e ...
-    } else if (database.empty() && !pa.positional.empty()) {
+    } else if (prog != "cockroach" && database.empty() && !pa.positional.empty()) {
       database = pa.positional[0].text;
     }
-    (void)args;
     const std::string step = prog;
     if (statements.empty() && !from_file) {
       if (in_src.from == stdin_source::kind::literal) {
