@@ -18,6 +18,7 @@
 
 #include <loopwarden/core/plugin_host.hpp>
 
+#include "isolated_monitor.hpp"
 #include "log.hpp"
 
 namespace loopwarden::core {
@@ -47,7 +48,12 @@ struct task {
 // the engine that queued it (a reload hands the runner to the next engine, queue and all).
 struct runner {
   monitor_config cfg;
+  // The instance: loaded in this process, or (isolation: process) a proxy to a child process.
   std::unique_ptr<loaded_monitor> loaded;
+  std::unique_ptr<detail::isolated_monitor> isolated;
+  sdk::monitor& instance() {
+    return isolated ? static_cast<sdk::monitor&>(*isolated) : loaded->instance();
+  }
   sdk::monitor_info info;
   breaker_registry* registry = nullptr;  // borrowed: outlives the runner's calls
 
@@ -311,7 +317,7 @@ bool invoke(runner& r, const char* call, std::int64_t clock, const v1::Envelope*
 
 void run_event(runner& r, const v1::Envelope& e, std::int64_t clock) {
   call_context ctx(r, clock, &e);
-  if (invoke(r, "on_event", clock, &e, [&] { r.loaded->instance().on_event(e, ctx); })) {
+  if (invoke(r, "on_event", clock, &e, [&] { r.instance().on_event(e, ctx); })) {
     std::lock_guard lock(r.stats_mu);
     ++r.stats.events;
   }
@@ -319,7 +325,7 @@ void run_event(runner& r, const v1::Envelope& e, std::int64_t clock) {
 
 void run_tick(runner& r, std::int64_t clock) {
   call_context ctx(r, clock, nullptr);
-  if (invoke(r, "on_tick", clock, nullptr, [&] { r.loaded->instance().on_tick(ctx); })) {
+  if (invoke(r, "on_tick", clock, nullptr, [&] { r.instance().on_tick(ctx); })) {
     std::lock_guard lock(r.stats_mu);
     ++r.stats.ticks;
   }
@@ -533,7 +539,8 @@ void engine::impl::watch(std::stop_token stop) {
     const std::int64_t now = steady_ns();
     std::lock_guard runners_lock(runners_mu);
     for (auto& r : runners) {
-      if (!r || r->cfg.deadline.count() <= 0 || r->hung) continue;
+      // An isolated monitor enforces its deadline itself, by killing its process.
+      if (!r || r->cfg.deadline.count() <= 0 || r->hung || r->isolated) continue;
       const std::int64_t started = r->call_started_ns.load(std::memory_order_acquire);
       if (started == 0 || now - started <= r->cfg.deadline.count()) continue;
       if (r->hung.exchange(true)) continue;
@@ -710,12 +717,39 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
     if (!mc.enabled) continue;
     result<std::string> path =
         mc.path.empty() ? host.find(mc.plugin) : result<std::string>(mc.path);
-    result<std::unique_ptr<loaded_monitor>> loaded =
-        path.ok() ? host.load(*path, mc.plugin)
-                  : result<std::unique_ptr<loaded_monitor>>(path.error());
-    if (!loaded.ok()) {
-      sdk::status why = loaded.error().with_context("monitor '" + mc.name + "'");
-      if (mc.optional) {
+    auto r = std::make_unique<runner>();
+    r->cfg = mc;
+    sdk::status loaded_ok;
+    if (!path.ok()) {
+      loaded_ok = path.error();
+    } else if (mc.isolation == isolation_mode::process) {
+      // The plugin is loaded (ABI-checked and configured) by the child, never in this process.
+      detail::isolated_monitor_options io;
+      io.host_command = options.monitor_host_command;
+      io.plugin_path = *path;
+      io.plugin_name = mc.plugin.empty() ? *path : mc.plugin;
+      io.instance = mc.name;
+      io.deadline = mc.deadline;
+      io.memory_limit_bytes = mc.memory_limit_bytes;
+      auto started = detail::isolated_monitor::start(std::move(io), mc.config);
+      if (started.ok()) {
+        r->isolated = std::move(*started);
+        r->info = r->isolated->info();
+      } else {
+        loaded_ok = started.error();
+      }
+    } else {
+      auto loaded = host.load(*path, mc.plugin);
+      if (loaded.ok()) {
+        r->loaded = std::move(*loaded);
+      } else {
+        loaded_ok = loaded.error();
+      }
+    }
+    if (!loaded_ok.ok()) {
+      sdk::status why = loaded_ok.with_context("monitor '" + mc.name + "'");
+      // A configure error is the operator's to fix, optional or not.
+      if (mc.optional && why.code() != sdk::status_code::invalid_argument) {
         detail::log().warn("{} (optional: carrying on without it)", why.message());
         e->warnings_.push_back(why.message() + " (optional: skipped)");
         continue;
@@ -723,25 +757,24 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
       return why;
     }
 
-    auto r = std::make_unique<runner>();
-    r->cfg = mc;
-    r->loaded = std::move(*loaded);
-    sdk::monitor& mon = r->loaded->instance();
-    sdk::status configured;
-    try {
-      configured = mon.configure(mc.config);
-      if (configured.ok()) r->info = mon.info();
-    } catch (...) {
-      configured =
-          make_error(sdk::status_code::internal,
-                     "threw in configure: " + describe_exception(std::current_exception()));
+    if (!r->isolated) {
+      sdk::monitor& mon = r->instance();
+      sdk::status configured;
+      try {
+        configured = mon.configure(mc.config);
+        if (configured.ok()) r->info = mon.info();
+      } catch (...) {
+        configured =
+            make_error(sdk::status_code::internal,
+                       "threw in configure: " + describe_exception(std::current_exception()));
+      }
+      if (!configured.ok()) return configured.with_context("monitor '" + mc.name + "'");
     }
-    if (!configured.ok()) return configured.with_context("monitor '" + mc.name + "'");
 
     r->stats.name = mc.name;
     r->stats.plugin = r->info.name;
     r->stats.version = r->info.version;
-    r->stats.path = r->loaded->path();
+    r->stats.path = r->isolated ? *path : r->loaded->path();
     m.apply_specs(*r);
     runner* raw = r.get();
     for (std::size_t k = 0; k < sdk::event_kind_count; ++k) {
@@ -889,7 +922,7 @@ gate_outcome engine::gate(const v1::GateRequest& request) {
       call_context ctx(target, clock, origin.get());
       sdk::gate_decision d;
       const bool ok = invoke(target, "on_gate", clock, origin.get(),
-                             [&] { d = target.loaded->instance().on_gate(*req, ctx); });
+                             [&] { d = target.instance().on_gate(*req, ctx); });
       if (ok) {
         std::lock_guard lock(target.stats_mu);
         ++target.stats.gates;
@@ -1115,7 +1148,7 @@ std::vector<monitor_state> engine::snapshot_monitors() {
         [got](runner& target) {
           const std::int64_t start = steady_ns();
           try {
-            got->taken = target.loaded->instance().snapshot();
+            got->taken = target.instance().snapshot();
             if (!got->taken.ok()) got->error = got->taken.error().message();
           } catch (...) {
             got->error = describe_exception(std::current_exception());
@@ -1168,7 +1201,7 @@ status engine::restore_monitor(const monitor_state& state) {
         [restored, bytes](runner& target) {
           status s;
           try {
-            s = target.loaded->instance().restore(*bytes);
+            s = target.instance().restore(*bytes);
           } catch (...) {
             s = make_error(status_code::internal,
                            "threw in restore: " + describe_exception(std::current_exception()));

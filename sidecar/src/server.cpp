@@ -289,6 +289,7 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          eo.event_time_clock = false;
          // Live: each monitor on its own worker, with a watchdog (engine.hpp).
          eo.threaded = true;
+         eo.monitor_host_command = monitor_host_command();
          eo.overflow = m.cfg.transport.overflow;
          eo.stop_timeout =
              std::chrono::duration_cast<std::chrono::milliseconds>(m.cfg.transport.drain_timeout);
@@ -671,6 +672,7 @@ core::status server::reload() {
   eo.registry = m.registry.get();
   eo.event_time_clock = false;
   eo.threaded = true;
+  eo.monitor_host_command = monitor_host_command();
   eo.overflow = cfg->transport.overflow;
   eo.stop_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(cfg->transport.drain_timeout);

@@ -350,7 +350,7 @@ monitors:
       window: 5
 )",
        "monitors[0].confg: unknown key (allowed: name, plugin, path, optional, enabled, mode, "
-       "on_error, deadline, queue_capacity, config) (loopwarden.yaml:5)"},
+       "on_error, deadline, queue_capacity, isolation, memory_limit, config) (loopwarden.yaml:5)"},
   };
   for (const auto& r : rows) {
     INFO(r.label << "\n---\n" << r.yaml << "---");
@@ -390,6 +390,11 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Self-improvement loops (cycle reports): rolls back to the last trusted candidate on goal
+  # drift or a regression, halts on a failed critical constraint and after cycle 8.
+  - name: goal_drift
+    plugin: goal_drift
+    on_error: fail_closed
   # Answers gate requests for shell, SQL, git, file and HTTP actions (allow, deny, or ask a
   # human) from its shipped rules; trips agent.evasion on varied denied attempts in one session.
   - name: destructive_action
@@ -399,7 +404,8 @@ monitors:
 )");
 }
 
-TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[config]") {
+TEST_CASE("config embedded default parses with the nonfinite_loss and goal_drift monitors",
+          "[config]") {
   auto got = default_config();
   REQUIRE(got.ok());
   const config& c = *got;
@@ -410,9 +416,13 @@ TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[co
   CHECK(c.plugin_paths.empty());
   CHECK(c.probation == 5min);
   CHECK(c.breakers.empty());
-  REQUIRE(c.monitors.size() == 2);
-  CHECK(c.monitors[1].name == "destructive_action");
-  CHECK(c.monitors[1].plugin == "destructive_action");
+  REQUIRE(c.monitors.size() == 3);
+  CHECK(c.monitors[1].name == "goal_drift");
+  CHECK(c.monitors[1].plugin == "goal_drift");
+  CHECK(c.monitors[1].on_error == error_policy::fail_closed);
+  CHECK(c.monitors[1].config.is_missing());  // its documented defaults
+  CHECK(c.monitors[2].name == "destructive_action");
+  CHECK(c.monitors[2].plugin == "destructive_action");
   const auto& m = c.monitors[0];
   CHECK(m.name == "nonfinite_loss");
   CHECK(m.plugin == "threshold");

@@ -78,3 +78,38 @@ TEST_CASE("a hung monitor fails closed in the real daemon while the others keep 
   CHECK(std::chrono::steady_clock::now() - stop_start < 15s);
   CHECK_THAT(d.log(), Catch::Contains("abandoning it"));
 }
+
+TEST_CASE("a plugin that segfaults under isolation: process leaves the real daemon running",
+          "[integration][sidecar][isolation]") {
+  daemon_options o;
+  o.config = daemon_config(
+      "  - name: crashy\n"
+      "    plugin: crashing_monitor\n"
+      "    isolation: process\n"
+      "  - name: fixture\n"
+      "    plugin: fixture_monitor\n");
+  daemon_process d(o);
+  test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer/rank0", "run-1", 1, "crash"));
+  REQUIRE(
+      d.wait_status([](const auto& r) { return test::breaker_open(r, "crashing.trip", "run-1"); }));
+  const auto status = d.status();
+  const auto* b = test::find_breaker(status, "crashing.trip", "run-1");
+  REQUIRE(b != nullptr);
+  CHECK_THAT(b->reason(), Catch::Contains("killed by signal 11"));
+  // The daemon itself is fine: the other monitor trips, the control socket answers.
+  test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer/rank0", "run-1", 2, "trip"));
+  REQUIRE(
+      d.wait_status([](const auto& r) { return test::breaker_open(r, "fixture.trip", "run-1"); }));
+  // After its backoff the child is started again and sees events.
+  std::this_thread::sleep_for(1200ms);
+  test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer/rank0", "run-1", 3, "x"));
+  REQUIRE(d.wait_status([](const auto& r) {
+    const auto* m = monitor_of(r, "crashy");
+    if (m == nullptr) return false;
+    for (const auto& g : m->gauges()) {
+      if (g.name() == "samples" && g.value() >= 1.0) return true;
+    }
+    return false;
+  }));
+  CHECK(d.stop() == 0);
+}

@@ -56,6 +56,9 @@ struct engine_options {
   // inside a call after that (a hung plugin) is abandoned with its library still loaded: a thread
   // cannot be killed safely, so it is left to die with the process (see isolation: process).
   std::chrono::milliseconds stop_timeout{5000};
+  // The command that runs `loopwarden monitor-host`, for monitors with `isolation: process`
+  // (e.g. {"/usr/bin/loopwarden", "monitor-host"}). Empty: such monitors are refused at load.
+  std::vector<std::string> monitor_host_command;
 };
 
 // Per-monitor figures, for status output and metrics.
