@@ -401,6 +401,11 @@ monitors:
   # approval when merges skip review or reviews become rubber stamps (stage timings).
   - name: review_bottleneck
     plugin: review_bottleneck
+  # Answers gate requests for shell, SQL, git, file and HTTP actions (allow, deny, or ask a
+  # human) from its shipped rules; trips agent.evasion on varied denied attempts in one session.
+  - name: destructive_action
+    plugin: destructive_action
+    on_error: fail_closed
 )");
 }
 
@@ -417,7 +422,8 @@ TEST_CASE("config embedded default parses with every bundled monitor at its defa
   CHECK(c.breakers.empty());
   // After the threshold guard, each bundled monitor once, named after its plugin, on its
   // documented defaults (no config: section).
-  const std::vector<std::string> bundled = {"goal_drift", "review_bottleneck"};
+  const std::vector<std::string> bundled = {"goal_drift", "review_bottleneck",
+                                            "destructive_action"};
   REQUIRE(c.monitors.size() == 1 + bundled.size());
   for (const auto& name : bundled) {
     INFO(name);

@@ -866,6 +866,11 @@ TEST_CASE("serve --record writes a file that loopwarden replay reproduces",
            test::breaker_open(s, "fixture.trip", "run-1") &&
            test::breaker_open(s, "fixture.trip", "run-2");
   }));
+  // The monitor runs on its own worker and trails the dispatcher: wait for its trips too.
+  REQUIRE(d.wait_status([](const auto& s) {
+    return test::breaker_open(s, "fixture.trip", "run-1") &&
+           test::breaker_open(s, "fixture.trip", "run-2");
+  }));
 
   // The live trips, from each open breaker's timeline.
   std::set<std::string> live;
