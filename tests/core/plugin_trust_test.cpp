@@ -380,7 +380,7 @@ TEST_CASE("a monitor's sha256 pin is checked before the plugin is loaded",
     CHECK((*e)->monitors().empty());
   }
   SECTION("a malformed pin is refused at config load with the field and the line") {
-    for (const std::string bad : {std::string(63, 'a'), std::string(64, 'z'), std::string("yes"),
+    for (const std::string& bad : {std::string(63, 'a'), std::string(64, 'z'), std::string("yes"),
                                   std::string("[" + actual + "]")}) {
       INFO(bad);
       auto cfg = core::parse_config(yaml("    sha256: " + bad + "\n"), "trust.yaml");
