@@ -498,7 +498,7 @@ status read_transport(const config_node& node, const fs::path& base, config& out
   if (!node.is_map())
     return node.error("expected a map of transport settings, got " + node.describe());
   if (auto s =
-          node.check_keys({"ingest", "breakers", "gate", "control", "control_curve",
+          node.check_keys({"ingest", "breakers", "gate", "control", "control_curve", "ipc_mode",
                            "heartbeat_interval", "queue_capacity", "overflow", "drain_timeout"});
       !s.ok()) {
     return s;
