@@ -7,6 +7,7 @@
 // the formulas, costs, parameters and references.
 
 #include <loopwarden/stats/cusum.hpp>         // two-sided tabular CUSUM
+#include <loopwarden/stats/cycle_detector.hpp>  // shortest period of a repeating sequence tail
 #include <loopwarden/stats/dispersion.hpp>    // embedding mean/covariance, Vendi score, effective rank
 #include <loopwarden/stats/divergence.hpp>    // KL, Jensen-Shannon, PSI; histograms; bootstrap thresholds
 #include <loopwarden/stats/diversity.hpp>     // distinct-n, entropy, Gini-Simpson with O(1) updates
@@ -16,3 +17,4 @@
 #include <loopwarden/stats/tail_mass.hpp>     // share of samples beyond baseline quantiles
 #include <loopwarden/stats/trend.hpp>         // windowed line fit, generations until a floor
 #include <loopwarden/stats/welford.hpp>       // running count, mean, variance, min, max
+#include <loopwarden/stats/window_histogram.hpp>  // categorical counts over the last W slots
