@@ -250,8 +250,8 @@ status read_monitor(const config_node& entry, const fs::path& base, monitor_conf
   if (!entry.is_map()) {
     return entry.error("expected a map with name and plugin (or path), got " + entry.describe());
   }
-  if (auto s =
-          entry.check_keys({"name", "plugin", "path", "optional", "enabled", "mode", "on_error", "config"});
+  if (auto s = entry.check_keys(
+          {"name", "plugin", "path", "optional", "enabled", "mode", "on_error", "config"});
       !s.ok()) {
     return s;
   }
@@ -535,10 +535,11 @@ status read_config(const config_node& root, const fs::path& base, config& out) {
   }
   out.version = static_cast<int>(*v);
 
-  if (auto s = root.check_keys({"version", "log_level", "state_dir", "plugin_paths", "probation",
-                                "breakers", "monitors", "transport", "telemetry",
-                                // read by the sidecar (serve, config check), not the engine:
-                                "alerts", "http", "approvals", "state_sync"});
+  if (auto s =
+          root.check_keys({"version", "log_level", "state_dir", "plugin_paths", "probation",
+                           "breakers", "monitors", "transport", "telemetry",
+                           // read by the sidecar (serve, config check), not the engine:
+                           "alerts", "http", "approvals", "state_sync", "monitor_state_interval"});
       !s.ok()) {
     return s;
   }

@@ -464,9 +464,8 @@ gate_outcome engine::gate(const v1::GateRequest& request) {
     if (r->cfg.shadow) {
       // On trial: what it would have answered is logged, never applied.
       if (ok && d.verdict != sdk::gate_verdict::allow) {
-        detail::log().info("shadow monitor {} would have answered {} to action {}: {}",
-                           r->cfg.name, sdk::to_string(d.verdict), request.request_id(),
-                           d.reason);
+        detail::log().info("shadow monitor {} would have answered {} to action {}: {}", r->cfg.name,
+                           sdk::to_string(d.verdict), request.request_id(), d.reason);
       }
       if (ok) {
         std::lock_guard lock(r->stats_mu);
@@ -593,6 +592,78 @@ std::vector<std::string> engine::adopt_unchanged(engine& old) {
   std::swap(m.accounting, o.accounting);
   m.accounting->set_config(m.cfg.telemetry);  // the sources carry over; the settings are new
   return kept;
+}
+
+namespace {
+
+// The major part of a plugin version ("1.4.2" -> "1"); the whole string when it has no dot.
+std::string_view version_major(std::string_view v) { return v.substr(0, v.find('.')); }
+
+}  // namespace
+
+std::vector<monitor_state> engine::snapshot_monitors() {
+  impl& m = *impl_;
+  std::vector<monitor_state> out;
+  for (const auto& r : m.runners) {
+    if (r->disabled) continue;
+    result<std::string> taken = std::string();
+    std::string error;
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      taken = r->loaded->instance().snapshot();
+      if (!taken.ok()) error = taken.error().message();
+    } catch (...) {
+      error = describe_exception(std::current_exception());
+    }
+    const auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                   std::chrono::steady_clock::now() - start)
+                                                   .count());
+    if (!error.empty()) {
+      // Not fail(): a state that cannot be saved must not trip breakers or disable the monitor.
+      std::lock_guard lock(r->stats_mu);
+      ++r->stats.errors;
+      r->stats.last_error = "snapshot: " + error;
+      detail::log().error("monitor {}: can't snapshot its state: {}", r->cfg.name, error);
+      continue;
+    }
+    if (ns > 10'000'000) {
+      detail::log().warn("monitor {}: snapshot took {} ms (the engine waits for it)", r->cfg.name,
+                         ns / 1'000'000);
+    }
+    if (taken->empty()) continue;
+    out.push_back(
+        {r->cfg.name, r->info.name, r->info.version, std::move(*taken), m.clock_unix_nano});
+  }
+  return out;
+}
+
+status engine::restore_monitor(const monitor_state& state) {
+  impl& m = *impl_;
+  const std::string what = "can't restore the state of monitor '" + state.monitor + "'";
+  for (const auto& r : m.runners) {
+    if (r->cfg.name != state.monitor) continue;
+    if (r->disabled) break;
+    if (r->info.name != state.plugin) {
+      return make_error(status_code::failed_precondition,
+                        what + ": it was saved by plugin '" + state.plugin +
+                            "', the instance now runs '" + r->info.name + "'");
+    }
+    if (version_major(r->info.version) != version_major(state.version)) {
+      return make_error(status_code::failed_precondition,
+                        what + ": it was saved by " + state.plugin + " " + state.version +
+                            ", the loaded plugin is " + r->info.version + " (another major)");
+    }
+    status restored;
+    try {
+      restored = r->loaded->instance().restore(state.state);
+    } catch (...) {
+      restored = make_error(status_code::internal,
+                            "threw in restore: " + describe_exception(std::current_exception()));
+    }
+    if (!restored.ok()) return restored.with_context(what);
+    return status::success();
+  }
+  return make_error(status_code::not_found, what + ": no active instance of that name");
 }
 
 std::vector<monitor_status> engine::monitors() const {

@@ -130,6 +130,17 @@ CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 )sql";
 
+// v2: the monitors' learned state (engine::snapshot_monitors), so a restart keeps baselines.
+constexpr const char* schema_v2 = R"sql(
+CREATE TABLE monitor_states (
+  monitor TEXT PRIMARY KEY,
+  plugin TEXT NOT NULL,
+  version TEXT NOT NULL,
+  state BLOB NOT NULL,
+  saved_unix_nano INTEGER NOT NULL
+);
+)sql";
+
 struct migration_step {
   int version;      // the schema version after this step
   const char* sql;  // from version - 1
@@ -137,6 +148,7 @@ struct migration_step {
 
 constexpr migration_step migrations[] = {
     {1, schema_v1},
+    {2, schema_v2},
 };
 static_assert(std::size(migrations) == sqlite_state_store::schema_version,
               "one migration step per schema version");
@@ -235,6 +247,12 @@ WHERE id = ? AND state = 'pending')sql";
 constexpr const char* sql_use_approval =
     "UPDATE approvals SET state = 'used' WHERE id = ? AND state = 'approved'";
 
+constexpr const char* sql_clear_monitor_states = "DELETE FROM monitor_states";
+constexpr const char* sql_insert_monitor_state = R"sql(
+INSERT INTO monitor_states (monitor, plugin, version, state, saved_unix_nano) VALUES (?, ?, ?, ?, ?)
+)sql";
+constexpr const char* sql_read_monitor_states =
+    "SELECT monitor, plugin, version, state, saved_unix_nano FROM monitor_states ORDER BY monitor";
 constexpr const char* sql_audit_head = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 
 constexpr const char* sql_insert_audit = R"sql(
@@ -716,7 +734,8 @@ struct sqlite_state_store::impl {
     auto found = find_approval(id, doing);
     if (!found.ok()) return found.error();
     if (!found->has_value()) {
-      return make_error(status_code::not_found, doing + ": " + path.string() + ": no such approval");
+      return make_error(status_code::not_found,
+                        doing + ": " + path.string() + ": no such approval");
     }
     return std::move(**found);
   }
@@ -1308,6 +1327,34 @@ result<audit_anchor> sqlite_state_store::audit_head() {
   });
   if (rc != SQLITE_OK) return s.error(rc, "can't read the audit log's head");
   return head;
+}
+
+status sqlite_state_store::save_monitor_states(const std::vector<monitor_state>& states) {
+  auto& s = *impl_;
+  const std::string doing = "can't save the monitors' state";
+  std::lock_guard lock(s.mu);
+  impl::transaction tx(s);
+  int rc = tx.begin();
+  if (rc == SQLITE_OK) rc = s.execute(sql_clear_monitor_states, {});
+  for (const auto& m : states) {
+    if (rc != SQLITE_OK) break;
+    rc = s.execute(sql_insert_monitor_state, {}, m.monitor, m.plugin, m.version, blob{m.state},
+                   m.saved_unix_nano);
+  }
+  if (rc == SQLITE_OK) rc = tx.commit();
+  if (rc != SQLITE_OK) return s.error(rc, doing);
+  return status::success();
+}
+
+result<std::vector<monitor_state>> sqlite_state_store::load_monitor_states() {
+  auto& s = *impl_;
+  std::lock_guard lock(s.mu);
+  std::vector<monitor_state> out;
+  const int rc = s.execute(sql_read_monitor_states, [&](const query& q) {
+    out.push_back({q.text(0), q.text(1), q.text(2), q.bytes(3), q.integer(4)});
+  });
+  if (rc != SQLITE_OK) return s.error(rc, "can't read the monitors' saved state");
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

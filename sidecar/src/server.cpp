@@ -12,17 +12,17 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <shared_mutex>
-#include <nlohmann/json.hpp>
 #include <zmq_addon.hpp>
 
 #include <loopwarden/core/alert_config.hpp>
 #include <loopwarden/core/alert_router.hpp>
 #include <loopwarden/core/breaker_registry.hpp>
 #include <loopwarden/core/engine.hpp>
-#include <loopwarden/core/sqlite_store.hpp>
 #include <loopwarden/core/logging.hpp>
+#include <loopwarden/core/sqlite_store.hpp>
 #include <loopwarden/sidecar/cli.hpp>
 #include <loopwarden/sidecar/transition_format.hpp>
 
@@ -93,13 +93,15 @@ struct sidecar_sections {
   detail::http_config http;
   detail::approval_policy approvals;
   core::sqlite_state_store::sync_mode state_sync = core::sqlite_state_store::sync_mode::full;
+  // How often the monitors' learned state is saved (also at shutdown); zero: only at shutdown.
+  std::chrono::milliseconds monitor_state_interval = std::chrono::seconds(60);
 };
 
 core::result<sidecar_sections> read_sections(const core::config& cfg, const serve_options& o) {
   sidecar_sections s;
-  const std::string base =
-      cfg.source.empty() || cfg.source.front() == '<' ? std::string()
-                                                      : fs::path(cfg.source).parent_path().string();
+  const std::string base = cfg.source.empty() || cfg.source.front() == '<'
+                               ? std::string()
+                               : fs::path(cfg.source).parent_path().string();
   auto alerts = core::parse_alerts_config(cfg.root["alerts"], base);
   if (!alerts.ok()) return alerts.error();
   s.alerts = std::move(*alerts);
@@ -115,6 +117,12 @@ core::result<sidecar_sections> read_sections(const core::config& cfg, const serv
     } else if (*v != "full") {
       return sync.error("expected full or normal, got \"" + *v + "\"");
     }
+  }
+  if (const sdk::config_node every = cfg.root["monitor_state_interval"];
+      !every.is_missing() && !every.is_null()) {
+    auto v = every.as_duration();
+    if (!v.ok()) return v.error();
+    s.monitor_state_interval = std::chrono::duration_cast<std::chrono::milliseconds>(*v);
   }
   const sdk::config_node approvals = cfg.root["approvals"];
   if (!approvals.is_missing() && !approvals.is_null()) {
@@ -173,6 +181,10 @@ struct server::impl {
   core::status start_engine_thread();
   void run_engine(std::stop_token stop, std::shared_ptr<std::promise<core::status>> started);
   void teardown();
+  // Restores what the last run saved of each monitor's state (engine thread not yet started).
+  void restore_monitor_states();
+  // Saves every monitor's state; on the engine thread (the monitors' only caller).
+  void save_monitor_states();
   void audit(std::string_view kind, std::string_view actor, std::string_view payload_json);
   detail::readiness readiness() const;
   std::vector<v1::BreakerTransition> recent_transitions(std::size_t limit) const;
@@ -276,6 +288,7 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          if (!e.ok()) return e.error();
          for (const auto& w : (*e)->warnings()) core::log_message(sdk::log_level::warn, w);
          m.engine = std::move(*e);
+         m.restore_monitor_states();
          return core::status::success();
        }},
       {"start the engine and the gate socket", [&] { return m.start_engine_thread(); }},
@@ -364,9 +377,9 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          auto h = detail::http_endpoint::start(m.sections.http, std::move(src));
          if (!h.ok()) return h.error();
          m.http = std::move(*h);
-         core::log_message(sdk::log_level::info,
-                           fmt::format("http endpoint on port {}: /metrics /healthz /readyz /",
-                                       m.http->port()));
+         core::log_message(
+             sdk::log_level::info,
+             fmt::format("http endpoint on port {}: /metrics /healthz /readyz /", m.http->port()));
          return core::status::success();
        }},
   };
@@ -492,6 +505,8 @@ void server::impl::run_engine(std::stop_token stop,
   std::chrono::steady_clock::time_point drain_deadline{};
   auto next_tick = std::chrono::steady_clock::now() + tick_period;
   auto next_expiry = std::chrono::steady_clock::now();
+  const auto state_interval = sections.monitor_state_interval;
+  auto next_state_save = std::chrono::steady_clock::now() + state_interval;
   std::array<zmq::pollitem_t, 3> items = {{{gate.handle(), 0, ZMQ_POLLIN, 0},
                                            {commands.handle(), 0, ZMQ_POLLIN, 0},
                                            {events.handle(), 0, ZMQ_POLLIN, 0}}};
@@ -550,6 +565,10 @@ void server::impl::run_engine(std::stop_token stop,
         }
         next_expiry = now + std::chrono::seconds(5);
       }
+      if (state_interval.count() > 0 && now >= next_state_save) {
+        save_monitor_states();
+        next_state_save = now + state_interval;
+      }
     }
   }
   engine->tick(wall_now());
@@ -568,6 +587,37 @@ void server::impl::run_engine(std::stop_token stop,
                       fmt::format("shutdown: {} queued events were not evaluated before the "
                                   "drain timeout",
                                   d));
+  }
+  save_monitor_states();  // after the drain: the state includes every event evaluated
+}
+
+void server::impl::restore_monitor_states() {
+  auto saved = store->load_monitor_states();
+  if (!saved.ok()) {
+    core::log_message(sdk::log_level::error,
+                      saved.error().message() + " (every monitor starts without learned state)");
+    return;
+  }
+  std::size_t restored_count = 0;
+  for (const auto& state : *saved) {
+    if (auto s = engine->restore_monitor(state); !s.ok()) {
+      // Not fatal: the monitor starts fresh, as on a first run, and says so.
+      core::log_message(sdk::log_level::warn, s.message() + " (it starts fresh)");
+      continue;
+    }
+    ++restored_count;
+  }
+  if (!saved->empty()) {
+    core::log_message(sdk::log_level::info,
+                      fmt::format("restored the learned state of {} of {} saved monitor(s)",
+                                  restored_count, saved->size()));
+  }
+}
+
+void server::impl::save_monitor_states() {
+  if (!engine || !store) return;
+  if (auto s = store->save_monitor_states(engine->snapshot_monitors()); !s.ok()) {
+    core::log_message(sdk::log_level::error, s.message());
   }
 }
 
@@ -930,13 +980,11 @@ v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& reque
       if (!report->delivered) {
         return fail(core::make_error(
             core::status_code::io_error,
-            fmt::format("test alert through '{}' failed after {} ms: {}{}", report->sink,
-                        std::chrono::duration_cast<std::chrono::milliseconds>(report->elapsed)
-                            .count(),
-                        report->error,
-                        report->http_status != 0
-                            ? fmt::format(" (HTTP {})", report->http_status)
-                            : "")));
+            fmt::format(
+                "test alert through '{}' failed after {} ms: {}{}", report->sink,
+                std::chrono::duration_cast<std::chrono::milliseconds>(report->elapsed).count(),
+                report->error,
+                report->http_status != 0 ? fmt::format(" (HTTP {})", report->http_status) : "")));
       }
       r.set_ok(true);
       r.set_message(fmt::format(

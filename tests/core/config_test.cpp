@@ -135,7 +135,8 @@ monitor:
   - name: a
 )",
        "monitor: unknown key (allowed: version, log_level, state_dir, plugin_paths, probation, "
-       "breakers, monitors, transport, telemetry, alerts, http, approvals, state_sync) "
+       "breakers, monitors, transport, telemetry, alerts, http, approvals, state_sync, "
+       "monitor_state_interval) "
        "(loopwarden.yaml:3)"},
       {"bad log level", R"(version: 1
 log_level: verbose

@@ -260,9 +260,9 @@ TEST_CASE("a monitor in shadow mode trips shadow breakers and never decides a ga
   CHECK(status_of(e->monitors(), "trial").gates == 1);
 
   SECTION("an enforcing monitor beside it still decides") {
-    auto both = make_engine(
-        make_config("  - {name: trial, plugin: fixture_monitor, mode: shadow}\n"
-                    "  - {name: live, plugin: fixture_monitor}\n"));
+    auto both =
+        make_engine(make_config("  - {name: trial, plugin: fixture_monitor, mode: shadow}\n"
+                                "  - {name: live, plugin: fixture_monitor}\n"));
     both->process(metrics_event(4, {"trip"}, "run-9"));
     CHECK(both->breakers().find({"fixture.trip", "run-9"})->shadow() == false);
     CHECK(both->breakers().find({"shadow:fixture.trip", "run-9"})->shadow());
@@ -272,10 +272,87 @@ TEST_CASE("a monitor in shadow mode trips shadow breakers and never decides a ga
 }
 
 TEST_CASE("a monitor's mode must be enforce or shadow", "[core][engine][shadow]") {
-  auto cfg = core::parse_config("version: 1\nmonitors:\n  - {name: a, plugin: fixture_monitor, "
-                                "mode: trial}\n",
-                                "m.yaml");
+  auto cfg = core::parse_config(
+      "version: 1\nmonitors:\n  - {name: a, plugin: fixture_monitor, "
+      "mode: trial}\n",
+      "m.yaml");
   REQUIRE_FALSE(cfg.ok());
   CHECK(cfg.error().message().find("monitors[0].mode") != std::string::npos);
   CHECK(cfg.error().message().find("expected enforce or shadow") != std::string::npos);
+}
+
+TEST_CASE("a monitor's state survives snapshot and restore into a new engine", "[core][engine]") {
+  const auto cfg = make_config("  - {name: fx, plugin: fixture_monitor}\n");
+  auto first = make_engine(cfg);
+  CHECK(first->snapshot_monitors().empty());  // nothing learned yet: nothing to keep
+  first->process(metrics_event(1, {"a", "b", "c"}));
+  const auto saved = first->snapshot_monitors();
+  REQUIRE(saved.size() == 1);
+  CHECK(saved[0].monitor == "fx");
+  CHECK(saved[0].plugin == "fixture_monitor");
+  CHECK(saved[0].version == "0.0.1");
+  CHECK(saved[0].state == "fixture-v1:3");
+  CHECK(saved[0].saved_unix_nano == 1'000'000'000);  // the engine's clock
+
+  auto second = make_engine(cfg);
+  REQUIRE(second->restore_monitor(saved[0]).ok());
+  second->process(metrics_event(2, {"d"}));
+  const auto mons = second->monitors();
+  const auto& gauges = status_of(mons, "fx").gauges;
+  REQUIRE(gauges.size() == 1);
+  CHECK(gauges[0].first == "samples");
+  CHECK(gauges[0].second == 4.0);  // 3 restored + 1
+}
+
+TEST_CASE("restore refuses another plugin, another major, an unknown instance and bad data",
+          "[core][engine]") {
+  auto e = make_engine(make_config("  - {name: fx, plugin: fixture_monitor}\n"));
+  struct row {
+    core::monitor_state state;
+    sdk::status_code code;
+    std::string says;
+  };
+  const std::vector<row> rows = {
+      {{"fx", "goal_drift", "0.0.1", "fixture-v1:3", 0},
+       sdk::status_code::failed_precondition,
+       "saved by plugin 'goal_drift'"},
+      {{"fx", "fixture_monitor", "1.0.0", "fixture-v1:3", 0},
+       sdk::status_code::failed_precondition,
+       "another major"},
+      {{"nobody", "fixture_monitor", "0.0.1", "fixture-v1:3", 0},
+       sdk::status_code::not_found,
+       "no active instance"},
+      {{"fx", "fixture_monitor", "0.0.9", "garbage", 0},
+       sdk::status_code::parse_error,
+       "not a fixture-v1 state"},
+  };
+  for (const auto& r : rows) {
+    INFO(r.state.monitor << " " << r.state.plugin << " " << r.state.version);
+    auto s = e->restore_monitor(r.state);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.code() == r.code);
+    CHECK_THAT(s.message(),
+               Catch::Contains("can't restore the state of monitor '" + r.state.monitor + "'") &&
+                   Catch::Contains(r.says));
+  }
+  // A minor version difference is accepted.
+  CHECK(e->restore_monitor({"fx", "fixture_monitor", "0.7.0", "fixture-v1:5", 0}).ok());
+}
+
+TEST_CASE("a snapshot that throws is counted and trips nothing", "[core][engine]") {
+  auto e =
+      make_engine(make_config("  - {name: fx, plugin: fixture_monitor, config: "
+                              "{label: snapshot_throws}}\n"));
+  e->process(metrics_event(1, {"a"}));
+  CHECK(e->snapshot_monitors().empty());
+  const auto mons = e->monitors();
+  const auto& st = status_of(mons, "fx");
+  CHECK(st.errors == 1);
+  CHECK(st.last_error == "snapshot: std::runtime_error: snapshot failed on purpose");
+  CHECK(st.current == core::monitor_status::state::active);
+  const v1::BreakerSnapshot snap = e->breakers().snapshot();
+  for (const auto& b : snap.breakers()) {
+    INFO(b.name());
+    CHECK(b.state() == v1::BREAKER_STATE_CLOSED);
+  }
 }

@@ -263,7 +263,8 @@ TEST_CASE("the breakers table holds readable columns beside the exact blob", "[s
                                             "variance fell below 0.1 of its baseline", "variance",
                                             "0.004", "0", "1", "alice", "1", "120"});
   CHECK(query_sql(db, "PRAGMA journal_mode")[0][0] == "wal");
-  CHECK(query_sql(db, "PRAGMA user_version")[0][0] == "1");
+  CHECK(query_sql(db, "PRAGMA user_version")[0][0] ==
+        std::to_string(sqlite_state_store::schema_version));
 }
 
 TEST_CASE("record writes the transition, the operator action and the audit record together",
@@ -345,8 +346,8 @@ TEST_CASE("history returns the newest transitions of one breaker, oldest first, 
 TEST_CASE("a trip recorded before kill -9 is open after restart with its alerts pending once",
           "[sqlite_store]") {
   // Both sync modes survive the daemon's death (normal gives up only a machine crash).
-  const auto sync = GENERATE(sqlite_state_store::sync_mode::full,
-                             sqlite_state_store::sync_mode::normal);
+  const auto sync =
+      GENERATE(sqlite_state_store::sync_mode::full, sqlite_state_store::sync_mode::normal);
   INFO("sync mode " << (sync == sqlite_state_store::sync_mode::full ? "full" : "normal"));
   temp_dir dir;
   const auto db = dir / "state.db";
@@ -686,13 +687,15 @@ TEST_CASE("a newer schema version is refused with the file's name", "[sqlite_sto
   temp_dir dir;
   const auto db = dir / "state.db";
   open_store(db);
-  exec_sql(db, "PRAGMA user_version = 2");
+  const int newer = sqlite_state_store::schema_version + 1;
+  exec_sql(db, "PRAGMA user_version = " + std::to_string(newer));
   auto opened = sqlite_state_store::open(db);
   REQUIRE_FALSE(opened.ok());
   CHECK(opened.error().code() == sdk::status_code::refused);
-  CHECK_THAT(opened.error().message(), Catch::Contains(db.string()) &&
-                                           Catch::Contains("schema version is 2") &&
-                                           Catch::Contains("up to 1"));
+  CHECK_THAT(opened.error().message(),
+             Catch::Contains(db.string()) &&
+                 Catch::Contains("schema version is " + std::to_string(newer)) &&
+                 Catch::Contains("up to " + std::to_string(sqlite_state_store::schema_version)));
   auto verified = core::verify_audit(db);
   REQUIRE_FALSE(verified.ok());
   CHECK(verified.error().code() == sdk::status_code::refused);
@@ -780,4 +783,64 @@ TEST_CASE("a locked database fails with timeout, the file and SQLite's reason, a
   REQUIRE(store.record(*t).ok());
   CHECK(store.load()->size() == 1);
   CHECK(core::verify_audit(db)->count == 1);
+}
+
+TEST_CASE("monitor states are saved as one set and read back byte for byte", "[sqlite_store]") {
+  temp_dir dir;
+  const auto db = dir / "state.db";
+  const std::string binary("\0\x01\xff state", 9);
+  {
+    auto store = open_store(db);
+    REQUIRE(store
+                ->save_monitor_states({{"vc", "variance_collapse", "0.2.0", binary, 7},
+                                       {"drift", "goal_drift", "1.0.0", "x", 8}})
+                .ok());
+  }
+  {
+    auto store = open_store(db);  // a restart reads what the last run saved
+    auto loaded = store->load_monitor_states();
+    REQUIRE(loaded.ok());
+    REQUIRE(loaded->size() == 2);
+    CHECK((*loaded)[0].monitor == "drift");  // by instance name
+    CHECK((*loaded)[1].monitor == "vc");
+    CHECK((*loaded)[1].plugin == "variance_collapse");
+    CHECK((*loaded)[1].version == "0.2.0");
+    CHECK((*loaded)[1].state == binary);
+    CHECK((*loaded)[1].saved_unix_nano == 7);
+    // A new set replaces the old one entirely: a monitor with nothing to keep loses its row.
+    REQUIRE(store->save_monitor_states({{"vc", "variance_collapse", "0.2.0", "newer", 9}}).ok());
+    loaded = store->load_monitor_states();
+    REQUIRE(loaded.ok());
+    REQUIRE(loaded->size() == 1);
+    CHECK((*loaded)[0].state == "newer");
+  }
+}
+
+TEST_CASE("a schema 1 state store migrates and keeps its breakers", "[sqlite_store]") {
+  temp_dir dir;
+  const auto db = dir / "state.db";
+  {
+    auto store = open_store(db);
+    core::breaker_registry registry(*store, probation);
+    REQUIRE(registry.restore().ok());
+    core::trip_input in;
+    in.breaker = "training.collapse";
+    in.monitor = "vc";
+    in.reason = "collapsing";
+    in.run_id = "run-1";
+    in.time_unix_nano = 100;
+    registry.trip(in);
+  }
+  // What a version-1 daemon left behind: no monitor_states table, user_version 1.
+  exec_sql(db, "DROP TABLE monitor_states; PRAGMA user_version = 1");
+  auto store = open_store(db);
+  CHECK(query_sql(db, "PRAGMA user_version")[0][0] ==
+        std::to_string(sqlite_state_store::schema_version));
+  auto loaded = store->load_monitor_states();
+  REQUIRE(loaded.ok());
+  CHECK(loaded->empty());
+  auto breakers = store->load();
+  REQUIRE(breakers.ok());
+  REQUIRE(breakers->size() == 1);
+  CHECK((*breakers)[0].state() == v1::BREAKER_STATE_OPEN);
 }

@@ -142,7 +142,8 @@ TEST_CASE("kill -9 after a trip: the breaker is still open, and its alert arrive
   o.config = daemon_config() + webhook_alerts(hook.port());
   daemon_process d(o);
   test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer/rank0", "run-1", 1, "trip"));
-  REQUIRE(d.wait_status([](const auto& r) { return test::breaker_open(r, "fixture.trip", "run-1"); }));
+  REQUIRE(
+      d.wait_status([](const auto& r) { return test::breaker_open(r, "fixture.trip", "run-1"); }));
   const auto before = *test::find_breaker(d.status(), "fixture.trip", "run-1");
   // The receiver is refusing: the alert is pending (retried) when the daemon dies.
   REQUIRE(wait_until([&] { return hook.requests() >= 1; }, 10s));
@@ -225,14 +226,16 @@ TEST_CASE("the audit chain of a real run verifies, and a tampered copy names the
           "[integration][sidecar][audit]") {
   daemon_process d;
   test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer", "run-1", 1, "trip"));
-  REQUIRE(d.wait_status([](const auto& r) { return test::breaker_open(r, "fixture.trip", "run-1"); }));
+  REQUIRE(
+      d.wait_status([](const auto& r) { return test::breaker_open(r, "fixture.trip", "run-1"); }));
   REQUIRE(lw(d, "ack fixture.trip --run run-1 --note mine").code == 0);
   REQUIRE(lw(d, "reset fixture.trip --run run-1 --reason 'fixed the data'").code == 0);
   auto status = lw(d, "status --json");
   REQUIRE(status.code == 0);
   const auto head = nlohmann::json::parse(status.out)["sidecar"];
-  const std::string anchor = std::to_string(std::stoull(head["audit_head_seq"].get<std::string>())) +
-                             ":" + head["audit_head_hash"].get<std::string>();
+  const std::string anchor =
+      std::to_string(std::stoull(head["audit_head_seq"].get<std::string>())) + ":" +
+      head["audit_head_hash"].get<std::string>();
 
   auto ok = lw(d, "audit verify --expect-head " + anchor);
   CHECK(ok.code == 0);
@@ -273,7 +276,8 @@ TEST_CASE("the real daemon's HTTP endpoint: ready, metrics and the status page",
           "[integration][sidecar][http]") {
   daemon_process d;
   test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer", "run-1", 1, "trip"));
-  REQUIRE(d.wait_status([](const auto& r) { return test::breaker_open(r, "fixture.trip", "run-1"); }));
+  REQUIRE(
+      d.wait_status([](const auto& r) { return test::breaker_open(r, "fixture.trip", "run-1"); }));
   const int port = d.http_port();
   REQUIRE(port > 0);
   httplib::Client http("127.0.0.1", port);
@@ -372,4 +376,43 @@ TEST_CASE("the daemon's own sections are checked with the field and the line",
   auto alerts = check("alerts:\n  sinks:\n    - {name: x, type: carrier_pigeon}\n");
   REQUIRE_FALSE(alerts.ok());
   CHECK(alerts.message().find("alerts.sinks[0].type") != std::string::npos);
+}
+
+namespace {
+
+// The fixture monitor's "samples" gauge (the samples it has seen, restored ones included).
+double fixture_samples(const v1::ControlResponse& r) {
+  for (const auto& m : r.sidecar().monitors()) {
+    if (m.name() != "fixture") continue;
+    for (const auto& g : m.gauges()) {
+      if (g.name() == "samples") return g.value();
+    }
+  }
+  return -1.0;
+}
+
+}  // namespace
+
+TEST_CASE("a monitor's learned state survives a restart and a kill -9",
+          "[integration][sidecar][durable]") {
+  daemon_options o;
+  o.config = daemon_config() + "monitor_state_interval: 100ms\n";
+  daemon_process d(o);
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer/rank0", "run-1", seq, "x"));
+  }
+  REQUIRE(d.wait_status([](const auto& r) { return fixture_samples(r) == 3.0; }));
+
+  SECTION("a clean stop saves the state after the drain") {
+    CHECK(d.stop() == 0);
+    d.restart();
+  }
+  SECTION("kill -9 loses at most one save interval") {
+    std::this_thread::sleep_for(500ms);  // several save intervals
+    d.kill();
+    d.restart();
+  }
+  CHECK_THAT(d.log(), Catch::Contains("restored the learned state of 1 of 1 saved monitor(s)"));
+  test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer/rank0", "run-1", 4, "x"));
+  REQUIRE(d.wait_status([](const auto& r) { return fixture_samples(r) == 4.0; }));
 }

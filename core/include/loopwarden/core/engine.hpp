@@ -17,6 +17,7 @@
 #include <loopwarden/core/breaker_store.hpp>
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/metrics_buckets.hpp>
+#include <loopwarden/core/monitor_state.hpp>
 #include <loopwarden/core/status.hpp>
 #include <loopwarden/core/telemetry.hpp>
 #include <loopwarden/event_kind.hpp>
@@ -108,6 +109,18 @@ class engine {
   // loaded ones, and the per-source telemetry. Used by a reload; `old` is discarded afterwards.
   // Call on the dispatcher thread, with neither engine processing. Returns the names kept.
   std::vector<std::string> adopt_unchanged(engine& old);
+
+  // Asks every active monitor for its learned state (monitor::snapshot), in config order. Empty
+  // snapshots are left out. A snapshot that throws or returns an error is left out too, counted
+  // as that monitor's error and logged; it changes nothing else (the monitor keeps running, no
+  // breaker trips: failing to save state loses nothing live). Call on the dispatcher thread.
+  std::vector<monitor_state> snapshot_monitors();
+
+  // Hands `state` to the instance it names, before events flow. Errors: not_found (no active
+  // instance of that name), failed_precondition (another plugin, or another major version of
+  // it), or the monitor's own refusal (a throw counts as one). A refused state leaves the
+  // monitor as configure() left it. Call on the dispatcher thread.
+  status restore_monitor(const monitor_state& state);
 
   breaker_registry& breakers() { return *registry_; }
   std::vector<monitor_status> monitors() const;

@@ -24,6 +24,7 @@
 #include <loopwarden/core/alert_outbox.hpp>
 #include <loopwarden/core/audit.hpp>
 #include <loopwarden/core/breaker_store.hpp>
+#include <loopwarden/core/monitor_state.hpp>
 #include <loopwarden/core/status.hpp>
 #include <loopwarden/status.hpp>
 
@@ -74,7 +75,7 @@ class sqlite_state_store final : public breaker_store, public alert_outbox {
   };
 
   // The schema version this build writes; open() migrates older files to it.
-  static constexpr int schema_version = 1;
+  static constexpr int schema_version = 2;
 
   // Opens (creating when allowed) the database at `db_path` and migrates it to schema_version.
   // Errors: not_found (missing and !create_if_missing), io_error (can't create or open it),
@@ -157,6 +158,12 @@ class sqlite_state_store final : public breaker_store, public alert_outbox {
   result<audit_record> append_audit(std::string_view kind, std::string_view actor,
                                     std::string_view subject, std::string_view payload_json,
                                     std::int64_t time_unix_nano);
+
+  // Replaces the saved monitor states with `states`, in one transaction (a crash leaves the
+  // previous set or the new one, never a mix). Errors: io_error.
+  status save_monitor_states(const std::vector<monitor_state>& states);
+  // The saved monitor states, by instance name. Errors: io_error.
+  result<std::vector<monitor_state>> load_monitor_states();
 
   // The chain's head (seq 0 and the genesis hash when empty), to log as an anchor for
   // verify_audit. Errors: io_error.
