@@ -34,12 +34,13 @@
 #include <vector>
 
 #include <loopwarden/plugin.hpp>
+#include <loopwarden/state_codec.hpp>
 
 #include "agent_stability.hpp"
 #include "lru_map.hpp"
 #include "session_guards.hpp"
 #include "settings.hpp"
-#include "state_codec.hpp"
+#include <loopwarden/state_codec.hpp>
 #include "vote_tally.hpp"
 
 namespace {
@@ -54,8 +55,7 @@ constexpr std::uint64_t max_tokens_per_step = 1'000'000'000;
 constexpr double max_cost_per_step = 1e9;
 constexpr std::uint64_t max_length = 1'000'000'000;
 constexpr std::size_t max_id_length = 256;
-constexpr std::string_view snapshot_magic = "agent_drift";
-constexpr std::uint64_t snapshot_version = 1;
+constexpr std::uint32_t snapshot_version = 1;
 
 std::string format_number(double v) {
   std::ostringstream out;
@@ -153,34 +153,32 @@ class agent_drift_monitor final : public sdk::monitor {
   }
 
   sdk::result<std::string> snapshot() const override {
-    ad::byte_writer w;
-    w.str(snapshot_magic);
-    w.u64(snapshot_version);
-    w.u64(ad::settings_digest(s_));
+    sdk::state_writer w("agent_drift", snapshot_version);
+    w.write_u64(ad::settings_digest(s_));
     for (std::uint64_t v : {evicted_runs_, evicted_sessions_, evicted_agents_, ignored_steps_,
                             ignored_fields_, runaway_trips_, drift_trips_}) {
-      w.u64(v);
+      w.write_u64(v);
     }
-    w.u64(runs_.size());
+    w.write_u64(runs_.size());
     runs_.for_each_by_recency([&](const std::string& key, const run_budget& r) {
-      w.str(key);
-      w.u64(r.tokens);
-      w.f64(r.cost);
-      w.boolean(r.tokens_tripped);
-      w.boolean(r.cost_tripped);
+      w.write_string(key);
+      w.write_u64(r.tokens);
+      w.write_f64(r.cost);
+      w.write_bool(r.tokens_tripped);
+      w.write_bool(r.cost_tripped);
     });
-    w.u64(sessions_.size());
+    w.write_u64(sessions_.size());
     sessions_.for_each_by_recency([&](const std::string& key, const ad::session_guards& g) {
-      w.str(key);
+      w.write_string(key);
       g.save(w);
     });
-    w.u64(agents_.size());
+    w.write_u64(agents_.size());
     agents_.for_each_by_recency([&](const std::string& key, const ad::agent_stability& a) {
-      w.str(key);
+      w.write_string(key);
       a.save(w);
     });
     votes_.save(w);
-    return w.take();
+    return w.finish();
   }
 
   sdk::status restore(std::string_view state) override {
@@ -188,7 +186,7 @@ class agent_drift_monitor final : public sdk::monitor {
     reset_state();
     if (auto st = read_snapshot(state); !st.ok()) {
       reset_state();  // refused: start fresh rather than half-restored
-      return st;
+      return st.with_context("agent_drift");
     }
     return sdk::status::success();
   }
@@ -375,53 +373,43 @@ class agent_drift_monitor final : public sdk::monitor {
   }
 
   sdk::status read_snapshot(std::string_view state) {
-    ad::byte_reader r(state);
-    auto refuse = [](std::string why) {
-      return sdk::make_error(sdk::status_code::parse_error, "agent_drift snapshot: " + why);
-    };
-    std::string magic;
-    std::uint64_t version = 0;
-    std::uint64_t digest = 0;
-    if (!r.str(magic, 64) || magic != snapshot_magic) return refuse("not an agent_drift snapshot");
-    if (!r.u64(version) || version != snapshot_version) {
-      return refuse("format version " + std::to_string(version) + ", this build reads " +
-                    std::to_string(snapshot_version));
+    sdk::state_reader r(state);
+    if (auto version = r.read_header("agent_drift", snapshot_version); !version.ok()) {
+      return version.error();
     }
-    if (!r.u64(digest) || digest != ad::settings_digest(s_)) {
-      return refuse("taken under other drift, cycle, storm or memory settings; starting fresh");
+    if (r.read_u64() != ad::settings_digest(s_)) {
+      r.fail("taken under other drift, cycle, storm or memory settings");
+      return r.finish();
     }
     for (std::uint64_t* v : {&evicted_runs_, &evicted_sessions_, &evicted_agents_, &ignored_steps_,
                              &ignored_fields_, &runaway_trips_, &drift_trips_}) {
-      if (!r.u64(*v)) return refuse("truncated");
+      *v = r.read_u64();
     }
-    std::size_t n = 0;
-    if (!r.size(n, s_.limits.max_runs)) return refuse("too many runs for limits.max_runs");
-    for (std::size_t i = 0; i < n; ++i) {
-      std::string key;
+    constexpr std::uint64_t max_key = 4 * max_id_length;
+    std::uint64_t n = r.read_count(s_.limits.max_runs);
+    for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+      std::string key = r.read_string(max_key);
       run_budget b;
-      if (!r.str(key, 4 * max_id_length) || !r.u64(b.tokens) || !r.f64(b.cost) ||
-          !r.boolean(b.tokens_tripped) || !r.boolean(b.cost_tripped)) {
-        return refuse("bad run entry");
-      }
-      runs_.insert(key, b);
+      b.tokens = r.read_u64();
+      b.cost = r.read_f64();
+      b.tokens_tripped = r.read_bool();
+      b.cost_tripped = r.read_bool();
+      if (r.ok()) runs_.insert(key, b);
     }
-    if (!r.size(n, s_.limits.max_sessions)) return refuse("too many sessions for limits");
-    for (std::size_t i = 0; i < n; ++i) {
-      std::string key;
+    n = r.read_count(s_.limits.max_sessions);
+    for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+      std::string key = r.read_string(max_key);
       ad::session_guards g(s_);
-      if (!r.str(key, 4 * max_id_length) || !g.load(r, s_)) return refuse("bad session entry");
-      sessions_.insert(key, std::move(g));
+      if (g.load(r, s_)) sessions_.insert(key, std::move(g));
     }
-    if (!r.size(n, s_.limits.max_agents)) return refuse("too many agents for limits");
-    for (std::size_t i = 0; i < n; ++i) {
-      std::string key;
+    n = r.read_count(s_.limits.max_agents);
+    for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+      std::string key = r.read_string(max_key);
       ad::agent_stability a(s_);
-      if (!r.str(key, 4 * max_id_length) || !a.load(r, s_)) return refuse("bad agent entry");
-      agents_.insert(key, std::move(a));
+      if (a.load(r, s_)) agents_.insert(key, std::move(a));
     }
-    if (!votes_.load(r)) return refuse("bad vote table");
-    if (!r.at_end()) return refuse("trailing bytes");
-    return sdk::status::success();
+    if (r.ok()) votes_.load(r);
+    return r.finish();
   }
 
   ad::settings s_;

@@ -59,21 +59,6 @@ double histogram_score(const std::vector<double>& win, const std::vector<double>
   return 1.0 - sdk::stats::js_divergence(win, ref) / std::numbers::ln2;
 }
 
-void put_doubles(byte_writer& w, const std::vector<double>& v) {
-  w.u64(v.size());
-  for (double x : v) w.f64(x);
-}
-
-bool get_doubles(byte_reader& r, std::vector<double>& v, std::size_t max) {
-  std::size_t n = 0;
-  if (!r.size(n, max)) return false;
-  v.assign(n, 0.0);
-  for (double& x : v) {
-    if (!r.f64(x)) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -380,6 +365,11 @@ void agent_stability::restart_baseline(const settings& s) {
 
 std::optional<drift_finding> agent_stability::observe(const agent_step_input& in,
                                                       const settings& s) {
+  // A trip restarts the baseline with the next step, so the gauges still show the tripped window.
+  if (restart_pending_) {
+    restart_pending_ = false;
+    restart_baseline(s);
+  }
   ++steps_;
   features f = extract(in, s);
   if (!calibrated_) {
@@ -388,22 +378,22 @@ std::optional<drift_finding> agent_stability::observe(const agent_step_input& in
     return std::nullopt;
   }
   window_.push(f, bin_of(output_cuts_, f.log_output), bin_of(reasoning_cuts_, f.log_reasoning));
+  ++since_observation_;
   if (window_.ring.size() < s.drift.window) return std::nullopt;
   last_scores_ = score(window_.sums(), reference_);
   for (std::size_t c = 0; c < component_count; ++c) {
     if (!enabled_[c]) last_scores_[c] = nan;
   }
   last_index_ = combine(last_scores_);
-  if (++since_observation_ < s.drift.window) return std::nullopt;
+  if (since_observation_ < s.drift.window) return std::nullopt;
 
   // One detector observation per W steps: the windows it sees do not overlap.
   since_observation_ = 0;
   const double sd = std::max(index_sd_, s.drift.sigma_floor);
   last_z_ = (last_index_ - index_mean_) / sd;
   if (!sdk::stats::signalled_lower(cusum_.update(last_z_))) return std::nullopt;
-  drift_finding found = describe(s);
-  restart_baseline(s);
-  return found;
+  restart_pending_ = true;
+  return describe(s);
 }
 
 drift_finding agent_stability::describe(const settings& s) const {
@@ -452,190 +442,193 @@ drift_finding agent_stability::describe(const settings& s) const {
 // ---------------------------------------------------------------------------------------------
 // snapshot
 
-void agent_stability::save(byte_writer& w) const {
-  w.u64(steps_);
-  w.u64(tool_ids_.size());
+void agent_stability::save(sdk::state_writer& w) const {
+  w.write_u64(steps_);
+  w.write_u64(tool_ids_.size());
   for (const auto& [name, id] : tool_ids_) {
-    w.str(name);
-    w.u64(id);
+    w.write_string(name);
+    w.write_u64(id);
   }
-  w.u64(dim_);
-  put_doubles(w, centroid_sum_);
-  w.u64(embeddings_);
-  put_doubles(w, centroid_);
+  w.write_u64(dim_);
+  w.write_f64s(centroid_sum_);
+  w.write_u64(embeddings_);
+  w.write_f64s(centroid_);
   recent_outputs_.save(w);
   auto put_features = [&](const features& f) {
-    w.f64(f.cosine);
-    w.i64(f.repeated);
-    w.boolean(f.human);
-    w.f64(f.agreement);
-    w.f64(f.log_output);
-    w.f64(f.log_reasoning);
-    w.u64(f.tools.size());
-    for (std::uint32_t t : f.tools) w.u64(t);
+    w.write_f64(f.cosine);
+    w.write_i64(f.repeated);
+    w.write_bool(f.human);
+    w.write_f64(f.agreement);
+    w.write_f64(f.log_output);
+    w.write_f64(f.log_reasoning);
+    w.write_u64(f.tools.size());
+    for (std::uint32_t t : f.tools) w.write_u64(t);
   };
-  w.u64(baseline_.size());
+  w.write_u64(baseline_.size());
   for (const features& f : baseline_) put_features(f);
-  w.u64(baseline_embeddings_);
-  w.u64(baseline_digests_);
-  w.boolean(calibrated_);
+  w.write_u64(baseline_embeddings_);
+  w.write_u64(baseline_digests_);
+  w.write_bool(restart_pending_);
+  w.write_bool(calibrated_);
   if (!calibrated_) return;
-  w.u64(static_cast<std::uint64_t>(mode_));
-  put_doubles(w, output_cuts_);
-  put_doubles(w, reasoning_cuts_);
-  w.boolean(use_output_);
-  w.boolean(use_reasoning_);
-  put_doubles(w, reference_.tools);
-  put_doubles(w, reference_.output_bins);
-  put_doubles(w, reference_.reasoning_bins);
+  w.write_u64(static_cast<std::uint64_t>(mode_));
+  w.write_f64s(output_cuts_);
+  w.write_f64s(reasoning_cuts_);
+  w.write_bool(use_output_);
+  w.write_bool(use_reasoning_);
+  w.write_f64s(reference_.tools);
+  w.write_f64s(reference_.output_bins);
+  w.write_f64s(reference_.reasoning_bins);
   for (double v : {reference_.cos_sum, reference_.cos_n, reference_.rep_sum, reference_.rep_n,
                    reference_.agree_sum, reference_.agree_n, reference_.human, reference_.steps}) {
-    w.f64(v);
+    w.write_f64(v);
   }
   for (std::size_t c = 0; c < component_count; ++c) {
-    w.boolean(enabled_[c]);
-    w.f64(mean_[c]);
-    w.f64(sd_[c]);
-    w.f64(weights_[c]);
+    w.write_bool(enabled_[c]);
+    w.write_f64(mean_[c]);
+    w.write_f64(sd_[c]);
+    w.write_f64(weights_[c]);
   }
-  w.f64(index_mean_);
-  w.f64(index_sd_);
+  w.write_f64(index_mean_);
+  w.write_f64(index_sd_);
   // The live window, oldest step first: categorical slots and scalars side by side.
   const auto tools = window_.tools.held_slots();
   const auto outs = window_.output_bins.held_slots();
   const auto reasons = window_.reasoning_bins.held_slots();
-  w.u64(window_.ring.size());
+  w.write_u64(window_.ring.size());
   for (std::size_t i = 0; i < window_.ring.size(); ++i) {
     const auto& sc = window_.ring[i];
-    w.f64(sc.cosine);
-    w.i64(sc.repeated);
-    w.boolean(sc.human);
-    w.f64(sc.agreement);
-    w.u64(tools[i].size());
-    for (std::uint32_t t : tools[i]) w.u64(t);
-    w.i64(outs[i].empty() ? -1 : static_cast<std::int64_t>(outs[i][0]));
-    w.i64(reasons[i].empty() ? -1 : static_cast<std::int64_t>(reasons[i][0]));
+    w.write_f64(sc.cosine);
+    w.write_i64(sc.repeated);
+    w.write_bool(sc.human);
+    w.write_f64(sc.agreement);
+    w.write_u64(tools[i].size());
+    for (std::uint32_t t : tools[i]) w.write_u64(t);
+    w.write_i64(outs[i].empty() ? -1 : static_cast<std::int64_t>(outs[i][0]));
+    w.write_i64(reasons[i].empty() ? -1 : static_cast<std::int64_t>(reasons[i][0]));
   }
-  w.u64(since_observation_);
+  w.write_u64(since_observation_);
   const sdk::stats::cusum_state cs = cusum_.state();
-  w.f64(cs.upper);
-  w.f64(cs.lower);
-  w.u64(static_cast<std::uint64_t>(cs.last));
-  w.u64(cs.count);
-  w.u64(cs.ignored);
-  w.u64(cs.signals);
-  w.f64(last_index_);
-  w.f64(last_z_);
-  for (double v : last_scores_) w.f64(v);
+  w.write_f64(cs.upper);
+  w.write_f64(cs.lower);
+  w.write_u64(static_cast<std::uint64_t>(cs.last));
+  w.write_u64(cs.count);
+  w.write_u64(cs.ignored);
+  w.write_u64(cs.signals);
+  w.write_f64(last_index_);
+  w.write_f64(last_z_);
+  for (double v : last_scores_) w.write_f64(v);
 }
 
-bool agent_stability::load(byte_reader& r, const settings& s) {
+bool agent_stability::load(sdk::state_reader& r, const settings& s) {
   restart_baseline(s);
   tool_ids_.clear();
-  dim_ = 0;
-  const std::size_t categories = s.limits.max_tools + 2;
-  std::size_t n = 0;
-  if (!r.u64(steps_) || !r.size(n, s.limits.max_tools)) return false;
-  for (std::size_t i = 0; i < n; ++i) {
-    std::string name;
-    std::uint32_t id = 0;
-    if (!r.str(name, 128) || !r.size(id, categories - 1) || id < 2) return r.fail();
-    tool_ids_[name] = id;
+  const std::uint64_t categories = s.limits.max_tools + 2;
+  const std::uint64_t bins = s.drift.length_bins;
+  const std::uint64_t max_calls = s.limits.max_tool_calls_per_step + 1;
+  steps_ = r.read_u64();
+  std::uint64_t n = r.read_count(s.limits.max_tools);
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+    std::string name = r.read_string(128);
+    const std::uint64_t id = r.read_count(categories - 1);
+    if (id < 2) r.fail("a tool id below 2");
+    tool_ids_[std::move(name)] = static_cast<std::uint32_t>(id);
   }
-  if (!r.size(dim_, s.limits.max_embedding_dim) || !get_doubles(r, centroid_sum_, dim_) ||
-      (centroid_sum_.size() != dim_) || !r.u64(embeddings_) ||
-      !get_doubles(r, centroid_, dim_) || !recent_outputs_.load(r)) {
-    return r.fail();
+  dim_ = r.read_count(s.limits.max_embedding_dim);
+  centroid_sum_ = r.read_f64s(dim_);
+  embeddings_ = r.read_u64();
+  centroid_ = r.read_f64s(dim_);
+  if (r.ok() && (centroid_sum_.size() != dim_ || (!centroid_.empty() && centroid_.size() != dim_))) {
+    r.fail("a centroid of the wrong dimension");
   }
-  auto get_features = [&](features& f) {
-    std::int64_t rep = 0;
-    std::size_t tools = 0;
-    if (!r.f64(f.cosine) || !r.i64(rep) || rep < -1 || rep > 1 || !r.boolean(f.human) ||
-        !r.f64(f.agreement) || !r.f64(f.log_output) || !r.f64(f.log_reasoning) ||
-        !r.size(tools, s.limits.max_tool_calls_per_step + 1)) {
-      return r.fail();
+  if (!r.ok() || !recent_outputs_.load(r)) return false;
+  auto read_tools = [&](std::vector<std::uint32_t>& tools) {
+    tools.clear();
+    const std::uint64_t k = r.read_count(max_calls);
+    for (std::uint64_t t = 0; t < k && r.ok(); ++t) {
+      tools.push_back(static_cast<std::uint32_t>(r.read_count(categories - 1)));
     }
-    f.repeated = static_cast<std::int8_t>(rep);
-    f.tools.assign(tools, 0);
-    for (auto& t : f.tools) {
-      if (!r.size(t, categories - 1)) return false;
-    }
-    return true;
   };
-  if (!r.size(n, s.drift.baseline_steps)) return false;
-  for (std::size_t i = 0; i < n; ++i) {
+  auto read_repeated = [&]() {
+    const std::int64_t rep = r.read_i64();
+    if (rep < -1 || rep > 1) r.fail("a repetition flag outside {-1, 0, 1}");
+    return static_cast<std::int8_t>(rep);
+  };
+  n = r.read_count(s.drift.baseline_steps);
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
     features f{};
-    if (!get_features(f)) return false;
+    f.cosine = r.read_f64();
+    f.repeated = read_repeated();
+    f.human = r.read_bool();
+    f.agreement = r.read_f64();
+    f.log_output = r.read_f64();
+    f.log_reasoning = r.read_f64();
+    read_tools(f.tools);
     baseline_.push_back(std::move(f));
   }
-  if (!r.u64(baseline_embeddings_) || !r.u64(baseline_digests_) || !r.boolean(calibrated_)) {
-    return false;
-  }
-  if (!calibrated_) return true;
-  std::uint64_t mode = 0;
-  if (!r.bounded(mode, 2)) return false;
-  mode_ = static_cast<response_mode>(mode);
-  const std::size_t bins = s.drift.length_bins;
-  if (!get_doubles(r, output_cuts_, bins) || !get_doubles(r, reasoning_cuts_, bins) ||
-      !r.boolean(use_output_) || !r.boolean(use_reasoning_) ||
-      !get_doubles(r, reference_.tools, categories) ||
-      !get_doubles(r, reference_.output_bins, bins) ||
-      !get_doubles(r, reference_.reasoning_bins, bins)) {
-    return false;
-  }
-  if (reference_.tools.size() != categories || reference_.output_bins.size() != bins ||
-      reference_.reasoning_bins.size() != bins) {
-    return r.fail();
+  baseline_embeddings_ = r.read_u64();
+  baseline_digests_ = r.read_u64();
+  restart_pending_ = r.read_bool();
+  calibrated_ = r.read_bool();
+  if (!r.ok() || !calibrated_) return r.ok();
+  mode_ = static_cast<response_mode>(r.read_count(2));
+  output_cuts_ = r.read_f64s(bins);
+  reasoning_cuts_ = r.read_f64s(bins);
+  use_output_ = r.read_bool();
+  use_reasoning_ = r.read_bool();
+  reference_.tools = r.read_f64s(categories);
+  reference_.output_bins = r.read_f64s(bins);
+  reference_.reasoning_bins = r.read_f64s(bins);
+  if (r.ok() && (reference_.tools.size() != categories || reference_.output_bins.size() != bins ||
+                 reference_.reasoning_bins.size() != bins)) {
+    r.fail("reference histograms of the wrong size");
   }
   for (double* v : {&reference_.cos_sum, &reference_.cos_n, &reference_.rep_sum,
                     &reference_.rep_n, &reference_.agree_sum, &reference_.agree_n,
                     &reference_.human, &reference_.steps}) {
-    if (!r.f64(*v)) return false;
+    *v = r.read_f64();
   }
   for (std::size_t c = 0; c < component_count; ++c) {
-    bool e = false;
-    if (!r.boolean(e) || !r.f64(mean_[c]) || !r.f64(sd_[c]) || !r.f64(weights_[c])) return false;
-    enabled_[c] = e;
+    enabled_[c] = r.read_bool();
+    mean_[c] = r.read_f64();
+    sd_[c] = r.read_f64();
+    weights_[c] = r.read_f64();
   }
-  if (!r.f64(index_mean_) || !r.f64(index_sd_) || !r.size(n, s.drift.window)) return false;
-  for (std::size_t i = 0; i < n; ++i) {
+  index_mean_ = r.read_f64();
+  index_sd_ = r.read_f64();
+  n = r.read_count(s.drift.window);
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
     features f{};
-    std::int64_t rep = 0;
-    std::size_t tools = 0;
-    std::int64_t ob = 0;
-    std::int64_t rb = 0;
-    if (!r.f64(f.cosine) || !r.i64(rep) || rep < -1 || rep > 1 || !r.boolean(f.human) ||
-        !r.f64(f.agreement) || !r.size(tools, s.limits.max_tool_calls_per_step + 1)) {
-      return r.fail();
-    }
-    f.repeated = static_cast<std::int8_t>(rep);
-    f.tools.assign(tools, 0);
-    for (auto& t : f.tools) {
-      if (!r.size(t, categories - 1)) return false;
-    }
-    if (!r.i64(ob) || !r.i64(rb) || ob < -1 || rb < -1 || ob >= static_cast<std::int64_t>(bins) ||
-        rb >= static_cast<std::int64_t>(bins)) {
-      return r.fail();
-    }
-    window_.push(f, static_cast<int>(ob), static_cast<int>(rb));
+    f.cosine = r.read_f64();
+    f.repeated = read_repeated();
+    f.human = r.read_bool();
+    f.agreement = r.read_f64();
+    read_tools(f.tools);
+    const std::int64_t ob = r.read_i64();
+    const std::int64_t rb = r.read_i64();
+    const auto nbins = static_cast<std::int64_t>(bins);
+    if (ob < -1 || rb < -1 || ob >= nbins || rb >= nbins) r.fail("a length bin out of range");
+    if (r.ok()) window_.push(f, static_cast<int>(ob), static_cast<int>(rb));
   }
+  since_observation_ = r.read_count(s.drift.window);
   sdk::stats::cusum_state cs;
-  std::uint64_t last = 0;
-  if (!r.u64(since_observation_) || !r.f64(cs.upper) || !r.f64(cs.lower) ||
-      !r.bounded(last, 3) || !r.u64(cs.count) || !r.u64(cs.ignored) || !r.u64(cs.signals)) {
-    return false;
-  }
-  cs.last = static_cast<sdk::stats::signal_side>(last);
+  cs.upper = r.read_f64();
+  cs.lower = r.read_f64();
+  cs.last = static_cast<sdk::stats::signal_side>(r.read_count(3));
+  cs.count = r.read_u64();
+  cs.ignored = r.read_u64();
+  cs.signals = r.read_u64();
+  if (!r.ok()) return false;
   try {
     cusum_.restore(cs);
-  } catch (const std::exception&) {
-    return r.fail();
+  } catch (const std::exception& e) {
+    r.fail(e.what());
+    return false;
   }
-  if (!r.f64(last_index_) || !r.f64(last_z_)) return false;
-  for (double& v : last_scores_) {
-    if (!r.f64(v)) return false;
-  }
-  return true;
+  last_index_ = r.read_f64();
+  last_z_ = r.read_f64();
+  for (double& v : last_scores_) v = r.read_f64();
+  return r.ok();
 }
 
 }  // namespace loopwarden::agent_drift

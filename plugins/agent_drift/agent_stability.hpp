@@ -30,7 +30,7 @@
 
 #include "bounded_set.hpp"
 #include "settings.hpp"
-#include "state_codec.hpp"
+#include <loopwarden/state_codec.hpp>
 
 namespace loopwarden::agent_drift {
 
@@ -75,8 +75,8 @@ class agent_stability {
   // Embedding dimension fixed by the agent's first embedding (0 before).
   std::size_t dimension() const { return dim_; }
 
-  void save(byte_writer& w) const;
-  bool load(byte_reader& r, const settings& s);
+  void save(sdk::state_writer& w) const;
+  bool load(sdk::state_reader& r, const settings& s);
 
  private:
   // What one step contributes.
@@ -143,6 +143,7 @@ class agent_stability {
   std::uint64_t baseline_digests_ = 0;
 
   bool calibrated_ = false;
+  bool restart_pending_ = false;  // the detector signalled: re-baseline from the next step
   response_mode mode_ = response_mode::none;
   std::vector<double> output_cuts_;
   std::vector<double> reasoning_cuts_;

@@ -2,7 +2,6 @@
 
 namespace loopwarden::agent_drift {
 
-
 bool bounded_set::insert(std::uint64_t k) {
   if (!set_.insert(k).second) return false;
   order_.push_back(k);
@@ -13,23 +12,21 @@ bool bounded_set::insert(std::uint64_t k) {
   return true;
 }
 
-void bounded_set::save(byte_writer& w) const {
-  w.u64(order_.size());
-  for (std::uint64_t k : order_) w.u64(k);
+void bounded_set::save(sdk::state_writer& w) const {
+  w.write_u64(order_.size());
+  for (std::uint64_t k : order_) w.write_u64(k);
 }
 
-bool bounded_set::load(byte_reader& r) {
-  std::size_t n = 0;
-  if (!r.size(n, capacity_)) return false;
+bool bounded_set::load(sdk::state_reader& r) {
   set_.clear();
   order_.clear();
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint64_t k = 0;
-    if (!r.u64(k)) return false;
-    if (!set_.insert(k).second) return r.fail();  // a duplicate: not something save() writes
+  const std::uint64_t n = r.read_count(capacity_);
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+    const std::uint64_t k = r.read_u64();
+    if (!set_.insert(k).second) r.fail("a key listed twice in a bounded set");
     order_.push_back(k);
   }
-  return true;
+  return r.ok();
 }
 
 }  // namespace loopwarden::agent_drift

@@ -6,7 +6,7 @@
 #include <deque>
 #include <unordered_set>
 
-#include "state_codec.hpp"
+#include <loopwarden/state_codec.hpp>
 
 namespace loopwarden::agent_drift {
 
@@ -20,8 +20,8 @@ class bounded_set {
   // Adds k; true when it was not there.
   bool insert(std::uint64_t k);
   std::size_t size() const { return order_.size(); }
-  void save(byte_writer& w) const;
-  bool load(byte_reader& r);
+  void save(sdk::state_writer& w) const;
+  bool load(sdk::state_reader& r);
 
  private:
   std::size_t capacity_;

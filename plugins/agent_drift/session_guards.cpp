@@ -119,27 +119,27 @@ std::pair<std::uint64_t, std::uint64_t> storm_counter::counts(std::int64_t now,
 
 void storm_counter::clear() { *this = storm_counter(); }
 
-void storm_counter::save(byte_writer& w) const {
-  w.boolean(used_);
+void storm_counter::save(sdk::state_writer& w) const {
+  w.write_bool(used_);
   if (!used_) return;
   for (std::size_t i = 0; i < buckets; ++i) {
-    w.i64(id_[i]);
-    w.u64(all_[i]);
-    w.u64(failed_[i]);
+    w.write_i64(id_[i]);
+    w.write_u64(all_[i]);
+    w.write_u64(failed_[i]);
   }
 }
 
-bool storm_counter::load(byte_reader& r) {
+bool storm_counter::load(sdk::state_reader& r) {
   clear();
-  if (!r.boolean(used_)) return false;
-  if (!used_) return true;
-  for (std::size_t i = 0; i < buckets; ++i) {
-    if (!r.i64(id_[i]) || !r.size(all_[i], std::numeric_limits<std::uint32_t>::max()) ||
-        !r.size(failed_[i], all_[i])) {
-      return false;
-    }
+  used_ = r.read_bool();
+  if (!used_) return r.ok();
+  constexpr std::uint64_t max32 = std::numeric_limits<std::uint32_t>::max();
+  for (std::size_t i = 0; i < buckets && r.ok(); ++i) {
+    id_[i] = r.read_i64();
+    all_[i] = static_cast<std::uint32_t>(r.read_count(max32));
+    failed_[i] = static_cast<std::uint32_t>(r.read_count(all_[i]));
   }
-  return true;
+  return r.ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,123 +433,107 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
 // ---------------------------------------------------------------------------------------------
 // snapshot
 
-void session_guards::save(byte_writer& w) const {
-  w.u64(steps_);
-  w.u64(tokens_);
-  w.f64(cost_);
-  w.boolean(steps_tripped_);
-  w.boolean(tokens_tripped_);
-  w.boolean(cost_tripped_);
-  w.i64(now_);
-  w.boolean(has_hashes_);
-  w.u64(last_hash_);
-  w.str(last_hash_text_);
-  w.u64(epoch_);
+void session_guards::save(sdk::state_writer& w) const {
+  w.write_u64(steps_);
+  w.write_u64(tokens_);
+  w.write_f64(cost_);
+  w.write_bool(steps_tripped_);
+  w.write_bool(tokens_tripped_);
+  w.write_bool(cost_tripped_);
+  w.write_i64(now_);
+  w.write_bool(has_hashes_);
+  w.write_u64(last_hash_);
+  w.write_string(last_hash_text_);
+  w.write_u64(epoch_);
   seen_pairs_.save(w);
   seen_states_.save(w);
-  w.u64(repeats_.size());
+  w.write_u64(repeats_.size());
   for (const auto& [k, n] : repeats_) {
-    w.u64(k);
-    w.u64(n);
+    w.write_u64(k);
+    w.write_u64(n);
   }
-  w.u64(errors_.size());
+  w.write_u64(errors_.size());
   for (const auto& [k, e] : errors_) {
-    w.str(k.first);
-    w.u64(k.second);
-    w.u64(e.count);
-    w.u64(e.args.size());
-    for (std::uint64_t a : e.args) w.u64(a);
-    w.str(e.error);
+    w.write_string(k.first);
+    w.write_u64(k.second);
+    w.write_u64(e.count);
+    w.write_u64s(e.args);
+    w.write_string(e.error);
   }
   const auto kept = cycles_.kept_tokens();
-  w.u64(cycles_.count());
-  w.u64(kept.size());
-  for (std::uint64_t t : kept) w.u64(t);
+  w.write_u64(cycles_.count());
+  w.write_u64s(kept);
   const auto& runs = cycles_.run_lengths();
-  w.u64(runs.size());
-  for (std::size_t n : runs) w.u64(n);
-  w.u64(recent_labels_.size());
-  for (const auto& l : recent_labels_) w.str(l);
-  w.u64(storms_.size());
+  w.write_u64s(std::vector<std::uint64_t>(runs.begin(), runs.end()));
+  w.write_u64(recent_labels_.size());
+  for (const auto& l : recent_labels_) w.write_string(l);
+  w.write_u64(storms_.size());
   for (const auto& [tool, counter] : storms_) {
-    w.str(tool);
+    w.write_string(tool);
     counter.save(w);
   }
-  w.u64(no_progress_steps_);
-  w.u64(no_progress_tokens_);
-  w.u64(deferral_steps_);
+  w.write_u64(no_progress_steps_);
+  w.write_u64(no_progress_tokens_);
+  w.write_u64(deferral_steps_);
 }
 
-bool session_guards::load(byte_reader& r, const settings& s) {
+bool session_guards::load(sdk::state_reader& r, const settings& s) {
   const std::size_t max_keys = s.limits.max_distinct_actions;
-  if (!r.u64(steps_) || !r.u64(tokens_) || !r.f64(cost_) || !r.boolean(steps_tripped_) ||
-      !r.boolean(tokens_tripped_) || !r.boolean(cost_tripped_) || !r.i64(now_) ||
-      !r.boolean(has_hashes_) || !r.u64(last_hash_) || !r.str(last_hash_text_, 64) ||
-      !r.u64(epoch_) || !seen_pairs_.load(r) || !seen_states_.load(r)) {
+  steps_ = r.read_u64();
+  tokens_ = r.read_u64();
+  cost_ = r.read_f64();
+  steps_tripped_ = r.read_bool();
+  tokens_tripped_ = r.read_bool();
+  cost_tripped_ = r.read_bool();
+  now_ = r.read_i64();
+  has_hashes_ = r.read_bool();
+  last_hash_ = r.read_u64();
+  last_hash_text_ = r.read_string(64);
+  epoch_ = r.read_u64();
+  if (!seen_pairs_.load(r) || !seen_states_.load(r)) return false;
+  if (!(std::isfinite(cost_) && cost_ >= 0.0)) r.fail("a session cost that is not finite and >= 0");
+  repeats_.clear();
+  std::uint64_t n = r.read_count(max_keys);
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+    const std::uint64_t k = r.read_u64();
+    repeats_[k] = r.read_u64();
+  }
+  errors_.clear();
+  n = r.read_count(max_keys);
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+    std::string tool = r.read_string(max_tool_name);
+    const std::uint64_t key = r.read_u64();
+    error_streak e;
+    e.count = r.read_u64();
+    e.args = r.read_u64s(64);
+    e.error = r.read_string(64);
+    errors_[{std::move(tool), key}] = std::move(e);
+  }
+  const std::uint64_t count = r.read_u64();
+  const std::vector<std::uint64_t> kept = r.read_u64s(64);
+  const std::vector<std::uint64_t> runs64 = r.read_u64s(65);
+  if (!r.ok()) return false;
+  try {
+    cycles_.restore(count, kept, std::vector<std::size_t>(runs64.begin(), runs64.end()));
+  } catch (const std::exception& e) {
+    r.fail(e.what());
     return false;
   }
-  if (!(std::isfinite(cost_) && cost_ >= 0.0)) return r.fail();
-  std::size_t n = 0;
-  if (!r.size(n, max_keys)) return false;
-  repeats_.clear();
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint64_t k = 0;
-    std::uint64_t count = 0;
-    if (!r.u64(k) || !r.u64(count)) return false;
-    repeats_[k] = count;
-  }
-  if (!r.size(n, max_keys)) return false;
-  errors_.clear();
-  for (std::size_t i = 0; i < n; ++i) {
-    std::string tool;
-    std::uint64_t key = 0;
-    error_streak e;
-    std::size_t args = 0;
-    if (!r.str(tool, max_tool_name) || !r.u64(key) || !r.u64(e.count) || !r.size(args, 64)) {
-      return false;
-    }
-    for (std::size_t a = 0; a < args; ++a) {
-      std::uint64_t v = 0;
-      if (!r.u64(v)) return false;
-      e.args.push_back(v);
-    }
-    if (!r.str(e.error, 64)) return false;
-    errors_[{tool, key}] = std::move(e);
-  }
-  std::uint64_t count = 0;
-  std::size_t kept_n = 0;
-  if (!r.u64(count) || !r.size(kept_n, 64)) return false;
-  std::vector<std::uint64_t> kept(kept_n);
-  for (auto& t : kept) {
-    if (!r.u64(t)) return false;
-  }
-  std::size_t runs_n = 0;
-  if (!r.size(runs_n, 65)) return false;
-  std::vector<std::size_t> runs(runs_n);
-  for (auto& v : runs) {
-    if (!r.size(v, std::numeric_limits<std::uint64_t>::max())) return false;
-  }
-  try {
-    cycles_.restore(count, kept, runs);
-  } catch (const std::exception&) {
-    return r.fail();
-  }
-  if (!r.size(n, 64)) return false;
   recent_labels_.clear();
-  for (std::size_t i = 0; i < n; ++i) {
-    std::string l;
-    if (!r.str(l, 1024)) return false;
-    recent_labels_.push_back(std::move(l));
-  }
-  if (!r.size(n, s.limits.max_tools_per_session)) return false;
+  n = r.read_count(64);
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) recent_labels_.push_back(r.read_string(1024));
   storms_.clear();
-  for (std::size_t i = 0; i < n; ++i) {
-    std::string tool;
+  n = r.read_count(s.limits.max_tools_per_session);
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+    std::string tool = r.read_string(max_tool_name);
     storm_counter counter;
-    if (!r.str(tool, max_tool_name) || !counter.load(r)) return false;
-    storms_[tool] = counter;
+    if (!counter.load(r)) return false;
+    storms_[std::move(tool)] = counter;
   }
-  return r.u64(no_progress_steps_) && r.u64(no_progress_tokens_) && r.u64(deferral_steps_);
+  no_progress_steps_ = r.read_u64();
+  no_progress_tokens_ = r.read_u64();
+  deferral_steps_ = r.read_u64();
+  return r.ok();
 }
 
 }  // namespace loopwarden::agent_drift

@@ -19,7 +19,7 @@
 
 #include "bounded_set.hpp"
 #include "settings.hpp"
-#include "state_codec.hpp"
+#include <loopwarden/state_codec.hpp>
 
 namespace loopwarden::agent_drift {
 
@@ -48,8 +48,8 @@ class storm_counter {
   // Calls and failed calls in the window ending at `now`.
   std::pair<std::uint64_t, std::uint64_t> counts(std::int64_t now, std::int64_t width) const;
   void clear();
-  void save(byte_writer& w) const;
-  bool load(byte_reader& r);
+  void save(sdk::state_writer& w) const;
+  bool load(sdk::state_reader& r);
 
  private:
   std::array<std::int64_t, buckets> id_{};  // bucket index held by each slot
@@ -71,8 +71,8 @@ class session_guards {
   std::uint64_t steps() const { return steps_; }
   std::uint64_t tokens() const { return tokens_; }
 
-  void save(byte_writer& w) const;
-  bool load(byte_reader& r, const settings& s);
+  void save(sdk::state_writer& w) const;
+  bool load(sdk::state_reader& r, const settings& s);
 
  private:
   struct error_streak {

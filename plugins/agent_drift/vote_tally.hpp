@@ -11,7 +11,7 @@
 #include <map>
 #include <string>
 
-#include "state_codec.hpp"
+#include <loopwarden/state_codec.hpp>
 
 namespace loopwarden::agent_drift {
 
@@ -51,39 +51,35 @@ class vote_tally {
     order_.clear();
   }
 
-  void save(byte_writer& w) const {
-    w.u64(order_.size());
+  void save(sdk::state_writer& w) const {
+    w.write_u64(order_.size());
     for (const auto& key : order_) {
       const auto& votes = turns_.at(key);
-      w.str(key);
-      w.u64(votes.size());
+      w.write_string(key);
+      w.write_u64(votes.size());
       for (const auto& [agent, vote] : votes) {
-        w.str(agent);
-        w.str(vote);
+        w.write_string(agent);
+        w.write_string(vote);
       }
     }
   }
 
-  bool load(byte_reader& r) {
+  bool load(sdk::state_reader& r) {
     clear();
-    std::size_t n = 0;
-    if (!r.size(n, max_turns_)) return false;
-    for (std::size_t i = 0; i < n; ++i) {
-      std::string key;
-      std::size_t voters = 0;
-      if (!r.str(key, 4096) || !r.size(voters, max_voters) || turns_.count(key) != 0) {
-        return r.fail();
-      }
+    const std::uint64_t n = r.read_count(max_turns_);
+    for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+      std::string key = r.read_string(4096);
+      const std::uint64_t voters = r.read_count(max_voters);
+      if (turns_.count(key) != 0) r.fail("a turn listed twice in the vote table");
+      if (!r.ok()) break;
       auto& votes = turns_[key];
-      order_.push_back(key);
-      for (std::size_t v = 0; v < voters; ++v) {
-        std::string agent;
-        std::string vote;
-        if (!r.str(agent, 4096) || !r.str(vote, max_vote)) return false;
-        votes[agent] = vote;
+      order_.push_back(std::move(key));
+      for (std::uint64_t v = 0; v < voters && r.ok(); ++v) {
+        std::string agent = r.read_string(4096);
+        votes[std::move(agent)] = r.read_string(max_vote);
       }
     }
-    return true;
+    return r.ok();
   }
 
  private:

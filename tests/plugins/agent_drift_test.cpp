@@ -1,0 +1,592 @@
+// agent_drift through the real engine and the real plugin .so: for each runaway guard a table of
+// step sequences that must trip (at the step given) and twins that must not; the stability
+// index's components on hand-computed cases; a seeded simulated agent whose tool mix shifts at
+// step 500 and its stationary twin; a realistic long coding session that must not trip; bad
+// config and bad input; bounded memory; snapshot and restore across two engines.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <numbers>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <loopwarden/core/config.hpp>
+#include <loopwarden/core/engine.hpp>
+
+using namespace loopwarden;
+
+namespace {
+
+constexpr const char* runaway = "agent.runaway";
+constexpr const char* drift = "agent.drift";
+
+std::string yaml_for(const std::string& monitor_config) {
+  return "version: 1\nplugin_paths: [\"" + std::string(LOOPWARDEN_BINARY_DIR) +
+         "/lib/loopwarden/plugins\"]\nmonitors:\n  - name: ad\n    plugin: agent_drift\n"
+         "    config: " +
+         monitor_config + "\n";
+}
+
+std::unique_ptr<core::engine> engine_with(const std::string& monitor_config) {
+  const std::string yaml = yaml_for(monitor_config);
+  auto cfg = core::parse_config(yaml, "ad.yaml");
+  INFO(yaml);
+  REQUIRE(cfg.ok());
+  core::engine_options opts;
+  opts.search_bundled_plugins = false;
+  auto e = core::engine::create(*cfg, opts);
+  INFO((e.ok() ? std::string() : e.error().message()));
+  REQUIRE(e.ok());
+  return std::move(*e);
+}
+
+// --- building steps ---------------------------------------------------------------------------
+
+v1::ToolCall call(const std::string& tool, const std::string& args, v1::ToolStatus status,
+                  const std::string& digest, const std::string& target = "") {
+  v1::ToolCall c;
+  c.set_name(tool);
+  c.set_args_digest(args);
+  c.set_status(status);
+  if (status == v1::TOOL_STATUS_OK) {
+    c.set_observation_digest(digest);
+  } else {
+    c.set_error_digest(digest);
+  }
+  c.set_target(target);
+  return c;
+}
+v1::ToolCall ok(const std::string& tool, const std::string& args, const std::string& observation,
+                const std::string& target = "") {
+  return call(tool, args, v1::TOOL_STATUS_OK, observation, target);
+}
+v1::ToolCall fail(const std::string& tool, const std::string& args, const std::string& error,
+                  const std::string& target = "") {
+  return call(tool, args, v1::TOOL_STATUS_ERROR, error, target);
+}
+
+// One step as a test writes it: its calls, the workspace hash after it, and how long after the
+// previous step it came.
+struct timed_step {
+  v1::AgentStep step;
+  double gap_seconds = 10.0;
+};
+
+timed_step step(std::vector<v1::ToolCall> calls, const std::string& workspace = "ws-0",
+                std::uint64_t tokens = 2000) {
+  timed_step t;
+  for (auto& c : calls) *t.step.add_tool_calls() = std::move(c);
+  t.step.set_workspace_hash(workspace);
+  t.step.set_tokens_in(tokens * 3 / 4);
+  t.step.set_tokens_out(tokens - tokens * 3 / 4);
+  t.step.set_output_length(200);
+  return t;
+}
+
+using steps = std::vector<timed_step>;
+
+steps repeat(const steps& block, int times) {
+  steps out;
+  for (int i = 0; i < times; ++i) out.insert(out.end(), block.begin(), block.end());
+  return out;
+}
+steps operator+(steps a, const steps& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+steps with_gap(steps s, double gap) {
+  for (auto& t : s) t.gap_seconds = gap;
+  return s;
+}
+steps without_hashes(steps s) {
+  for (auto& t : s) t.step.clear_workspace_hash();
+  return s;
+}
+steps with_tokens(steps s, std::uint64_t tokens) {
+  for (auto& t : s) {
+    t.step.set_tokens_in(tokens * 3 / 4);
+    t.step.set_tokens_out(tokens - tokens * 3 / 4);
+  }
+  return s;
+}
+// n steps, each made by make(i) for i = 0..n-1.
+steps generate(int n, const std::function<timed_step(int)>& make) {
+  steps out;
+  for (int i = 0; i < n; ++i) out.push_back(make(i));
+  return out;
+}
+std::string n(const std::string& prefix, int i) { return prefix + std::to_string(i); }
+
+// Sends steps for one run/agent/session and records, per breaker, the 1-based step that first
+// opened it.
+class feeder {
+ public:
+  explicit feeder(core::engine& e) : engine_(e) {
+    e.breakers().add_listener([this](const v1::BreakerTransition& t) {
+      if (t.breaker().state() != v1::BREAKER_STATE_OPEN) return;
+      opened_.emplace(t.breaker().name(), sent_);
+    });
+  }
+
+  void send(timed_step t, const std::string& session = "s1", const std::string& agent = "a1",
+            const std::string& run = "r1") {
+    time_ns_ += static_cast<std::int64_t>(t.gap_seconds * 1e9);
+    v1::Envelope e;
+    e.set_source("harness/1");
+    e.set_run_id(run);
+    e.set_seq(++seq_);
+    e.set_time_unix_nano(time_ns_);
+    t.step.set_agent_id(agent);
+    t.step.set_session_id(session);
+    t.step.set_turn(turns_[agent + "/" + session]++);
+    *e.mutable_agent_step() = std::move(t.step);
+    ++sent_;
+    engine_.process(e);
+  }
+  void send_all(const steps& s, const std::string& session = "s1") {
+    for (const auto& t : s) send(t, session);
+  }
+
+  // The 1-based step that first opened `breaker`, or 0.
+  std::size_t opened_at(const std::string& breaker) const {
+    auto it = opened_.find(breaker);
+    return it == opened_.end() ? 0 : it->second;
+  }
+  std::size_t sent() const { return sent_; }
+
+ private:
+  core::engine& engine_;
+  std::uint64_t seq_ = 0;
+  std::int64_t time_ns_ = 1'700'000'000'000'000'000;
+  std::size_t sent_ = 0;
+  std::map<std::string, std::size_t> opened_;
+  std::map<std::string, std::uint64_t> turns_;
+};
+
+std::map<std::string, std::string> evidence_of(core::engine& e, const std::string& breaker,
+                                               const std::string& run = "r1") {
+  std::map<std::string, std::string> out;
+  auto b = e.breakers().find({breaker, run});
+  if (!b) return out;
+  for (const auto& kv : b->evidence()) out[kv.key()] = kv.value();
+  return out;
+}
+
+double gauge(core::engine& e, const std::string& name) {
+  for (const auto& m : e.monitors()) {
+    for (const auto& [g, v] : m.gauges) {
+      if (g == name) return v;
+    }
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+// --- guard tables -----------------------------------------------------------------------------
+
+struct guard_row {
+  std::string name;
+  std::string config;    // the monitor's config; "{}" for the defaults
+  steps sequence;
+  std::size_t trips_at;  // the 1-based step that opens agent.runaway; 0 = it must not open
+  std::string guard;     // the guard named in the evidence at the trip
+};
+
+void run_rows(const std::vector<guard_row>& rows) {
+  for (const auto& r : rows) {
+    INFO(r.name << " (config " << r.config << ", " << r.sequence.size() << " steps)");
+    auto e = engine_with(r.config);
+    feeder f(*e);
+    f.send_all(r.sequence);
+    const auto ev = evidence_of(*e, runaway);
+    INFO("tripped by " << (ev.count("guard") ? ev.at("guard") : std::string("nothing")) << ": "
+                       << (ev.count("pattern") ? ev.at("pattern") : std::string()));
+    CHECK(f.opened_at(runaway) == r.trips_at);
+    if (r.trips_at > 0) {
+      CHECK(ev.at("guard") == r.guard);
+      CHECK(ev.count("pattern") == 1);
+      CHECK(ev.at("agent_id") == "a1");
+      CHECK(ev.at("session_id") == "s1");
+      CHECK(ev.at("session_step") == std::to_string(r.trips_at));
+      auto b = e->breakers().find({runaway, "r1"});
+      REQUIRE(b);
+      CHECK(b->action() == v1::BREAKER_ACTION_HALT);
+    }
+  }
+}
+
+// A coding agent's usual calls.
+v1::ToolCall read_file(const std::string& path, const std::string& content = "") {
+  return ok("read_file", "args:" + path, content.empty() ? "content:" + path : content, path);
+}
+v1::ToolCall run_tests(const std::string& result = "E-assert-12") {
+  return result == "pass" ? ok("bash", "pytest -q", "passed", "tests/")
+                          : fail("bash", "pytest -q", result, "tests/");
+}
+v1::ToolCall edit(const std::string& path, const std::string& patch) {
+  return ok("edit_file", "patch:" + patch, "edited:" + path, path);
+}
+
+}  // namespace
+
+TEST_CASE("agent_drift repeated_failure trips at the Nth identical failing call, not on reruns "
+          "after edits",
+          "[plugins][agent_drift][guards]") {
+  const auto migrate = fail("run_migrations", "m1", "E-lock-timeout", "db/main");
+  std::vector<guard_row> rows = {
+      {"three identical failing calls", "{}", repeat({step({migrate})}, 3), 3,
+       "repeated_failure"},
+      {"85 identical failing calls trip at the third", "{}", repeat({step({migrate})}, 85), 3,
+       "repeated_failure"},
+      {"interleaved with reads of new files", "{}",
+       {step({migrate}), step({read_file("a.py")}), step({migrate}), step({read_file("b.py")}),
+        step({migrate})},
+       5, "repeated_failure"},
+      // Without hashes a successful call never seen before may have been an edit, so only calls
+      // seen before (the read and the listing) leave the count running.
+      {"without hashes, between calls seen before", "{}",
+       without_hashes({step({read_file("a.py")}), step({ok("ls", "src", "listing", "src")}),
+                       step({migrate}), step({read_file("a.py")}), step({migrate}),
+                       step({ok("ls", "src", "listing", "src")}), step({migrate})}),
+       7, "repeated_failure"},
+      {"twin: without hashes, a new successful call between failures", "{}",
+       without_hashes({step({migrate}), step({read_file("a.py")}), step({migrate}),
+                       step({read_file("b.py")}), step({migrate})}),
+       0, ""},
+      {"a configured limit of 5", "{guards: {same_error: 5}}", repeat({step({migrate})}, 6), 5,
+       "repeated_failure"},
+      {"twin: re-running the tests after each edit", "{}",
+       generate(8,
+                [](int i) {
+                  return step({edit("src/x.py", n("p", i)), run_tests()}, n("ws-", i + 1));
+                }),
+       0, ""},
+      {"twin: re-running the tests after each edit, without hashes", "{}",
+       without_hashes(generate(8, [](int i) {
+         return i % 2 == 0 ? step({run_tests()}) : step({edit("src/x.py", n("p", i))});
+       })),
+       0, ""},
+      {"twin: two identical failures, then a fix", "{}",
+       {step({migrate}), step({migrate}), step({edit("db/lock.py", "fix")}, "ws-1"),
+        step({ok("run_migrations", "m1", "applied", "db/main")}, "ws-2")},
+       0, ""},
+      {"twin: failing calls that name neither arguments nor target", "{}",
+       repeat({step({fail("bash", "", "")})}, 6), 0, ""},
+      {"twin: the same failing call with the guard off", "{guards: {same_error: 0}}",
+       repeat({step({migrate})}, 4), 0, ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE("agent_drift repeated_action trips at the Nth identical call with the same result, not "
+          "on the same tool over many files",
+          "[plugins][agent_drift][guards]") {
+  std::vector<guard_row> rows = {
+      {"the same read with the same result four times", "{}",
+       repeat({step({read_file("a.py")})}, 4), 4, "repeated_action"},
+      {"four times among other new calls", "{}",
+       {step({read_file("a.py")}), step({read_file("b.py")}), step({read_file("a.py")}),
+        step({read_file("c.py")}), step({read_file("a.py")}), step({read_file("d.py")}),
+        step({read_file("a.py")})},
+       7, "repeated_action"},
+      {"without hashes, a known observation", "{}",
+       without_hashes(repeat({step({read_file("a.py")})}, 5)), 4, "repeated_action"},
+      {"twin: three identical reads", "{}", repeat({step({read_file("a.py")})}, 3), 0, ""},
+      {"twin: the same file read while it changes", "{}",
+       generate(8, [](int i) { return step({read_file("log.txt", n("content-", i))}); }), 0, ""},
+      {"twin: the same tool on 300 different files", "{}",
+       generate(300, [](int i) { return step({read_file(n("src/f", i) + ".py")}); }), 0, ""},
+      {"twin: unknown results without hashes", "{}",
+       without_hashes(repeat({step({ok("list_dir", "src/", "", "src/")})}, 6)), 0, ""},
+      {"twin: reading a file again after editing it", "{}",
+       generate(10,
+                [](int i) {
+                  return i % 2 == 0 ? step({read_file("a.py")}, n("ws-", i))
+                                    : step({edit("a.py", n("p", i))}, n("ws-", i + 1));
+                }),
+       0, ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE("agent_drift same_error trips when varied arguments keep failing the same way, not on "
+          "retries that succeed",
+          "[plugins][agent_drift][guards]") {
+  auto pip = [](int i) {
+    return step({fail("bash", n("pip install foo==1.", i), "E-network-unreachable")});
+  };
+  std::vector<guard_row> rows = {
+      {"five installs with different arguments, one error", "{}", generate(5, pip), 5,
+       "same_error"},
+      {"the read that evades exact repeats by varying the path", "{}",
+       generate(6,
+                [](int i) {
+                  return step({fail("read_file", n("p", i), "E-no-such-file", n("./foo", i))});
+                }),
+       5, "same_error"},
+      {"twin: retries with changed arguments that then succeed", "{}",
+       generate(12,
+                [](int i) {
+                  const std::string pkg = n("pkg", i / 3) + "==" + std::to_string(i % 3);
+                  return i % 3 < 2 ? step({fail("bash", "pip install " + pkg, "E-no-version")})
+                                   : step({ok("bash", "pip install " + pkg, n("installed-", i))},
+                                          n("ws-", i));
+                }),
+       0, ""},
+      {"twin: four failures then a success, twice", "{}",
+       generate(4, pip) + steps{step({ok("bash", "pip download foo", "saved")})} +
+           generate(4, pip) + steps{step({ok("bash", "pip install ./foo.whl", "installed")})},
+       0, ""},
+      {"twin: an edit between failures", "{}",
+       generate(3, pip) + steps{step({edit("requirements.txt", "pin")}, "ws-1")} +
+           generate(3,
+                    [&](int i) {
+                      timed_step t = pip(i + 3);
+                      t.step.set_workspace_hash("ws-1");
+                      return t;
+                    }),
+       0, ""},
+      {"twin: five failures with five different errors", "{}",
+       generate(5, [](int i) { return step({fail("bash", n("cmd", i), n("E-", i))}); }), 0, ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE("agent_drift cycle trips on A-B-A-B-A-B and short cycles, not when the workspace moves on",
+          "[plugins][agent_drift][guards]") {
+  const timed_step a = step({read_file("a.py")});
+  const timed_step b = step({read_file("b.py")});
+  const timed_step c = step({ok("grep", "TODO", "3 matches", "src/")});
+  std::vector<guard_row> rows = {
+      {"A-B-A-B-A-B over 6 steps", "{}", repeat({a, b}, 3), 6, "cycle"},
+      {"A-B-C three times", "{}", repeat({a, b, c}, 3), 9, "cycle"},
+      {"edit and revert flip-flopping the workspace", "{}",
+       repeat({step({edit("a.py", "p")}, "ws-p"), step({edit("a.py", "q")}, "ws-q")}, 3), 6,
+       "cycle"},
+      {"the same two calls in every step", "{}",
+       repeat({step({read_file("a.py"), read_file("b.py")})}, 3), 3, "cycle"},
+      {"twin: A-B-A-B-A", "{}", repeat({a, b}, 2) + steps{a}, 0, ""},
+      {"twin: edit then test, the workspace moving on", "{}",
+       generate(12,
+                [](int i) {
+                  return i % 2 == 0 ? step({edit("x.py", n("p", i))}, n("ws-", i))
+                                    : step({run_tests()}, n("ws-", i - 1));
+                }),
+       0, ""},
+      {"twin: alternating reads of files that change", "{}",
+       generate(8, [](int i) { return step({read_file(i % 2 ? "a.py" : "b.py", n("v", i))}); }), 0,
+       ""},
+      {"twin: cycles off", "{guards: {cycle: {max_period: 0}}}", repeat({a, b}, 3), 0, ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE("agent_drift tool_storm and failing_tool_storm trip on bursts within the window, not on "
+          "the same counts spread out",
+          "[plugins][agent_drift][guards]") {
+  auto four_reads = [](int i) {
+    timed_step t = step({read_file(n("f", 4 * i)), read_file(n("f", 4 * i + 1)),
+                         read_file(n("f", 4 * i + 2)), read_file(n("f", 4 * i + 3))});
+    return t;
+  };
+  // A broken tool: every call fails, with varied arguments and error texts (request ids), so
+  // no repeat guard sees it; only the storm does.
+  auto broken = [](int i) {
+    return step({fail("fetch", n("url-", i), n("E-503-request-", i), "api.example.com")});
+  };
+  std::vector<guard_row> rows = {
+      {"four reads a step, a step every 1.1 s: call 1001 within 5 minutes", "{}",
+       with_gap(generate(260, four_reads), 1.1), 251, "tool_storm"},
+      {"400 calls of a broken tool in five minutes", "{}", with_gap(generate(400, broken), 0.75),
+       51, "failing_tool_storm"},
+      {"twin: four reads a step, a step every 4 s", "{}", with_gap(generate(400, four_reads), 4.0),
+       0, ""},
+      {"twin: 400 failures over two hours", "{}", with_gap(generate(400, broken), 18.0), 0, ""},
+      {"twin: exactly 50 failures in a minute", "{}", with_gap(generate(50, broken), 1.0), 0, ""},
+      {"twin: 60 failures among 100 calls in five minutes", "{}",
+       with_gap(generate(100,
+                         [&](int i) {
+                           return i % 5 < 3 ? broken(i)
+                                            : step({ok("fetch", n("url-", i), n("page-", i),
+                                                       "api.example.com")});
+                         }),
+                2.9),
+       0, ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE("agent_drift no_progress and tokens_without_progress trip when nothing new happens, not "
+          "while exploring",
+          "[plugins][agent_drift][guards]") {
+  // Six reads, then the same six again and again in an irregular order (no short cycle, no call
+  // more than three times): the workspace never changes and nothing new comes back.
+  const std::string order = "abcdef" "caebfd" "acfebd";
+  auto loop = [&](std::uint64_t tokens) {
+    steps out;
+    for (char ch : order) out.push_back(step({read_file(std::string(1, ch) + ".py")}, "ws-0", tokens));
+    return out;
+  };
+  std::vector<guard_row> rows = {
+      {"six reads repeated irregularly, workspace unchanged", "{}", loop(2000), 18, "no_progress"},
+      {"a loop burning 500k tokens a step", "{}", loop(500'000), 17, "tokens_without_progress"},
+      {"a loop burning 500k tokens a step, without hashes", "{}",
+       without_hashes(loop(500'000)), 17, "tokens_without_progress"},
+      {"twin: the same loop at 2k tokens without hashes", "{}", without_hashes(loop(2000)), 0, ""},
+      {"twin: exploring 150 new files with the workspace unchanged", "{}",
+       generate(150, [](int i) { return step({read_file(n("src/m", i) + ".py")}); }), 0, ""},
+      {"twin: 60 new files at 500k tokens a step", "{}",
+       with_tokens(generate(60, [](int i) { return step({read_file(n("src/m", i) + ".py")}); }),
+                   500'000),
+       0, ""},
+      {"twin: a review rereading six files with an edit every ten steps", "{}",
+       generate(60,
+                [&](int i) {
+                  return i % 10 == 9 ? step({edit("a.py", n("p", i))}, n("ws-", i / 10 + 1))
+                                     : step({read_file(std::string(1, order[static_cast<std::size_t>(i % 18)]) + ".py",
+                                                       n("v", i / 10))},
+                                            n("ws-", i / 10));
+                }),
+       0, ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE("agent_drift deferral trips after N idle turns, not in a conversation with a human",
+          "[plugins][agent_drift][guards]") {
+  const timed_step idle = step({});
+  timed_step talk = step({});
+  talk.step.set_human_intervention(true);
+  std::vector<guard_row> rows = {
+      {"eight turns without a tool call", "{}", repeat({idle}, 10), 8, "deferral"},
+      {"a configured limit of 3", "{guards: {deferral_steps: 3}}", repeat({idle}, 3), 3,
+       "deferral"},
+      {"twin: seven idle turns then an action, three times", "{}",
+       repeat(repeat({idle}, 7) + steps{step({read_file("a.py")})}, 3), 0, ""},
+      {"twin: a conversation with a human", "{}", repeat({talk, idle}, 10), 0, ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE("agent_drift iteration cap and budgets trip once crossed, not at the limit",
+          "[plugins][agent_drift][guards]") {
+  auto novel = [](int i) { return step({read_file(n("f", i))}); };
+  auto costly = [&](int i) {
+    timed_step t = novel(i);
+    t.step.set_cost(1.0);
+    return t;
+  };
+  std::vector<guard_row> rows = {
+      {"the default cap: step 1000", "{}", generate(1000, novel), 1000, "iteration_cap"},
+      {"a configured cap of 50", "{guards: {max_steps: 50}}", generate(60, novel), 50,
+       "iteration_cap"},
+      {"1M tokens a step against the 50M session budget", "{}",
+       with_tokens(generate(60, novel), 1'000'000), 51, "session_tokens"},
+      {"a session cost budget of 10", "{guards: {session_cost: 10}}", generate(20, costly), 11,
+       "session_cost"},
+      {"twin: 999 steps", "{}", generate(999, novel), 0, ""},
+      {"twin: exactly 50M tokens", "{}", with_tokens(generate(50, novel), 1'000'000), 0, ""},
+      {"twin: cost is not budgeted by default", "{}", generate(20, costly), 0, ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE("agent_drift run budgets add up the sessions of a run", "[plugins][agent_drift][guards]") {
+  auto e = engine_with("{guards: {run_tokens: 100000, run_cost: 50}}");
+  feeder f(*e);
+  for (int i = 0; i < 12; ++i) {
+    timed_step t = step({read_file(n("f", i))}, "ws-0", 9000);
+    f.send(t, i % 2 == 0 ? "s1" : "s2");
+  }
+  // 9000 tokens a step: 11 steps are 99 000, the 12th makes 108 000 > 100 000.
+  CHECK(f.opened_at(runaway) == 12);
+  const auto ev = evidence_of(*e, runaway);
+  CHECK(ev.at("guard") == "run_tokens");
+  CHECK(ev.at("count") == "108000");
+  CHECK(ev.at("limit") == "100000");
+}
+
+TEST_CASE("agent_drift runaway evidence names the pattern, the count, the limit and what to do",
+          "[plugins][agent_drift][guards]") {
+  auto e = engine_with("{}");
+  feeder f(*e);
+  for (int i = 0; i < 3; ++i) {
+    f.send(step({fail("run_migrations", "9f2c41aa0b3e55d1", "3e1b77c0ffee", "db/main")}));
+  }
+  const auto ev = evidence_of(*e, runaway);
+  CHECK(ev.at("guard") == "repeated_failure");
+  CHECK(ev.at("pattern") ==
+        "run_migrations(target=db/main, args=9f2c41aa0b3e...) -> error 3e1b77c0ffee");
+  CHECK(ev.at("count") == "3");
+  CHECK(ev.at("limit") == "3");
+  CHECK(ev.at("turn") == "2");
+  CHECK(ev.at("workspace_hash") == "ws-0");
+  CHECK(ev.count("what_to_do") == 1);
+  auto b = e->breakers().find({runaway, "r1"});
+  REQUIRE(b);
+  CHECK(b->reason().find("agent a1 session s1 turn 2: the same call run_migrations") == 0);
+}
+
+TEST_CASE("agent_drift ends a session on task_completed and keeps sessions apart",
+          "[plugins][agent_drift][guards]") {
+  const timed_step broken = step({fail("deploy", "prod", "E-denied", "svc")});
+  SECTION("completion forgets the session's counts") {
+    auto e = engine_with("{}");
+    feeder f(*e);
+    f.send(broken);
+    timed_step done = broken;
+    done.step.set_task_completed(true);
+    f.send(done);
+    f.send(broken);  // a new session under the same id: its first failure
+    f.send(broken);
+    CHECK(f.opened_at(runaway) == 0);
+    CHECK(gauge(*e, "sessions") == 1);
+    f.send(broken);
+    CHECK(f.opened_at(runaway) == 5);
+  }
+  SECTION("two sessions interleaved count separately") {
+    auto e = engine_with("{}");
+    feeder f(*e);
+    for (int i = 0; i < 2; ++i) {
+      f.send(broken, "s1");
+      f.send(broken, "s2");
+    }
+    CHECK(f.opened_at(runaway) == 0);
+    f.send(broken, "s2");
+    CHECK(f.opened_at(runaway) == 5);
+    CHECK(evidence_of(*e, runaway).at("session_id") == "s2");
+  }
+}
+
+TEST_CASE("agent_drift bounds its sessions, agents and runs and counts evictions",
+          "[plugins][agent_drift]") {
+  auto e = engine_with("{limits: {max_sessions: 2, max_agents: 2, max_runs: 2}}");
+  feeder f(*e);
+  const timed_step broken = step({fail("deploy", "prod", "E-denied", "svc")});
+  f.send(broken, "s1", "a1", "r1");
+  f.send(broken, "s1", "a1", "r1");  // two failures of s1
+  f.send(broken, "s2", "a2", "r2");
+  f.send(broken, "s3", "a3", "r3");  // evicts s1, a1, r1: the least recently used
+  CHECK(gauge(*e, "sessions") == 2);
+  CHECK(gauge(*e, "agents") == 2);
+  CHECK(gauge(*e, "runs") == 2);
+  CHECK(gauge(*e, "evicted_sessions") == 1);
+  CHECK(gauge(*e, "evicted_agents") == 1);
+  CHECK(gauge(*e, "evicted_runs") == 1);
+  // s1 starts afresh: its third failure overall is the first of a new count.
+  f.send(broken, "s1", "a1", "r1");
+  CHECK(f.opened_at(runaway) == 0);
+  for (int i = 0; i < 1000; ++i) f.send(step({read_file("x")}), n("t", i), n("b", i), "r9");
+  CHECK(gauge(*e, "sessions") == 2);
+  CHECK(gauge(*e, "agents") == 2);
+  CHECK(gauge(*e, "evicted_sessions") == 1002);
+  CHECK(gauge(*e, "evicted_agents") == 1002);
+  CHECK(gauge(*e, "evicted_runs") == 3);
+}
