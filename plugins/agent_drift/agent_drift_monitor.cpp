@@ -36,11 +36,11 @@
 #include <loopwarden/plugin.hpp>
 #include <loopwarden/state_codec.hpp>
 
+#include <loopwarden/state_codec.hpp>
 #include "agent_stability.hpp"
 #include "lru_map.hpp"
 #include "session_guards.hpp"
 #include "settings.hpp"
-#include <loopwarden/state_codec.hpp>
 #include "vote_tally.hpp"
 
 namespace {
@@ -75,7 +75,8 @@ struct run_budget {
 class agent_drift_monitor final : public sdk::monitor {
  public:
   agent_drift_monitor()
-      : runs_(s_.limits.max_runs), sessions_(s_.limits.max_sessions),
+      : runs_(s_.limits.max_runs),
+        sessions_(s_.limits.max_sessions),
         agents_(s_.limits.max_agents) {}
 
   sdk::monitor_info info() const override {
@@ -202,9 +203,9 @@ class agent_drift_monitor final : public sdk::monitor {
     published_once_ = false;
   }
 
-  std::vector<ad::guard_finding> observe_session(const std::string& key,
-                                                 const v1::AgentStep& step, std::uint64_t tokens,
-                                                 double cost, std::int64_t now) {
+  std::vector<ad::guard_finding> observe_session(const std::string& key, const v1::AgentStep& step,
+                                                 std::uint64_t tokens, double cost,
+                                                 std::int64_t now) {
     ad::session_guards* guards = sessions_.find(key);
     if (guards == nullptr) {
       auto [inserted, evicted] = sessions_.insert(key, ad::session_guards(s_));
@@ -259,8 +260,8 @@ class agent_drift_monitor final : public sdk::monitor {
                     {"agent_id", step.agent_id()},
                     {"session_id", step.session_id()},
                     {"turn", std::to_string(step.turn())}};
-    if (const ad::session_guards* g =
-            sessions_.find(envelope.run_id() + '\x1f' + step.agent_id() + '\x1f' + step.session_id());
+    if (const ad::session_guards* g = sessions_.find(envelope.run_id() + '\x1f' + step.agent_id() +
+                                                     '\x1f' + step.session_id());
         g != nullptr) {
       req.evidence.push_back({"session_step", std::to_string(g->steps())});
       req.evidence.push_back({"session_tokens", std::to_string(g->tokens())});
@@ -311,9 +312,9 @@ class agent_drift_monitor final : public sdk::monitor {
         ++ignored_fields_;
       }
     } else if (!step.vote().empty()) {
-      agreement = votes_.cast(envelope.run_id() + '\x1f' + step.session_id() + '\x1f' +
-                                  std::to_string(step.turn()),
-                              step.agent_id(), step.vote());
+      agreement = votes_.cast(
+          envelope.run_id() + '\x1f' + step.session_id() + '\x1f' + std::to_string(step.turn()),
+          step.agent_id(), step.vote());
     }
     auto log_length = [&](std::uint64_t n) {
       if (n > max_length) {
@@ -328,6 +329,8 @@ class agent_drift_monitor final : public sdk::monitor {
         agent->observe({step, embedding, agreement, out_len, reason_len}, s_);
     ctx.set_gauge("stability_index", agent->index());
     if (agent->calibrated()) {
+      ctx.set_gauge("stability_baseline_mean", agent->baseline_mean());
+      ctx.set_gauge("stability_baseline_sd", agent->baseline_sd());
       ctx.set_gauge("stability_cusum", agent->cusum_lower());
       ctx.set_gauge("stability_z", agent->last_z());
       for (std::size_t c = 0; c < ad::component_count; ++c) {
@@ -413,9 +416,9 @@ class agent_drift_monitor final : public sdk::monitor {
   }
 
   ad::settings s_;
-  ad::lru_map<run_budget> runs_;                // run id -> budgets
-  ad::lru_map<ad::session_guards> sessions_;    // run, agent, session -> guards
-  ad::lru_map<ad::agent_stability> agents_;     // run, agent -> stability index
+  ad::lru_map<run_budget> runs_;              // run id -> budgets
+  ad::lru_map<ad::session_guards> sessions_;  // run, agent, session -> guards
+  ad::lru_map<ad::agent_stability> agents_;   // run, agent -> stability index
   ad::vote_tally votes_;
   std::uint64_t evicted_runs_ = 0;
   std::uint64_t evicted_sessions_ = 0;

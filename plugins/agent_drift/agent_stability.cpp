@@ -134,11 +134,15 @@ std::uint32_t agent_stability::tool_id(const std::string& name, const settings& 
   return id;
 }
 
-agent_stability::features agent_stability::extract(const agent_step_input& in,
-                                                   const settings& s) {
+agent_stability::features agent_stability::extract(const agent_step_input& in, const settings& s) {
   const v1::AgentStep& step = in.step;
-  features f{nan, -1, step.human_intervention(), in.agreement, in.log_output_length,
-             in.log_reasoning_length, {}};
+  features f{nan,
+             -1,
+             step.human_intervention(),
+             in.agreement,
+             in.log_output_length,
+             in.log_reasoning_length,
+             {}};
   const std::size_t calls = std::min<std::size_t>(static_cast<std::size_t>(step.tool_calls_size()),
                                                   s.limits.max_tool_calls_per_step);
   for (std::size_t i = 0; i < calls; ++i) {
@@ -239,6 +243,7 @@ double agent_stability::combine(const std::array<double, component_count>& score
 // The end of the baseline. Everything the detector compares with is fixed here.
 void agent_stability::calibrate(const settings& s) {
   const std::size_t b = baseline_.size();
+  baseline_size_ = b;
   const std::size_t w = s.drift.window;
   weights_ = s.drift.weights;
 
@@ -333,6 +338,7 @@ void agent_stability::calibrate(const settings& s) {
   since_observation_ = 0;
   baseline_.clear();
   baseline_.shrink_to_fit();
+  baseline_sessions_.clear();
 }
 
 void agent_stability::restart_baseline(const settings& s) {
@@ -343,6 +349,7 @@ void agent_stability::restart_baseline(const settings& s) {
   centroid_.clear();
   baseline_.clear();
   baseline_.reserve(s.drift.baseline_steps);
+  baseline_sessions_.clear();
   baseline_embeddings_ = 0;
   baseline_digests_ = 0;
   output_cuts_.clear();
@@ -374,7 +381,17 @@ std::optional<drift_finding> agent_stability::observe(const agent_step_input& in
   features f = extract(in, s);
   if (!calibrated_) {
     baseline_.push_back(std::move(f));
-    if (baseline_.size() >= s.drift.baseline_steps) calibrate(s);
+    // The baseline is the agent's usual behaviour across tasks, not the arc of one task
+    // (explore, then edit, then test): it closes once it spans enough sessions as well.
+    const std::uint64_t session = fingerprint().add(in.step.session_id()).value();
+    if (baseline_sessions_.size() < s.drift.baseline_sessions &&
+        std::find(baseline_sessions_.begin(), baseline_sessions_.end(), session) ==
+            baseline_sessions_.end()) {
+      baseline_sessions_.push_back(session);
+    }
+    const bool enough = baseline_.size() >= s.drift.baseline_steps &&
+                        baseline_sessions_.size() >= s.drift.baseline_sessions;
+    if (enough || baseline_.size() >= s.drift.max_baseline_steps) calibrate(s);
     return std::nullopt;
   }
   window_.push(f, bin_of(output_cuts_, f.log_output), bin_of(reasoning_cuts_, f.log_reasoning));
@@ -407,8 +424,8 @@ drift_finding agent_stability::describe(const settings& s) const {
     if (!enabled_[c] || std::isnan(last_scores_[c])) continue;
     z[c] = (last_scores_[c] - mean_[c]) / std::max(sd_[c], s.drift.sigma_floor);
     if (worst == component_count || z[c] < z[worst]) worst = c;
-    if (z[c] < -s.drift.moved_z) moved += std::string(moved.empty() ? "" : ",") +
-                                          std::string(component_name(c));
+    if (z[c] < -s.drift.moved_z)
+      moved += std::string(moved.empty() ? "" : ",") + std::string(component_name(c));
   }
   if (moved.empty() && worst < component_count) moved = component_name(worst);
   drift_finding f;
@@ -435,7 +452,7 @@ drift_finding agent_stability::describe(const settings& s) const {
                                         : mode_ == response_mode::digest  ? "digest"
                                                                           : "none"});
   f.details.push_back({"window_steps", std::to_string(s.drift.window)});
-  f.details.push_back({"baseline_steps", std::to_string(s.drift.baseline_steps)});
+  f.details.push_back({"baseline_steps", std::to_string(baseline_size_)});
   return f;
 }
 
@@ -466,11 +483,13 @@ void agent_stability::save(sdk::state_writer& w) const {
   };
   w.write_u64(baseline_.size());
   for (const features& f : baseline_) put_features(f);
+  w.write_u64s(baseline_sessions_);
   w.write_u64(baseline_embeddings_);
   w.write_u64(baseline_digests_);
   w.write_bool(restart_pending_);
   w.write_bool(calibrated_);
   if (!calibrated_) return;
+  w.write_u64(baseline_size_);
   w.write_u64(static_cast<std::uint64_t>(mode_));
   w.write_f64s(output_cuts_);
   w.write_f64s(reasoning_cuts_);
@@ -538,7 +557,8 @@ bool agent_stability::load(sdk::state_reader& r, const settings& s) {
   centroid_sum_ = r.read_f64s(dim_);
   embeddings_ = r.read_u64();
   centroid_ = r.read_f64s(dim_);
-  if (r.ok() && (centroid_sum_.size() != dim_ || (!centroid_.empty() && centroid_.size() != dim_))) {
+  if (r.ok() &&
+      (centroid_sum_.size() != dim_ || (!centroid_.empty() && centroid_.size() != dim_))) {
     r.fail("a centroid of the wrong dimension");
   }
   if (!r.ok() || !recent_outputs_.load(r)) return false;
@@ -554,7 +574,7 @@ bool agent_stability::load(sdk::state_reader& r, const settings& s) {
     if (rep < -1 || rep > 1) r.fail("a repetition flag outside {-1, 0, 1}");
     return static_cast<std::int8_t>(rep);
   };
-  n = r.read_count(s.drift.baseline_steps);
+  n = r.read_count(s.drift.max_baseline_steps);
   for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
     features f{};
     f.cosine = r.read_f64();
@@ -566,11 +586,13 @@ bool agent_stability::load(sdk::state_reader& r, const settings& s) {
     read_tools(f.tools);
     baseline_.push_back(std::move(f));
   }
+  baseline_sessions_ = r.read_u64s(s.drift.baseline_sessions);
   baseline_embeddings_ = r.read_u64();
   baseline_digests_ = r.read_u64();
   restart_pending_ = r.read_bool();
   calibrated_ = r.read_bool();
   if (!r.ok() || !calibrated_) return r.ok();
+  baseline_size_ = r.read_count(s.drift.max_baseline_steps);
   mode_ = static_cast<response_mode>(r.read_count(2));
   output_cuts_ = r.read_f64s(bins);
   reasoning_cuts_ = r.read_f64s(bins);
@@ -583,9 +605,9 @@ bool agent_stability::load(sdk::state_reader& r, const settings& s) {
                  reference_.reasoning_bins.size() != bins)) {
     r.fail("reference histograms of the wrong size");
   }
-  for (double* v : {&reference_.cos_sum, &reference_.cos_n, &reference_.rep_sum,
-                    &reference_.rep_n, &reference_.agree_sum, &reference_.agree_n,
-                    &reference_.human, &reference_.steps}) {
+  for (double* v :
+       {&reference_.cos_sum, &reference_.cos_n, &reference_.rep_sum, &reference_.rep_n,
+        &reference_.agree_sum, &reference_.agree_n, &reference_.human, &reference_.steps}) {
     *v = r.read_f64();
   }
   for (std::size_t c = 0; c < component_count; ++c) {

@@ -2,7 +2,9 @@
 // agent_stability: one agent's stability index against its own early baseline, and the
 // calibrated downward change detector on it (docs/monitors/agent-drift.md, "Stability index").
 //
-//   steps 1..B           the baseline: per-step features are kept (B = drift.baseline_steps)
+//   steps 1..B           the baseline: per-step features are kept (B = drift.baseline_steps,
+//                        extended until the steps span drift.baseline_sessions sessions, at
+//                        most drift.max_baseline_steps)
 //   after step B         calibration: length bins from the baseline's quantiles, the reference
 //                        histograms and rates, and the in-control mean and sd of the index over
 //                        every window of W consecutive baseline steps (W = drift.window), each
@@ -23,20 +25,20 @@
 #include <string>
 #include <vector>
 
+#include <loopwarden/v1/agent.pb.h>
 #include <loopwarden/stats/cusum.hpp>
 #include <loopwarden/stats/window_histogram.hpp>
 #include <loopwarden/types.hpp>
-#include <loopwarden/v1/agent.pb.h>
 
+#include <loopwarden/state_codec.hpp>
 #include "bounded_set.hpp"
 #include "settings.hpp"
-#include <loopwarden/state_codec.hpp>
 
 namespace loopwarden::agent_drift {
 
 // A step as the index sees it, after the monitor checked its numbers.
 struct agent_step_input {
-  const v1::AgentStep& step;
+  const v1::AgentStep& step;         // its session_id counts towards the baseline's sessions
   std::span<const float> embedding;  // empty when absent or refused (wrong size, non-finite)
   double agreement;                  // [0, 1]; NaN when unknown
   double log_output_length;          // ln(1 + output_length); NaN when refused
@@ -138,12 +140,14 @@ class agent_stability {
   std::vector<double> centroid_;      // unit centroid, fixed at calibration
   bounded_set recent_outputs_;        // digests of the last outputs (digest mode)
 
-  std::vector<features> baseline_;  // while learning; emptied at calibration
+  std::vector<features> baseline_;                // while learning; emptied at calibration
+  std::vector<std::uint64_t> baseline_sessions_;  // distinct sessions seen, up to the number needed
   std::uint64_t baseline_embeddings_ = 0;
   std::uint64_t baseline_digests_ = 0;
 
   bool calibrated_ = false;
-  bool restart_pending_ = false;  // the detector signalled: re-baseline from the next step
+  std::uint64_t baseline_size_ = 0;  // steps the calibrated baseline held
+  bool restart_pending_ = false;     // the detector signalled: re-baseline from the next step
   response_mode mode_ = response_mode::none;
   std::vector<double> output_cuts_;
   std::vector<double> reasoning_cuts_;

@@ -44,8 +44,7 @@ std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
 }
 
 bool is_failing(v1::ToolStatus s) {
-  return s == v1::TOOL_STATUS_ERROR || s == v1::TOOL_STATUS_TIMEOUT ||
-         s == v1::TOOL_STATUS_DENIED;
+  return s == v1::TOOL_STATUS_ERROR || s == v1::TOOL_STATUS_TIMEOUT || s == v1::TOOL_STATUS_DENIED;
 }
 
 std::string_view status_word(v1::ToolStatus s) {
@@ -192,9 +191,8 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
 
   const std::int64_t storm_width = std::max<std::int64_t>(
       1, g.storm_window.count() / static_cast<std::int64_t>(storm_counter::buckets));
-  const std::size_t calls =
-      std::min<std::size_t>(static_cast<std::size_t>(step.tool_calls_size()),
-                            s.limits.max_tool_calls_per_step);
+  const std::size_t calls = std::min<std::size_t>(static_cast<std::size_t>(step.tool_calls_size()),
+                                                  s.limits.max_tool_calls_per_step);
   bool watched_call = false;
   bool novel_call = false;
   for (std::size_t i = 0; i < calls; ++i) {
@@ -204,9 +202,13 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     const bool ok = c.status() == v1::TOOL_STATUS_OK;
     const bool failing = is_failing(c.status());
     const std::string& outcome = ok ? c.observation_digest() : c.error_digest();
-    const std::uint64_t action = fingerprint().add(c.name()).add(c.target()).add(c.args_digest()).value();
-    const std::uint64_t pair =
-        fingerprint().add_u64(action).add_u64(static_cast<std::uint64_t>(c.status())).add(outcome).value();
+    const std::uint64_t action =
+        fingerprint().add(c.name()).add(c.target()).add(c.args_digest()).value();
+    const std::uint64_t pair = fingerprint()
+                                   .add_u64(action)
+                                   .add_u64(static_cast<std::uint64_t>(c.status()))
+                                   .add(outcome)
+                                   .value();
     const bool novel = seen_pairs_.insert(pair);
     novel_call = novel_call || novel;
     // Without hashes, a successful call never seen before may have changed the workspace (an
@@ -228,7 +230,8 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
       }
       if (it != repeats_.end() && ++it->second >= repeat_limit) {
         const std::string guard = failing ? "repeated_failure" : "repeated_action";
-        const std::string what = failing ? "failed with the same error" : "returned the same result";
+        const std::string what =
+            failing ? "failed with the same error" : "returned the same result";
         report({guard,
                 "the same call " + label + " " + what + " " + std::to_string(it->second) +
                     " times with nothing changed in between (limit " +
@@ -266,10 +269,11 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
         if (e.count >= g.same_error_varying_args) {
           report({"same_error",
                   std::to_string(e.count) + " failing calls of " + abbreviate(tool, 48) + " with " +
-                      std::to_string(e.args.size()) + " different arguments all failed with error " +
-                      e.error + " (limit " + std::to_string(g.same_error_varying_args) + ")",
-                  {{"pattern", abbreviate(tool, 48) + "(*) -> " + std::string(status_word(c.status())) + " " +
-                                   e.error},
+                      std::to_string(e.args.size()) +
+                      " different arguments all failed with error " + e.error + " (limit " +
+                      std::to_string(g.same_error_varying_args) + ")",
+                  {{"pattern", abbreviate(tool, 48) + "(*) -> " +
+                                   std::string(status_word(c.status())) + " " + e.error},
                    {"count", std::to_string(e.count)},
                    {"distinct_arguments", std::to_string(e.args.size())},
                    {"limit", std::to_string(g.same_error_varying_args)},
@@ -297,8 +301,8 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                     std::to_string(m.period) + " calls with the same results: " + cycle,
                 {{"pattern", cycle},
                  {"period", std::to_string(m.period)},
-                 {"repeats", format_number(static_cast<double>(m.length) /
-                                           static_cast<double>(m.period))},
+                 {"repeats",
+                  format_number(static_cast<double>(m.length) / static_cast<double>(m.period))},
                  {"calls_in_cycle", std::to_string(m.length)},
                  {"limit", std::to_string(g.cycle_repeats) + " repeats"}}});
         cycles_.reset();
@@ -329,20 +333,19 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                    {"last_call", label}}});
           it->second.clear();
         } else if (g.storm_max_failed_calls > 0 && failed > g.storm_max_failed_calls &&
-                   static_cast<double>(failed) >=
-                       g.storm_failed_share * static_cast<double>(all)) {
-          report({"failing_tool_storm",
-                  std::to_string(failed) + " failing calls of " + abbreviate(tool, 48) +
-                      " within " + window + ", " +
-                      format_number(100.0 * static_cast<double>(failed) /
-                                    static_cast<double>(all)) +
-                      "% of its calls (limit " + std::to_string(g.storm_max_failed_calls) + ")",
-                  {{"pattern", label},
-                   {"count", std::to_string(failed)},
-                   {"calls", std::to_string(all)},
-                   {"limit", std::to_string(g.storm_max_failed_calls)},
-                   {"failed_share_limit", format_number(g.storm_failed_share)},
-                   {"window", window}}});
+                   static_cast<double>(failed) >= g.storm_failed_share * static_cast<double>(all)) {
+          report(
+              {"failing_tool_storm",
+               std::to_string(failed) + " failing calls of " + abbreviate(tool, 48) + " within " +
+                   window + ", " +
+                   format_number(100.0 * static_cast<double>(failed) / static_cast<double>(all)) +
+                   "% of its calls (limit " + std::to_string(g.storm_max_failed_calls) + ")",
+               {{"pattern", label},
+                {"count", std::to_string(failed)},
+                {"calls", std::to_string(all)},
+                {"limit", std::to_string(g.storm_max_failed_calls)},
+                {"failed_share_limit", format_number(g.storm_failed_share)},
+                {"window", window}}});
           it->second.clear();
         }
       }

@@ -13,13 +13,13 @@
 #include <utility>
 #include <vector>
 
+#include <loopwarden/v1/agent.pb.h>
 #include <loopwarden/stats/cycle_detector.hpp>
 #include <loopwarden/types.hpp>
-#include <loopwarden/v1/agent.pb.h>
 
+#include <loopwarden/state_codec.hpp>
 #include "bounded_set.hpp"
 #include "settings.hpp"
-#include <loopwarden/state_codec.hpp>
 
 namespace loopwarden::agent_drift {
 
@@ -103,7 +103,7 @@ class session_guards {
   // (tool, error digest) -> failing calls since the tool last succeeded or the state changed.
   std::map<std::pair<std::string, std::uint64_t>, error_streak> errors_;
   sdk::stats::cycle_detector cycles_;
-  std::deque<std::string> recent_labels_;  // labels of the last cycle_max_period calls
+  std::deque<std::string> recent_labels_;        // labels of the last cycle_max_period calls
   std::map<std::string, storm_counter> storms_;  // tool -> calls over the storm window
 
   std::uint64_t no_progress_steps_ = 0;

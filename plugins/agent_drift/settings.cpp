@@ -2,8 +2,8 @@
 
 #include <bit>
 #include <cmath>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "fingerprint.hpp"
@@ -15,16 +15,15 @@ using sdk::config_node;
 using sdk::status;
 
 constexpr std::array<std::string_view, component_count> component_names = {
-    "response_consistency", "tool_usage", "reasoning_stability", "agreement",
-    "human_intervention"};
+    "response_consistency", "tool_usage", "reasoning_stability", "agreement", "human_intervention"};
 // The config keys of the weights, in component order.
 constexpr std::array<std::string_view, component_count> weight_keys = {
     "response", "tools", "reasoning", "agreement", "human"};
 
 // An optional integer in [min, max]; `out` keeps its default when the key is absent.
 template <typename T>
-status read_int(const config_node& node, std::string_view key, std::int64_t min,
-                std::int64_t max, T& out) {
+status read_int(const config_node& node, std::string_view key, std::int64_t min, std::int64_t max,
+                T& out) {
   if (!node.contains(key) || node[key].is_null()) return status::success();
   auto v = node[key].as_int();
   if (!v.ok()) return v.error();
@@ -77,8 +76,9 @@ status read_breaker(const config_node& node, std::string& out) {
 
 status read_drift(const config_node& node, drift_settings& d) {
   if (node.is_missing() || node.is_null()) return status::success();
-  if (auto st = node.check_keys({"enabled", "baseline_steps", "window", "length_bins", "weights",
-                                 "cusum", "sigma_floor", "moved_z", "breaker"});
+  if (auto st = node.check_keys({"enabled", "baseline_steps", "baseline_sessions",
+                                 "max_baseline_steps", "window", "length_bins", "weights", "cusum",
+                                 "sigma_floor", "moved_z", "breaker"});
       !st.ok()) {
     return st;
   }
@@ -93,6 +93,18 @@ status read_drift(const config_node& node, drift_settings& d) {
     return node[node.contains("baseline_steps") ? "baseline_steps" : "window"].error(
         "baseline_steps (" + std::to_string(d.baseline_steps) +
         ") must be at least twice the window (" + std::to_string(d.window) + ")");
+  }
+  if (auto st = read_int(node, "baseline_sessions", 1, 10'000, d.baseline_sessions); !st.ok()) {
+    return st;
+  }
+  d.max_baseline_steps = std::max(d.max_baseline_steps, d.baseline_steps);
+  if (auto st = read_int(node, "max_baseline_steps", 4, 100'000, d.max_baseline_steps); !st.ok()) {
+    return st;
+  }
+  if (d.max_baseline_steps < d.baseline_steps) {
+    return node["max_baseline_steps"].error(
+        "max_baseline_steps (" + std::to_string(d.max_baseline_steps) +
+        ") is below baseline_steps (" + std::to_string(d.baseline_steps) + ")");
   }
   if (auto st = read_int(node, "length_bins", 2, 64, d.length_bins); !st.ok()) return st;
   const config_node weights = node["weights"];
@@ -126,26 +138,25 @@ status read_guards(const config_node& node, guard_settings& g) {
   if (auto st = node.check_keys({"max_steps", "session_tokens", "session_cost", "run_tokens",
                                  "run_cost", "tokens_without_progress", "same_observation",
                                  "same_error", "same_error_varying_args", "cycle", "storm",
-                                 "no_progress_steps", "deferral_steps", "ignore_tools",
-                                 "breaker"});
+                                 "no_progress_steps", "deferral_steps", "ignore_tools", "breaker"});
       !st.ok()) {
     return st;
   }
   constexpr std::int64_t big = 1'000'000'000'000'000;  // 1e18: "no practical limit"
   if (auto st = read_guard_count(node, "max_steps", 1, big, g.max_steps); !st.ok()) return st;
-  for (auto [key, field] : {std::pair{"session_tokens", &g.session_tokens},
-                            std::pair{"run_tokens", &g.run_tokens},
-                            std::pair{"tokens_without_progress", &g.tokens_without_progress}}) {
+  for (auto [key, field] :
+       {std::pair{"session_tokens", &g.session_tokens}, std::pair{"run_tokens", &g.run_tokens},
+        std::pair{"tokens_without_progress", &g.tokens_without_progress}}) {
     if (auto st = read_guard_count(node, key, 1, big, *field); !st.ok()) return st;
   }
-  for (auto [key, field] : {std::pair{"session_cost", &g.session_cost},
-                            std::pair{"run_cost", &g.run_cost}}) {
+  for (auto [key, field] :
+       {std::pair{"session_cost", &g.session_cost}, std::pair{"run_cost", &g.run_cost}}) {
     if (auto st = read_number(node, key, 0.0, false, *field); !st.ok()) return st;
   }
   // A repeat limit of 1 would trip on the first call: the smallest loop is two.
-  for (auto [key, field] : {std::pair{"same_observation", &g.same_observation},
-                            std::pair{"same_error", &g.same_error},
-                            std::pair{"same_error_varying_args", &g.same_error_varying_args}}) {
+  for (auto [key, field] :
+       {std::pair{"same_observation", &g.same_observation}, std::pair{"same_error", &g.same_error},
+        std::pair{"same_error_varying_args", &g.same_error_varying_args}}) {
     if (auto st = read_guard_count(node, key, 2, 1'000'000, *field); !st.ok()) return st;
   }
   for (auto [key, field] : {std::pair{"no_progress_steps", &g.no_progress_steps},
@@ -203,8 +214,7 @@ status read_limits(const config_node& node, limit_settings& l) {
   for (auto [key, field, max] :
        {std::tuple{"max_agents", &l.max_agents, 1'000'000},
         std::tuple{"max_sessions", &l.max_sessions, 1'000'000},
-        std::tuple{"max_runs", &l.max_runs, 1'000'000},
-        std::tuple{"max_tools", &l.max_tools, 4096},
+        std::tuple{"max_runs", &l.max_runs, 1'000'000}, std::tuple{"max_tools", &l.max_tools, 4096},
         std::tuple{"max_tools_per_session", &l.max_tools_per_session, 4096},
         std::tuple{"max_embedding_dim", &l.max_embedding_dim, 65'536},
         std::tuple{"max_tool_calls_per_step", &l.max_tool_calls_per_step, 65'536},
@@ -240,6 +250,7 @@ std::uint64_t settings_digest(const settings& s) {
   fingerprint f;
   const drift_settings& d = s.drift;
   f.add_u64(d.enabled).add_u64(d.baseline_steps).add_u64(d.window).add_u64(d.length_bins);
+  f.add_u64(d.baseline_sessions).add_u64(d.max_baseline_steps);
   for (double w : d.weights) f.add_u64(std::bit_cast<std::uint64_t>(w));
   for (double v : {d.cusum_k, d.cusum_h, d.sigma_floor}) {
     f.add_u64(std::bit_cast<std::uint64_t>(v));

@@ -24,9 +24,11 @@ std::string_view component_name(std::size_t c);
 // The stability index and its change detector (per agent).
 struct drift_settings {
   bool enabled = true;
-  std::size_t baseline_steps = 200;  // the agent's first steps, its own reference behaviour
-  std::size_t window = 25;           // steps per recent window (and per detector observation)
-  std::size_t length_bins = 5;       // equal-mass bins of the baseline's log lengths
+  std::size_t baseline_steps = 300;   // the agent's first steps, its own reference behaviour
+  std::size_t baseline_sessions = 3;  // ... spanning at least this many sessions (task attempts)
+  std::size_t max_baseline_steps = 1000;  // ... or closed at this many steps whatever the sessions
+  std::size_t window = 50;                // steps per recent window (and per detector observation)
+  std::size_t length_bins = 5;            // equal-mass bins of the baseline's log lengths
   // Weights of the components (response, tools, reasoning, agreement, human), each >= 0.
   std::array<double, component_count> weights = {0.25, 0.25, 0.25, 0.15, 0.10};
   double cusum_k = 1.0;       // allowance of the lower CUSUM, in baseline standard deviations
@@ -44,8 +46,8 @@ struct guard_settings {
   std::uint64_t run_tokens = 0;
   double run_cost = 0.0;
   std::uint64_t tokens_without_progress = 5'000'000;
-  std::uint64_t same_observation = 4;  // identical successful calls, same observation
-  std::uint64_t same_error = 3;        // identical failing calls, same error
+  std::uint64_t same_observation = 4;         // identical successful calls, same observation
+  std::uint64_t same_error = 3;               // identical failing calls, same error
   std::uint64_t same_error_varying_args = 5;  // failing calls of one tool with one error
   std::size_t cycle_max_period = 5;
   std::size_t cycle_repeats = 3;
@@ -64,11 +66,11 @@ struct limit_settings {
   std::size_t max_agents = 1000;
   std::size_t max_sessions = 1000;
   std::size_t max_runs = 1000;
-  std::size_t max_tools = 64;                  // distinct tool names in one agent's histograms
-  std::size_t max_tools_per_session = 64;      // tools with storm and error trackers per session
+  std::size_t max_tools = 64;              // distinct tool names in one agent's histograms
+  std::size_t max_tools_per_session = 64;  // tools with storm and error trackers per session
   std::size_t max_embedding_dim = 4096;
-  std::size_t max_tool_calls_per_step = 256;   // calls beyond this in one step are ignored
-  std::size_t max_distinct_actions = 1024;     // per session: remembered (call, outcome) pairs
+  std::size_t max_tool_calls_per_step = 256;  // calls beyond this in one step are ignored
+  std::size_t max_distinct_actions = 1024;    // per session: remembered (call, outcome) pairs
 };
 
 struct settings {

@@ -193,7 +193,7 @@ double gauge(core::engine& e, const std::string& name) {
 
 struct guard_row {
   std::string name;
-  std::string config;    // the monitor's config; "{}" for the defaults
+  std::string config;  // the monitor's config; "{}" for the defaults
   steps sequence;
   std::size_t trips_at;  // the 1-based step that opens agent.runaway; 0 = it must not open
   std::string guard;     // the guard named in the evidence at the trip
@@ -236,19 +236,21 @@ v1::ToolCall edit(const std::string& path, const std::string& patch) {
 
 }  // namespace
 
-TEST_CASE("agent_drift repeated_failure trips at the Nth identical failing call, not on reruns "
-          "after edits",
-          "[plugins][agent_drift][guards]") {
+TEST_CASE(
+    "agent_drift repeated_failure trips at the Nth identical failing call, not on reruns "
+    "after edits",
+    "[plugins][agent_drift][guards]") {
   const auto migrate = fail("run_migrations", "m1", "E-lock-timeout", "db/main");
   std::vector<guard_row> rows = {
-      {"three identical failing calls", "{}", repeat({step({migrate})}, 3), 3,
-       "repeated_failure"},
+      {"three identical failing calls", "{}", repeat({step({migrate})}, 3), 3, "repeated_failure"},
       {"85 identical failing calls trip at the third", "{}", repeat({step({migrate})}, 85), 3,
        "repeated_failure"},
-      {"interleaved with reads of new files", "{}",
+      {"interleaved with reads of new files",
+       "{}",
        {step({migrate}), step({read_file("a.py")}), step({migrate}), step({read_file("b.py")}),
         step({migrate})},
-       5, "repeated_failure"},
+       5,
+       "repeated_failure"},
       // Without hashes a successful call never seen before may have been an edit, so only calls
       // seen before (the read and the listing) leave the count running.
       {"without hashes, between calls seen before", "{}",
@@ -269,14 +271,18 @@ TEST_CASE("agent_drift repeated_failure trips at the Nth identical failing call,
                 }),
        0, ""},
       {"twin: re-running the tests after each edit, without hashes", "{}",
-       without_hashes(generate(8, [](int i) {
-         return i % 2 == 0 ? step({run_tests()}) : step({edit("src/x.py", n("p", i))});
-       })),
+       without_hashes(generate(8,
+                               [](int i) {
+                                 return i % 2 == 0 ? step({run_tests()})
+                                                   : step({edit("src/x.py", n("p", i))});
+                               })),
        0, ""},
-      {"twin: two identical failures, then a fix", "{}",
+      {"twin: two identical failures, then a fix",
+       "{}",
        {step({migrate}), step({migrate}), step({edit("db/lock.py", "fix")}, "ws-1"),
         step({ok("run_migrations", "m1", "applied", "db/main")}, "ws-2")},
-       0, ""},
+       0,
+       ""},
       {"twin: failing calls that name neither arguments nor target", "{}",
        repeat({step({fail("bash", "", "")})}, 6), 0, ""},
       {"twin: the same failing call with the guard off", "{guards: {same_error: 0}}",
@@ -285,17 +291,20 @@ TEST_CASE("agent_drift repeated_failure trips at the Nth identical failing call,
   run_rows(rows);
 }
 
-TEST_CASE("agent_drift repeated_action trips at the Nth identical call with the same result, not "
-          "on the same tool over many files",
-          "[plugins][agent_drift][guards]") {
+TEST_CASE(
+    "agent_drift repeated_action trips at the Nth identical call with the same result, not "
+    "on the same tool over many files",
+    "[plugins][agent_drift][guards]") {
   std::vector<guard_row> rows = {
       {"the same read with the same result four times", "{}",
        repeat({step({read_file("a.py")})}, 4), 4, "repeated_action"},
-      {"four times among other new calls", "{}",
+      {"four times among other new calls",
+       "{}",
        {step({read_file("a.py")}), step({read_file("b.py")}), step({read_file("a.py")}),
         step({read_file("c.py")}), step({read_file("a.py")}), step({read_file("d.py")}),
         step({read_file("a.py")})},
-       7, "repeated_action"},
+       7,
+       "repeated_action"},
       {"without hashes, a known observation", "{}",
        without_hashes(repeat({step({read_file("a.py")})}, 5)), 4, "repeated_action"},
       {"twin: three identical reads", "{}", repeat({step({read_file("a.py")})}, 3), 0, ""},
@@ -316,9 +325,10 @@ TEST_CASE("agent_drift repeated_action trips at the Nth identical call with the 
   run_rows(rows);
 }
 
-TEST_CASE("agent_drift same_error trips when varied arguments keep failing the same way, not on "
-          "retries that succeed",
-          "[plugins][agent_drift][guards]") {
+TEST_CASE(
+    "agent_drift same_error trips when varied arguments keep failing the same way, not on "
+    "retries that succeed",
+    "[plugins][agent_drift][guards]") {
   auto pip = [](int i) {
     return step({fail("bash", n("pip install foo==1.", i), "E-network-unreachable")});
   };
@@ -359,8 +369,9 @@ TEST_CASE("agent_drift same_error trips when varied arguments keep failing the s
   run_rows(rows);
 }
 
-TEST_CASE("agent_drift cycle trips on A-B-A-B-A-B and short cycles, not when the workspace moves on",
-          "[plugins][agent_drift][guards]") {
+TEST_CASE(
+    "agent_drift cycle trips on A-B-A-B-A-B and short cycles, not when the workspace moves on",
+    "[plugins][agent_drift][guards]") {
   const timed_step a = step({read_file("a.py")});
   const timed_step b = step({read_file("b.py")});
   const timed_step c = step({ok("grep", "TODO", "3 matches", "src/")});
@@ -388,9 +399,10 @@ TEST_CASE("agent_drift cycle trips on A-B-A-B-A-B and short cycles, not when the
   run_rows(rows);
 }
 
-TEST_CASE("agent_drift tool_storm and failing_tool_storm trip on bursts within the window, not on "
-          "the same counts spread out",
-          "[plugins][agent_drift][guards]") {
+TEST_CASE(
+    "agent_drift tool_storm and failing_tool_storm trip on bursts within the window, not on "
+    "the same counts spread out",
+    "[plugins][agent_drift][guards]") {
   auto four_reads = [](int i) {
     timed_step t = step({read_file(n("f", 4 * i)), read_file(n("f", 4 * i + 1)),
                          read_file(n("f", 4 * i + 2)), read_file(n("f", 4 * i + 3))});
@@ -423,22 +435,27 @@ TEST_CASE("agent_drift tool_storm and failing_tool_storm trip on bursts within t
   run_rows(rows);
 }
 
-TEST_CASE("agent_drift no_progress and tokens_without_progress trip when nothing new happens, not "
-          "while exploring",
-          "[plugins][agent_drift][guards]") {
+TEST_CASE(
+    "agent_drift no_progress and tokens_without_progress trip when nothing new happens, not "
+    "while exploring",
+    "[plugins][agent_drift][guards]") {
   // Six reads, then the same six again and again in an irregular order (no short cycle, no call
   // more than three times): the workspace never changes and nothing new comes back.
-  const std::string order = "abcdef" "caebfd" "acfebd";
+  const std::string order =
+      "abcdef"
+      "caebfd"
+      "acfebd";
   auto loop = [&](std::uint64_t tokens) {
     steps out;
-    for (char ch : order) out.push_back(step({read_file(std::string(1, ch) + ".py")}, "ws-0", tokens));
+    for (char ch : order)
+      out.push_back(step({read_file(std::string(1, ch) + ".py")}, "ws-0", tokens));
     return out;
   };
   std::vector<guard_row> rows = {
       {"six reads repeated irregularly, workspace unchanged", "{}", loop(2000), 18, "no_progress"},
       {"a loop burning 500k tokens a step", "{}", loop(500'000), 17, "tokens_without_progress"},
-      {"a loop burning 500k tokens a step, without hashes", "{}",
-       without_hashes(loop(500'000)), 17, "tokens_without_progress"},
+      {"a loop burning 500k tokens a step, without hashes", "{}", without_hashes(loop(500'000)), 17,
+       "tokens_without_progress"},
       {"twin: the same loop at 2k tokens without hashes", "{}", without_hashes(loop(2000)), 0, ""},
       {"twin: exploring 150 new files with the workspace unchanged", "{}",
        generate(150, [](int i) { return step({read_file(n("src/m", i) + ".py")}); }), 0, ""},
@@ -447,13 +464,16 @@ TEST_CASE("agent_drift no_progress and tokens_without_progress trip when nothing
                    500'000),
        0, ""},
       {"twin: a review rereading six files with an edit every ten steps", "{}",
-       generate(60,
-                [&](int i) {
-                  return i % 10 == 9 ? step({edit("a.py", n("p", i))}, n("ws-", i / 10 + 1))
-                                     : step({read_file(std::string(1, order[static_cast<std::size_t>(i % 18)]) + ".py",
-                                                       n("v", i / 10))},
-                                            n("ws-", i / 10));
-                }),
+       generate(
+           60,
+           [&](int i) {
+             return i % 10 == 9
+                        ? step({edit("a.py", n("p", i))}, n("ws-", i / 10 + 1))
+                        : step({read_file(
+                                   std::string(1, order[static_cast<std::size_t>(i % 18)]) + ".py",
+                                   n("v", i / 10))},
+                               n("ws-", i / 10));
+           }),
        0, ""},
   };
   run_rows(rows);
@@ -498,7 +518,8 @@ TEST_CASE("agent_drift iteration cap and budgets trip once crossed, not at the l
   run_rows(rows);
 }
 
-TEST_CASE("agent_drift run budgets add up the sessions of a run", "[plugins][agent_drift][guards]") {
+TEST_CASE("agent_drift run budgets add up the sessions of a run",
+          "[plugins][agent_drift][guards]") {
   auto e = engine_with("{guards: {run_tokens: 100000, run_cost: 50}}");
   feeder f(*e);
   for (int i = 0; i < 12; ++i) {
@@ -589,4 +610,304 @@ TEST_CASE("agent_drift bounds its sessions, agents and runs and counts evictions
   CHECK(gauge(*e, "evicted_sessions") == 1002);
   CHECK(gauge(*e, "evicted_agents") == 1002);
   CHECK(gauge(*e, "evicted_runs") == 3);
+}
+
+namespace {
+
+// --- a simulated agent ------------------------------------------------------------------------
+
+// A seeded agent: each step makes 1 to 3 tool calls drawn from a tool mix, sends a 32-d output
+// embedding (a fixed topic direction plus noise), log-normal output and reasoning lengths, an
+// agreement score and, rarely, a human intervention. Every call has fresh arguments and results
+// and the workspace moves on every few steps, so the loop guards have nothing to say: only the
+// stability index is exercised. `phased` makes it work in phases (explore, edit, test) of 10 to
+// 60 steps, each with its own tool mix, as real sessions do: stationary in the long run but far
+// from independent step to step.
+class simulated_agent {
+ public:
+  static constexpr std::array<const char*, 6> tool_names = {"read_file", "edit_file",  "bash",
+                                                            "grep",      "write_file", "web_fetch"};
+  using mix = std::array<double, 6>;
+  static constexpr mix usual = {0.35, 0.20, 0.20, 0.15, 0.05, 0.05};
+  // After the shift: the agent has taken to browsing and shelling out instead of coding.
+  static constexpr mix shifted = {0.10, 0.05, 0.30, 0.05, 0.00, 0.50};
+
+  simulated_agent(std::uint64_t seed, bool phased) : rng_(seed), phased_(phased) {
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (double& x : topic_) x = normal(rng_);
+  }
+
+  void shift_tools(const mix& m) { mix_ = m; }
+  // Semantic drift: the outputs are about something else (a new topic direction).
+  void shift_topic() {
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (double& x : topic_) x = normal(rng_);
+  }
+  void scale_lengths(double factor) { log_length_shift_ = std::log(factor); }
+  void set_agreement(double lo, double hi) {
+    agreement_lo_ = lo;
+    agreement_hi_ = hi;
+  }
+  void set_human_rate(double rate) { human_rate_ = rate; }
+
+  timed_step next() {
+    ++step_;
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const mix& m = phased_ ? phase_mix() : mix_;
+    std::discrete_distribution<int> tool(m.begin(), m.end());
+    const int calls = 1 + (unit(rng_) < 0.3 ? 1 : 0) + (unit(rng_) < 0.1 ? 1 : 0);
+    std::vector<v1::ToolCall> cs;
+    for (int c = 0; c < calls; ++c) {
+      const std::string id = std::to_string(step_) + "." + std::to_string(c);
+      cs.push_back(
+          ok(tool_names[static_cast<std::size_t>(tool(rng_))], "args-" + id, "result-" + id));
+    }
+    if (unit(rng_) < 0.3) ++workspace_;
+    timed_step t = step(std::move(cs), "ws-" + std::to_string(workspace_), 3000);
+    for (double x : topic_) t.step.add_output_embedding(static_cast<float>(x + 1.2 * normal(rng_)));
+    t.step.set_output_length(
+        static_cast<std::uint64_t>(std::exp(5.0 + log_length_shift_ + 0.8 * normal(rng_))));
+    t.step.set_reasoning_length(
+        static_cast<std::uint64_t>(std::exp(6.0 + log_length_shift_ + 0.7 * normal(rng_))));
+    t.step.set_agreement(agreement_lo_ + (agreement_hi_ - agreement_lo_) * unit(rng_));
+    t.step.set_human_intervention(unit(rng_) < human_rate_);
+    t.gap_seconds = 5.0;
+    return t;
+  }
+
+ private:
+  const mix& phase_mix() {
+    static constexpr std::array<mix, 3> phases = {mix{0.60, 0.00, 0.05, 0.30, 0.00, 0.05},
+                                                  mix{0.20, 0.50, 0.15, 0.05, 0.10, 0.00},
+                                                  mix{0.15, 0.15, 0.65, 0.05, 0.00, 0.00}};
+    if (phase_left_ == 0) {
+      std::uniform_int_distribution<int> length(10, 60);
+      phase_left_ = length(rng_);
+      phase_ = (phase_ + 1) % phases.size();
+    }
+    --phase_left_;
+    return phases[phase_];
+  }
+
+  std::mt19937_64 rng_;
+  bool phased_;
+  mix mix_ = usual;
+  std::array<double, 32> topic_{};
+  std::uint64_t step_ = 0;
+  std::uint64_t workspace_ = 0;
+  int phase_left_ = 0;
+  std::size_t phase_ = 0;
+  double log_length_shift_ = 0.0;
+  double agreement_lo_ = 0.6;
+  double agreement_hi_ = 1.0;
+  double human_rate_ = 0.02;
+};
+
+// Runs `a` for `steps` steps, sessions of 50 steps (task attempts), calling change(step) first
+// at each step; returns the 1-based step that opened agent.drift, or 0.
+std::size_t run_agent(core::engine& e, simulated_agent& a, int steps,
+                      const std::function<void(int)>& change = {}) {
+  feeder f(e);
+  for (int i = 1; i <= steps; ++i) {
+    if (change) change(i);
+    f.send(a.next(), n("task-", (i - 1) / 50));
+    if (f.opened_at(drift) != 0) return f.opened_at(drift);
+  }
+  return 0;
+}
+
+}  // namespace
+
+// --- the stability index ----------------------------------------------------------------------
+
+TEST_CASE("agent_drift index components match a hand-computed embedding case",
+          "[plugins][agent_drift][index]") {
+  // A 12-step baseline alternating read_file/edit_file, output lengths 10/1000, embedding (1, 0),
+  // agreement 0.8, no human: every 2-step window looks like the rest, so every component scores
+  // 1 in calibration (mean 1, sd 0; the sd floor 0.02 applies). Then two steps:
+  //   13: read_file, embedding (0, 1), length 1000, agreement 0.4, a human stepped in
+  //   14: bash,      embedding (1, 0), length 1000, agreement 0.4
+  auto e = engine_with("{drift: {baseline_steps: 12, window: 2, baseline_sessions: 1}}");
+  feeder f(*e);
+  auto make = [](const std::string& tool, float x, float y, std::uint64_t length, double agree,
+                 bool human) {
+    timed_step t = step({ok(tool, "args", "result")});
+    t.step.add_output_embedding(x);
+    t.step.add_output_embedding(y);
+    t.step.set_output_length(length);
+    t.step.set_agreement(agree);
+    t.step.set_human_intervention(human);
+    return t;
+  };
+  for (int i = 1; i <= 12; ++i) {
+    f.send(i % 2 ? make("read_file", 1, 0, 10, 0.8, false)
+                 : make("edit_file", 1, 0, 1000, 0.8, false));
+  }
+  CHECK(gauge(*e, "stability_baseline_mean") == Approx(1.0));
+  CHECK(gauge(*e, "stability_baseline_sd") == Approx(0.0).margin(1e-12));
+  f.send(make("read_file", 0, 1, 1000, 0.4, true));
+  CHECK(f.opened_at(drift) == 0);
+  f.send(make("bash", 1, 0, 1000, 0.4, false));
+
+  // tool_usage: window {read 1, bash 1} against {read 6, edit 6}: JS = ½ ln 2, score ½.
+  CHECK(gauge(*e, "stability_tool_usage") == Approx(0.5));
+  // response_consistency: cosines 0 and 1 to the centroid (1, 0) against the baseline's 1: ½.
+  CHECK(gauge(*e, "stability_response_consistency") == Approx(0.5));
+  // reasoning_stability: output lengths in the baseline's equal-mass bins (ln 11 and ln 1001 are
+  // the cuts): the window (0, 0, 2) against (0, 6, 6); JS = ½ ln 4/3 + ¼ ln 2 + ¼ ln 2/3.
+  // Reasoning lengths are all 0 and carry nothing, so only the output lengths count.
+  const double js_len =
+      0.5 * std::log(4.0 / 3.0) + 0.25 * std::log(2.0) + 0.25 * std::log(2.0 / 3.0);
+  const double reasoning = 1.0 - js_len / std::numbers::ln2;
+  CHECK(gauge(*e, "stability_reasoning_stability") == Approx(reasoning));
+  // agreement: mean 0.4 against 0.8: ½. human_intervention: rate ½ against 0: 1 − ½ / 1 = ½.
+  CHECK(gauge(*e, "stability_agreement") == Approx(0.5));
+  CHECK(gauge(*e, "stability_human_intervention") == Approx(0.5));
+  // The index with the default weights 0.25, 0.25, 0.25, 0.15, 0.10.
+  const double index = 0.25 * 0.5 + 0.25 * 0.5 + 0.25 * reasoning + 0.15 * 0.5 + 0.10 * 0.5;
+  CHECK(gauge(*e, "stability_index") == Approx(index));
+  // z = (index − 1) / 0.02 = −22.6: the lower CUSUM (k 1) jumps to 21.6 > h 6 at once.
+  CHECK(gauge(*e, "stability_z") == Approx((index - 1.0) / 0.02));
+  CHECK(f.opened_at(drift) == 14);
+  const auto ev = evidence_of(*e, drift);
+  CHECK(ev.at("moved") ==
+        "response_consistency,tool_usage,reasoning_stability,agreement,human_intervention");
+  CHECK(ev.at("tool_usage") == "0.5");
+  CHECK(ev.at("tool_usage_baseline") == "1");
+  CHECK(ev.at("response_mode") == "embedding");
+  CHECK(ev.at("agent_id") == "a1");
+  auto b = e->breakers().find({drift, "r1"});
+  REQUIRE(b);
+  CHECK(b->action() == v1::BREAKER_ACTION_PAUSE);
+  CHECK(b->reason().find("agent a1: stability index 0.547 against its baseline 1") == 0);
+}
+
+TEST_CASE(
+    "agent_drift measures response consistency by verbatim repetition when only digests "
+    "are sent",
+    "[plugins][agent_drift][index]") {
+  // Digests d1 d2 d1 d3 d4 d2 d5 d6 d7 d3 d8 d9: steps 3, 6 and 10 repeat an earlier output, a
+  // baseline rate of 3/12. Everything else repeats the alternating pattern of the case above.
+  auto e = engine_with("{drift: {baseline_steps: 12, window: 2, baseline_sessions: 1}}");
+  feeder f(*e);
+  const std::vector<std::string> digests = {"d1", "d2", "d1", "d3", "d4", "d2",  "d5",
+                                            "d6", "d7", "d3", "d8", "d9", "d10", "d1"};
+  for (std::size_t i = 0; i < digests.size(); ++i) {
+    timed_step t = step({ok(i % 2 == 0 ? "read_file" : "edit_file", "args", "result")});
+    t.step.set_output_length(i % 2 == 0 ? 10 : 1000);
+    t.step.set_output_digest(digests[i]);
+    t.step.set_agreement(0.8);
+    f.send(t);
+  }
+  // The live window (d10 new, d1 repeated) has a rate of ½: 1 − (½ − ¼) / (1 − ¼) = 2/3.
+  CHECK(gauge(*e, "stability_response_consistency") == Approx(2.0 / 3.0));
+  CHECK(gauge(*e, "stability_index") == Approx(0.75 + 0.25 * 2.0 / 3.0));
+  // Calibration: of the 11 baseline windows, the 6 that hold a repeat have rate ½ against the
+  // rest's 2/10 (score 1 − 0.3/0.8 = 0.625), the other 5 score 1; every other component is 1.
+  const std::vector<double> scores = {0.625, 0.625, 0.625, 0.625, 0.625, 0.625, 1, 1, 1, 1, 1};
+  double mean = 0.0;
+  for (double v : scores) mean += v / 11.0;
+  double ss = 0.0;
+  for (double v : scores) ss += (v - mean) * (v - mean);
+  CHECK(gauge(*e, "stability_baseline_mean") == Approx(0.75 + 0.25 * mean));
+  CHECK(gauge(*e, "stability_baseline_sd") == Approx(0.25 * std::sqrt(ss / 10.0)));
+  CHECK(f.opened_at(drift) == 0);  // z = −0.66: within the allowance k = 1
+}
+
+TEST_CASE("agent_drift trips within 250 steps of a tool-mix shift at step 500, never before",
+          "[plugins][agent_drift][index]") {
+  // Defaults: a 300-step baseline over 6 sessions, detector observations every 50 steps (350,
+  // 400, ..., 500, 550, ...). The first window that is entirely shifted ends at step 550; the
+  // stated bound is 5 windows after the shift, step 750. Measured over these 20 seeds: 600 to
+  // 700, most at 650.
+  std::vector<std::size_t> trips;
+  for (std::uint64_t seed = 0; seed < 20; ++seed) {
+    INFO("seed " << seed);
+    auto e = engine_with("{}");
+    simulated_agent a(5000 + seed, false);
+    const std::size_t at = run_agent(*e, a, 1000, [&](int i) {
+      if (i == 501) a.shift_tools(simulated_agent::shifted);
+    });
+    trips.push_back(at);
+    CHECK(at > 500);
+    CHECK(at <= 750);
+    if (at > 0) {
+      const auto ev = evidence_of(*e, drift);
+      CHECK(ev.at("moved").find("tool_usage") != std::string::npos);
+    }
+  }
+  std::ostringstream list;
+  for (auto t : trips) list << t << ' ';
+  CAPTURE(list.str());
+  SUCCEED();
+}
+
+TEST_CASE(
+    "agent_drift stationary agents, independent or working in phases, do not trip in "
+    "10 000 steps",
+    "[plugins][agent_drift][index]") {
+  int tripped = 0;
+  for (const bool phased : {false, true}) {
+    for (std::uint64_t seed = 0; seed < 10; ++seed) {
+      INFO((phased ? "phased" : "independent") << " seed " << seed);
+      auto e = engine_with("{}");
+      simulated_agent a(7000 + seed, phased);
+      const std::size_t at = run_agent(*e, a, 10'000);
+      CHECK(at == 0);
+      if (at != 0) ++tripped;
+      CHECK(gauge(*e, "stability_baseline_sd") > 0.0);  // it did calibrate and watch
+    }
+  }
+  CHECK(tripped == 0);
+}
+
+TEST_CASE("agent_drift names the dimension that moved", "[plugins][agent_drift][index]") {
+  struct row {
+    std::string name;
+    std::function<void(simulated_agent&)> change;
+    std::string moved;  // must be among the moved dimensions
+  };
+  const std::vector<row> rows = {
+      {"the tool mix", [](auto& a) { a.shift_tools(simulated_agent::shifted); }, "tool_usage"},
+      {"the topic of the outputs", [](auto& a) { a.shift_topic(); }, "response_consistency"},
+      {"outputs and reasoning five times longer", [](auto& a) { a.scale_lengths(5.0); },
+       "reasoning_stability"},
+      {"agreement with the other agents falling to 0.1-0.4",
+       [](auto& a) { a.set_agreement(0.1, 0.4); }, "agreement"},
+      {"humans stepping in at 40 % of turns", [](auto& a) { a.set_human_rate(0.4); },
+       "human_intervention"},
+  };
+  for (const auto& r : rows) {
+    INFO(r.name);
+    auto e = engine_with("{}");
+    simulated_agent a(11, false);
+    const std::size_t at = run_agent(*e, a, 1500, [&](int i) {
+      if (i == 501) r.change(a);
+    });
+    CHECK(at > 500);
+    CHECK(at <= 1000);
+    const auto ev = evidence_of(*e, drift);
+    INFO("moved: " << (ev.count("moved") ? ev.at("moved") : "nothing"));
+    CHECK(ev.count("moved") == 1);
+    if (ev.count("moved")) CHECK(ev.at("moved").find(r.moved) != std::string::npos);
+  }
+}
+
+TEST_CASE("agent_drift waits for a baseline that spans several sessions",
+          "[plugins][agent_drift][index]") {
+  // One long session: its own arc (explore, edit, test) is not drift, so the baseline does not
+  // close until three sessions were seen, or at max_baseline_steps (1000) whatever happens.
+  auto e = engine_with("{}");
+  feeder f(*e);
+  simulated_agent a(3, true);
+  for (int i = 0; i < 999; ++i) f.send(a.next(), "one-long-session");
+  CHECK(std::isnan(gauge(*e, "stability_baseline_mean")));
+  f.send(a.next(), "one-long-session");
+  CHECK(gauge(*e, "stability_baseline_mean") > 0.0);
+  // With three sessions, 300 steps are enough.
+  auto e2 = engine_with("{}");
+  feeder f2(*e2);
+  for (int i = 0; i < 300; ++i) f2.send(a.next(), n("task-", i / 100));
+  CHECK(gauge(*e2, "stability_baseline_mean") > 0.0);
 }
