@@ -57,6 +57,18 @@ constexpr std::uint64_t max_length = 1'000'000'000;
 constexpr std::size_t max_id_length = 256;
 constexpr std::uint32_t snapshot_version = 1;
 
+// A map key made of several ids, each length-prefixed so that no two id tuples share a key
+// ("a" + "b|c" and "a|b" + "c" differ whatever characters the ids hold).
+std::string key_of(std::initializer_list<std::string_view> ids) {
+  std::string key;
+  for (std::string_view id : ids) {
+    key += std::to_string(id.size());
+    key += ':';
+    key += id;
+  }
+  return key;
+}
+
 std::string format_number(double v) {
   std::ostringstream out;
   out.precision(4);
@@ -140,8 +152,8 @@ class agent_drift_monitor final : public sdk::monitor {
     }
 
     const std::string run_key = envelope.run_id();
-    const std::string agent_key = run_key + '\x1f' + step.agent_id();
-    const std::string session_key = agent_key + '\x1f' + step.session_id();
+    const std::string agent_key = key_of({run_key, step.agent_id()});
+    const std::string session_key = key_of({run_key, step.agent_id(), step.session_id()});
 
     std::vector<ad::guard_finding> findings = observe_session(session_key, step, tokens, cost, now);
     observe_run(run_key, tokens, cost, findings);
@@ -260,8 +272,8 @@ class agent_drift_monitor final : public sdk::monitor {
                     {"agent_id", step.agent_id()},
                     {"session_id", step.session_id()},
                     {"turn", std::to_string(step.turn())}};
-    if (const ad::session_guards* g = sessions_.find(envelope.run_id() + '\x1f' + step.agent_id() +
-                                                     '\x1f' + step.session_id());
+    if (const ad::session_guards* g =
+            sessions_.find(key_of({envelope.run_id(), step.agent_id(), step.session_id()}));
         g != nullptr) {
       req.evidence.push_back({"session_step", std::to_string(g->steps())});
       req.evidence.push_back({"session_tokens", std::to_string(g->tokens())});
@@ -312,9 +324,9 @@ class agent_drift_monitor final : public sdk::monitor {
         ++ignored_fields_;
       }
     } else if (!step.vote().empty()) {
-      agreement = votes_.cast(
-          envelope.run_id() + '\x1f' + step.session_id() + '\x1f' + std::to_string(step.turn()),
-          step.agent_id(), step.vote());
+      agreement =
+          votes_.cast(key_of({envelope.run_id(), step.session_id(), std::to_string(step.turn())}),
+                      step.agent_id(), step.vote());
     }
     auto log_length = [&](std::uint64_t n) {
       if (n > max_length) {

@@ -142,7 +142,7 @@ status read_guards(const config_node& node, guard_settings& g) {
       !st.ok()) {
     return st;
   }
-  constexpr std::int64_t big = 1'000'000'000'000'000;  // 1e18: "no practical limit"
+  constexpr std::int64_t big = 1'000'000'000'000'000'000;  // 1e18: "no practical limit"
   if (auto st = read_guard_count(node, "max_steps", 1, big, g.max_steps); !st.ok()) return st;
   for (auto [key, field] :
        {std::pair{"session_tokens", &g.session_tokens}, std::pair{"run_tokens", &g.run_tokens},

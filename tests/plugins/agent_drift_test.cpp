@@ -12,12 +12,14 @@
 #include <map>
 #include <numbers>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include <loopwarden/core/breaker_store.hpp>
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/engine.hpp>
 
@@ -910,4 +912,308 @@ TEST_CASE("agent_drift waits for a baseline that spans several sessions",
   feeder f2(*e2);
   for (int i = 0; i < 300; ++i) f2.send(a.next(), n("task-", i / 100));
   CHECK(gauge(*e2, "stability_baseline_mean") > 0.0);
+}
+
+// --- configuration and bad input --------------------------------------------------------------
+
+TEST_CASE("agent_drift refuses bad config naming the field and line", "[plugins][agent_drift]") {
+  struct row {
+    std::string config;
+    std::string error;
+  };
+  const std::string at = " (ad.yaml:6)";
+  const std::vector<row> rows = {
+      {"{drift: {windw: 5}}",
+       "monitors[0].config.drift.windw: unknown key (allowed: enabled, baseline_steps, "
+       "baseline_sessions, max_baseline_steps, window, length_bins, weights, cusum, sigma_floor, "
+       "moved_z, breaker)"},
+      {"{guard: {}}", "monitors[0].config.guard: unknown key (allowed: drift, guards, limits)"},
+      {"{drift: {window: 1}}",
+       "monitors[0].config.drift.window: expected an integer in [2, 10000], got \"1\""},
+      {"{drift: {baseline_steps: 60}}",
+       "monitors[0].config.drift.baseline_steps: baseline_steps (60) must be at least twice the "
+       "window (50)"},
+      {"{drift: {max_baseline_steps: 100}}",
+       "monitors[0].config.drift.max_baseline_steps: max_baseline_steps (100) is below "
+       "baseline_steps (300)"},
+      {"{drift: {weights: {tools: -1}}}",
+       "monitors[0].config.drift.weights.tools: expected a number >= 0, got \"-1\""},
+      {"{drift: {weights: {response: 0, tools: 0, reasoning: 0, agreement: 0, human: 0}}}",
+       "monitors[0].config.drift.weights: at least one weight must be > 0"},
+      {"{drift: {weights: {tool: 1}}}",
+       "monitors[0].config.drift.weights.tool: unknown key (allowed: response, tools, reasoning, "
+       "agreement, human)"},
+      {"{drift: {cusum: {h: 0}}}",
+       "monitors[0].config.drift.cusum.h: expected a number > 0, got \"0\""},
+      {"{drift: {sigma_floor: 0}}",
+       "monitors[0].config.drift.sigma_floor: expected a number > 0, got \"0\""},
+      {"{guards: {same_error: 1}}",
+       "monitors[0].config.guards.same_error: expected 0 (off) or an integer in [2, 1000000], got "
+       "\"1\""},
+      {"{guards: {max_steps: -5}}",
+       "monitors[0].config.guards.max_steps: expected 0 (off) or an integer in [1, "
+       "1000000000000000000], got \"-5\""},
+      {"{guards: {cycle: {max_period: 1}}}",
+       "monitors[0].config.guards.cycle.max_period: expected 0 (off) or an integer in [2, 64], "
+       "got \"1\""},
+      {"{guards: {storm: {window: 0s}}}",
+       "monitors[0].config.guards.storm.window: expected a duration from 1s to 24h, got \"0s\""},
+      {"{guards: {storm: {failed_share: 1.5}}}",
+       "monitors[0].config.guards.storm.failed_share: expected a number in [0, 1], got \"1.5\""},
+      {"{guards: {session_cost: -1}}",
+       "monitors[0].config.guards.session_cost: expected a number >= 0, got \"-1\""},
+      {"{guards: {deferral_steps: abc}}",
+       "monitors[0].config.guards.deferral_steps: expected an integer, got \"abc\""},
+      {"{guards: {breaker: agent.drift}}",
+       "monitors[0].config.guards.breaker: must differ from drift.breaker (\"agent.drift\")"},
+      {"{limits: {max_sessions: 0}}",
+       "monitors[0].config.limits.max_sessions: expected an integer in [1, 1000000], got \"0\""},
+  };
+  for (const auto& r : rows) {
+    INFO(r.config);
+    auto cfg = core::parse_config(yaml_for(r.config), "ad.yaml");
+    REQUIRE(cfg.ok());
+    core::engine_options opts;
+    opts.search_bundled_plugins = false;
+    auto e = core::engine::create(*cfg, opts);
+    REQUIRE_FALSE(e.ok());
+    CHECK(e.error().message() == "monitor 'ad': " + r.error + at);
+  }
+}
+
+TEST_CASE("agent_drift counts and ignores absurd fields and keeps guarding the step",
+          "[plugins][agent_drift]") {
+  auto e = engine_with("{drift: {baseline_steps: 12, window: 2, baseline_sessions: 1}}");
+  feeder f(*e);
+  const auto broken = fail("deploy", "prod", "E-denied", "svc");
+  struct row {
+    std::string name;
+    std::function<void(v1::AgentStep&)> spoil;
+    int ignored;  // fields counted as ignored
+  };
+  const std::vector<row> rows = {
+      {"NaN cost", [](auto& s) { s.set_cost(std::nan("")); }, 1},
+      {"negative cost", [](auto& s) { s.set_cost(-3.0); }, 1},
+      {"infinite cost", [](auto& s) { s.set_cost(HUGE_VAL); }, 1},
+      {"2^62 tokens in", [](auto& s) { s.set_tokens_in(1ull << 62); }, 1},
+      {"2^62 tokens in and out",
+       [](auto& s) {
+         s.set_tokens_in(1ull << 62);
+         s.set_tokens_out(1ull << 62);
+       },
+       2},
+      {"a NaN in the embedding",
+       [](auto& s) {
+         s.add_output_embedding(1.0f);
+         s.add_output_embedding(std::nanf(""));
+       },
+       1},
+      {"a 10 000-d embedding",
+       [](auto& s) {
+         for (int i = 0; i < 10'000; ++i) s.add_output_embedding(1.0f);
+       },
+       1},
+      {"agreement 1.5", [](auto& s) { s.set_agreement(1.5); }, 1},
+      {"an output length of 2^60", [](auto& s) { s.set_output_length(1ull << 60); }, 1},
+      {"300 tool calls",
+       [&](auto& s) {
+         for (int i = 0; i < 299; ++i) *s.add_tool_calls() = read_file(n("f", i));
+       },
+       1},
+      {"nothing wrong", [](auto&) {}, 0},
+  };
+  double ignored = 0.0;
+  for (const auto& r : rows) {
+    INFO(r.name);
+    timed_step t = step({broken});
+    r.spoil(t.step);
+    f.send(t);
+    ignored += r.ignored;
+    CHECK(gauge(*e, "ignored_fields") == ignored);
+  }
+  // Every step still counted for the guards: the identical failure tripped at the third step.
+  CHECK(f.opened_at(runaway) == 3);
+  // The first valid embedding fixes the dimension; another size is ignored afterwards.
+  timed_step two = step({read_file("a")});
+  two.step.add_output_embedding(1.0f);
+  two.step.add_output_embedding(0.0f);
+  f.send(two);
+  timed_step three = step({read_file("b")});
+  for (int i = 0; i < 3; ++i) three.step.add_output_embedding(1.0f);
+  f.send(three);
+  CHECK(gauge(*e, "ignored_fields") == ignored + 1);
+  // An id longer than 256 characters: the whole step is ignored.
+  f.send(step({broken}), std::string(300, 's'));
+  CHECK(gauge(*e, "ignored_steps") == 1);
+}
+
+// --- snapshot and restore ---------------------------------------------------------------------
+
+namespace {
+
+// A mixed stream over three runs: an agent whose tool mix shifts at its step 501 (agent.drift),
+// an agent whose sessions fall into a failing loop now and then (agent.runaway), and two agents
+// voting on every turn (agreement from votes), interleaved.
+std::vector<v1::Envelope> mixed_stream() {
+  std::vector<v1::Envelope> out;
+  std::uint64_t seq = 0;
+  std::int64_t time = 1'700'000'000'000'000'000;
+  auto push = [&](timed_step t, const std::string& run, const std::string& agent,
+                  const std::string& session, std::uint64_t turn) {
+    time += static_cast<std::int64_t>(t.gap_seconds * 1e8);
+    v1::Envelope e;
+    e.set_source("harness/1");
+    e.set_run_id(run);
+    e.set_seq(++seq);
+    e.set_time_unix_nano(time);
+    t.step.set_agent_id(agent);
+    t.step.set_session_id(session);
+    t.step.set_turn(turn);
+    *e.mutable_agent_step() = std::move(t.step);
+    out.push_back(std::move(e));
+  };
+  simulated_agent drifting(42, false);
+  simulated_agent voter_a(43, true);
+  simulated_agent voter_b(44, false);
+  for (int i = 1; i <= 900; ++i) {
+    if (i == 501) drifting.shift_tools(simulated_agent::shifted);
+    push(drifting.next(), "r-drift", "coder", n("task-", (i - 1) / 50), (i - 1) % 50);
+    if (i % 3 == 0) {
+      // A worker that loops on a failing deploy in every fourth session of 20 steps.
+      const int k = i / 3;
+      const int session = k / 20;
+      const bool looping = session % 4 == 3 && k % 20 >= 14;
+      timed_step t = looping ? step({fail("deploy", "prod", "E-quota", "svc")})
+                             : step({read_file(n("doc", k))}, n("ws-", k / 5));
+      push(t, "r-loop", "worker", n("job-", session), static_cast<std::uint64_t>(k % 20));
+    }
+    if (i % 2 == 0) {
+      const int turn = i / 2;
+      timed_step a = voter_a.next();
+      timed_step b = voter_b.next();
+      a.step.clear_agreement();
+      b.step.clear_agreement();
+      a.step.set_vote(turn % 7 == 0 ? "no" : "yes");
+      b.step.set_vote(turn > 300 && turn % 2 == 0 ? "no" : "yes");
+      push(a, "r-vote", "judge-a", n("debate-", turn / 50), static_cast<std::uint64_t>(turn));
+      push(b, "r-vote", "judge-b", n("debate-", turn / 50), static_cast<std::uint64_t>(turn));
+    }
+  }
+  return out;
+}
+
+struct opening {
+  std::string breaker;
+  std::string run;
+  std::size_t event;
+  std::string reason;
+  bool operator==(const opening&) const = default;
+};
+
+// Feeds events [0, split) to one engine, restores a second from its snapshot and feeds it the
+// rest; both share one breaker registry, as the daemon's engines do across a restart's state.
+// split = events.size() runs one engine throughout. Returns the openings and the final snapshot.
+std::pair<std::vector<opening>, std::string> run_split(const std::vector<v1::Envelope>& events,
+                                                       std::size_t split) {
+  core::memory_breaker_store store;
+  core::breaker_registry registry(store, std::chrono::minutes(5));
+  std::vector<opening> opened;
+  std::size_t at = 0;
+  registry.add_listener([&](const v1::BreakerTransition& t) {
+    if (t.breaker().state() == v1::BREAKER_STATE_OPEN) {
+      opened.push_back({t.breaker().name(), t.breaker().run_id(), at, t.breaker().reason()});
+    }
+  });
+  auto cfg = core::parse_config(yaml_for("{}"), "ad.yaml");
+  REQUIRE(cfg.ok());
+  core::engine_options opts;
+  opts.search_bundled_plugins = false;
+  opts.registry = &registry;
+  auto first = core::engine::create(*cfg, opts);
+  REQUIRE(first.ok());
+  for (; at < split; ++at) (*first)->process(events[at]);
+  auto saved = (*first)->snapshot_monitors();
+  if (split == events.size()) {
+    REQUIRE(saved.size() == 1);
+    return {opened, saved[0].state};
+  }
+  first->reset();
+  auto second = core::engine::create(*cfg, opts);
+  REQUIRE(second.ok());
+  for (const auto& s : saved) REQUIRE((*second)->restore_monitor(s).ok());
+  for (; at < events.size(); ++at) (*second)->process(events[at]);
+  auto final_state = (*second)->snapshot_monitors();
+  REQUIRE(final_state.size() == 1);
+  return {opened, final_state[0].state};
+}
+
+}  // namespace
+
+TEST_CASE("agent_drift restored half way through trips exactly as one uninterrupted engine",
+          "[plugins][agent_drift][snapshot]") {
+  const auto events = mixed_stream();
+  const auto [whole, whole_state] = run_split(events, events.size());
+  // The stream does trip both breakers, so the comparison covers trips.
+  std::set<std::string> breakers;
+  for (const auto& o : whole) breakers.insert(o.breaker);
+  CHECK(breakers.count(drift) == 1);
+  CHECK(breakers.count(runaway) == 1);
+  // Splits: in the first baseline, just after calibration, inside the loop's repeats, while the
+  // CUSUM climbs, after the trips.
+  for (const std::size_t split : {1ul, 333ul, 600ul, 700ul, 990ul, 1150ul, 1400ul, 1700ul}) {
+    INFO("split at event " << split << " of " << events.size());
+    const auto [parts, parts_state] = run_split(events, split);
+    CHECK(parts == whole);
+    CHECK(parts_state == whole_state);  // the same learned state, byte for byte
+  }
+}
+
+TEST_CASE("agent_drift refuses a truncated, foreign or mismatched snapshot and starts fresh",
+          "[plugins][agent_drift][snapshot]") {
+  const auto events = mixed_stream();
+  auto e = engine_with("{}");
+  for (std::size_t i = 0; i < 700; ++i) e->process(events[i]);
+  const auto saved = e->snapshot_monitors();
+  REQUIRE(saved.size() == 1);
+  struct row {
+    std::string name;
+    std::string config;
+    std::string state;
+    std::string says;
+  };
+  const std::string& good = saved[0].state;
+  const std::vector<row> rows = {
+      {"truncated", "{}", good.substr(0, good.size() / 2), "truncated"},
+      {"trailing bytes", "{}", good + "x", "unread bytes"},
+      {"another plugin's", "{}", "LWSTATE1" + std::string("\x0b\0\0\0\0\0\0\0", 8) + "goal_drifts",
+       "truncated"},
+      {"other drift settings", "{drift: {window: 40}}", good, "other drift"},
+  };
+  for (const auto& r : rows) {
+    INFO(r.name);
+    auto fresh = engine_with(r.config);
+    core::monitor_state st = saved[0];
+    st.state = r.state;
+    const auto status = fresh->restore_monitor(st);
+    REQUIRE_FALSE(status.ok());
+    CHECK_THAT(status.message(), Catch::Contains(r.says));
+    // It starts fresh: nothing learned, nothing counted.
+    const auto again = fresh->snapshot_monitors();
+    REQUIRE(again.size() == 1);
+    auto clean = engine_with(r.config);
+    CHECK(again[0].state == clean->snapshot_monitors()[0].state);
+  }
+  // Random corruption never crashes: each restore is refused or accepted, and events still flow.
+  std::mt19937_64 rng(9);
+  for (int i = 0; i < 200; ++i) {
+    std::string bad = good;
+    std::uniform_int_distribution<std::size_t> pos(0, bad.size() - 1);
+    for (int k = 0; k < 4; ++k) bad[pos(rng)] = static_cast<char>(rng());
+    auto fresh = engine_with("{}");
+    core::monitor_state st = saved[0];
+    st.state = bad;
+    (void)fresh->restore_monitor(st);
+    for (std::size_t j = 700; j < 760; ++j) fresh->process(events[j]);
+  }
+  SUCCEED("200 corrupted snapshots restored or refused without a crash");
 }
