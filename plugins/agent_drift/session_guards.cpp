@@ -188,6 +188,7 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     last_hash_text_ = abbreviate(step.workspace_hash(), 16);
     if (moved) new_epoch();
   }
+  if (new_state || step.human_intervention() || step.task_completed()) ++progress_;
 
   const std::int64_t storm_width = std::max<std::int64_t>(
       1, g.storm_window.count() / static_cast<std::int64_t>(storm_counter::buckets));
@@ -217,30 +218,40 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     const std::string label = label_of(c);
     const std::string tool = c.name().substr(0, max_tool_name);
 
-    // The same call with the same result, the state unchanged since the first of them. A call
-    // is only "the same" when it names its arguments or target; a result is only "the same"
-    // when it is known (a failure, an observation digest) or the workspace hash vouches for it.
+    // The same call with the same result. A failure repeated with the workspace unchanged is a
+    // retry (the issue's retry limit); a success repeated is only a loop when nothing new came
+    // in between (re-reading a file between reads of new ones is normal). A call is only "the
+    // same" when it names its arguments or target; a result is only "the same" when it is known
+    // (a failure, an observation digest) or the workspace hash vouches for it.
+    if (novel) ++progress_;
     const bool identifiable = !c.args_digest().empty() || !c.target().empty();
     const bool known = failing || (ok && (!c.observation_digest().empty() || has_hashes_));
     const std::uint64_t repeat_limit = failing ? g.same_error : g.same_observation;
     if (identifiable && known && repeat_limit > 0) {
       auto it = repeats_.find(pair);
       if (it == repeats_.end() && repeats_.size() < s.limits.max_distinct_actions) {
-        it = repeats_.emplace(pair, 0).first;
+        it = repeats_.emplace(pair, repeat_count{}).first;
       }
-      if (it != repeats_.end() && ++it->second >= repeat_limit) {
-        const std::string guard = failing ? "repeated_failure" : "repeated_action";
-        const std::string what =
-            failing ? "failed with the same error" : "returned the same result";
-        report({guard,
-                "the same call " + label + " " + what + " " + std::to_string(it->second) +
-                    " times with nothing changed in between (limit " +
-                    std::to_string(repeat_limit) + ")",
-                {{"pattern", label},
-                 {"count", std::to_string(it->second)},
-                 {"limit", std::to_string(repeat_limit)},
-                 {"workspace_hash", has_hashes_ ? last_hash_text_ : "not reported"}}});
-        it->second = 0;
+      if (it != repeats_.end()) {
+        repeat_count& r = it->second;
+        r.count = (failing || r.count == 0 || r.progress == progress_) ? r.count + 1 : 1;
+        r.progress = progress_;
+        if (r.count >= repeat_limit) {
+          const std::string guard = failing ? "repeated_failure" : "repeated_action";
+          const std::string what = failing
+                                       ? "failed with the same error " + std::to_string(r.count) +
+                                             " times with the workspace unchanged"
+                                       : "returned the same result " + std::to_string(r.count) +
+                                             " times with nothing new in between";
+          report({guard,
+                  "the same call " + label + " " + what + " (limit " +
+                      std::to_string(repeat_limit) + ")",
+                  {{"pattern", label},
+                   {"count", std::to_string(r.count)},
+                   {"limit", std::to_string(repeat_limit)},
+                   {"workspace_hash", has_hashes_ ? last_hash_text_ : "not reported"}}});
+          r.count = 0;
+        }
       }
     }
 
@@ -451,10 +462,12 @@ void session_guards::save(sdk::state_writer& w) const {
   seen_pairs_.save(w);
   seen_states_.save(w);
   w.write_u64(repeats_.size());
-  for (const auto& [k, n] : repeats_) {
+  for (const auto& [k, r] : repeats_) {
     w.write_u64(k);
-    w.write_u64(n);
+    w.write_u64(r.count);
+    w.write_u64(r.progress);
   }
+  w.write_u64(progress_);
   w.write_u64(errors_.size());
   for (const auto& [k, e] : errors_) {
     w.write_string(k.first);
@@ -499,8 +512,11 @@ bool session_guards::load(sdk::state_reader& r, const settings& s) {
   std::uint64_t n = r.read_count(max_keys);
   for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
     const std::uint64_t k = r.read_u64();
-    repeats_[k] = r.read_u64();
+    repeat_count& rc = repeats_[k];
+    rc.count = r.read_u64();
+    rc.progress = r.read_u64();
   }
+  progress_ = r.read_u64();
   errors_.clear();
   n = r.read_count(max_keys);
   for (std::uint64_t i = 0; i < n && r.ok(); ++i) {

@@ -98,8 +98,14 @@ class session_guards {
 
   bounded_set seen_pairs_;   // (call, outcome) fingerprints seen in the session
   bounded_set seen_states_;  // workspace hashes seen in the session
-  // (call, outcome) -> occurrences since the state last changed. Ordered for determinism.
-  std::map<std::uint64_t, std::uint64_t> repeats_;
+  // (call, outcome) -> occurrences in a row: for a failure, since the state last changed; for a
+  // success, with nothing new (progress_) in between. Ordered for determinism.
+  struct repeat_count {
+    std::uint64_t count = 0;
+    std::uint64_t progress = 0;  // progress_ at the last occurrence
+  };
+  std::map<std::uint64_t, repeat_count> repeats_;
+  std::uint64_t progress_ = 0;  // new states, new (call, outcome) pairs, humans seen so far
   // (tool, error digest) -> failing calls since the tool last succeeded or the state changed.
   std::map<std::pair<std::string, std::uint64_t>, error_streak> errors_;
   sdk::stats::cycle_detector cycles_;

@@ -300,13 +300,19 @@ TEST_CASE(
   std::vector<guard_row> rows = {
       {"the same read with the same result four times", "{}",
        repeat({step({read_file("a.py")})}, 4), 4, "repeated_action"},
-      {"four times among other new calls",
+      {"four times with nothing new in between",
+       "{}",
+       {step({read_file("a.py")}), step({read_file("b.py")}), step({read_file("a.py")}),
+        step({read_file("a.py")}), step({read_file("a.py")}), step({read_file("a.py")})},
+       6,
+       "repeated_action"},
+      {"twin: re-reading a file between reads of new ones",
        "{}",
        {step({read_file("a.py")}), step({read_file("b.py")}), step({read_file("a.py")}),
         step({read_file("c.py")}), step({read_file("a.py")}), step({read_file("d.py")}),
-        step({read_file("a.py")})},
-       7,
-       "repeated_action"},
+        step({read_file("a.py")}), step({read_file("e.py")}), step({read_file("a.py")})},
+       0,
+       ""},
       {"without hashes, a known observation", "{}",
        without_hashes(repeat({step({read_file("a.py")})}, 5)), 4, "repeated_action"},
       {"twin: three identical reads", "{}", repeat({step({read_file("a.py")})}, 3), 0, ""},
@@ -1216,4 +1222,132 @@ TEST_CASE("agent_drift refuses a truncated, foreign or mismatched snapshot and s
     for (std::size_t j = 700; j < 760; ++j) fresh->process(events[j]);
   }
   SUCCEED("200 corrupted snapshots restored or refused without a crash");
+}
+
+// --- a realistic long session -----------------------------------------------------------------
+
+namespace {
+
+// The steps of tests/fixtures/agent_sessions/realistic_sessions.jsonl (see make_sessions.py),
+// as envelopes with their own timestamps.
+std::vector<v1::Envelope> realistic_sessions() {
+  std::ifstream in(std::string(LOOPWARDEN_FIXTURES_DIR) +
+                   "/agent_sessions/realistic_sessions.jsonl");
+  REQUIRE(in.good());
+  std::vector<v1::Envelope> out;
+  std::string line;
+  std::uint64_t seq = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    v1::Envelope e;
+    e.set_source("fixture/coder");
+    e.set_run_id(j.at("run").get<std::string>());
+    e.set_seq(++seq);
+    e.set_time_unix_nano(1'700'000'000'000'000'000 +
+                         static_cast<std::int64_t>(j.at("t").get<double>() * 1e9));
+    v1::AgentStep& s = *e.mutable_agent_step();
+    s.set_agent_id(j.at("agent").get<std::string>());
+    s.set_session_id(j.at("session").get<std::string>());
+    s.set_turn(j.at("turn").get<std::uint64_t>());
+    s.set_workspace_hash(j.at("workspace").get<std::string>());
+    s.set_tokens_in(j.at("tokens_in").get<std::uint64_t>());
+    s.set_tokens_out(j.at("tokens_out").get<std::uint64_t>());
+    s.set_cost(j.at("cost").get<double>());
+    s.set_output_length(j.at("output_length").get<std::uint64_t>());
+    s.set_reasoning_length(j.at("reasoning_length").get<std::uint64_t>());
+    s.set_output_digest(j.at("output_digest").get<std::string>());
+    s.set_task_completed(j.at("completed").get<bool>());
+    s.set_human_intervention(j.at("human").get<bool>());
+    for (const auto& c : j.at("tool_calls")) {
+      const std::string status = c.at("status").get<std::string>();
+      *s.add_tool_calls() = call(c.at("name").get<std::string>(), c.at("args").get<std::string>(),
+                                 status == "ok"        ? v1::TOOL_STATUS_OK
+                                 : status == "timeout" ? v1::TOOL_STATUS_TIMEOUT
+                                                       : v1::TOOL_STATUS_ERROR,
+                                 status == "ok" ? c.at("observation").get<std::string>()
+                                                : c.at("error").get<std::string>(),
+                                 c.at("target").get<std::string>());
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("agent_drift does not trip on realistic long coding sessions with its defaults",
+          "[plugins][agent_drift][realistic]") {
+  const auto events = realistic_sessions();
+  REQUIRE(events.size() > 2000);
+  // What the fixture holds, so that "nothing tripped" means something: sessions of hundreds of
+  // steps, the same test failing the same way after successive edits, retries that end in a
+  // success, many files read, grep searches that find nothing.
+  std::map<std::string, int> steps_per_session;
+  std::map<std::string, int> same_failure;  // test error digest -> failures in a row
+  int longest_same_failure = 0;
+  int failed_then_ok = 0;
+  for (const auto& e : events) {
+    const auto& s = e.agent_step();
+    ++steps_per_session[s.session_id()];
+    for (const auto& c : s.tool_calls()) {
+      if (c.args_digest().empty()) continue;
+      if (c.status() == v1::TOOL_STATUS_ERROR && c.target() == "tests") {
+        longest_same_failure = std::max(longest_same_failure, ++same_failure[c.error_digest()]);
+      } else if (c.status() == v1::TOOL_STATUS_OK && c.target() == "tests") {
+        same_failure.clear();
+      }
+      if (c.status() == v1::TOOL_STATUS_OK &&
+          (c.target() == "scripts" || c.target() == "requirements.txt")) {
+        ++failed_then_ok;
+      }
+    }
+  }
+  CHECK(steps_per_session.size() == 6);
+  for (const auto& [name, count] : steps_per_session) {
+    INFO(name);
+    CHECK(count >= 250);
+  }
+  CHECK(longest_same_failure >= 3);
+  CHECK(failed_then_ok >= 5);
+
+  SECTION("all sessions, one agent, one engine") {
+    auto e = engine_with("{}");
+    for (const auto& ev : events) e->process(ev);
+    CHECK_FALSE(e->breakers().any_open());
+    CHECK(gauge(*e, "stability_baseline_sd") > 0.0);  // the drift index did calibrate and watch
+  }
+  SECTION("each session alone") {
+    for (const auto& [name, count] : steps_per_session) {
+      INFO(name);
+      auto e = engine_with("{}");
+      for (const auto& ev : events) {
+        if (ev.agent_step().session_id() == name) e->process(ev);
+      }
+      for (const auto* b : {runaway, drift}) {
+        const auto ev = evidence_of(*e, b, "realistic");
+        std::string all;
+        for (const auto& [k, v] : ev) all += k + "=" + v + "; ";
+        INFO(b << ": " << all);
+        CHECK(ev.empty());
+      }
+    }
+  }
+  SECTION("the same work with a failing-tool loop spliced in trips at its third call") {
+    auto e = engine_with("{}");
+    feeder f(*e);
+    std::size_t i = 0;
+    for (; i < 1000; ++i) e->process(events[i]);
+    CHECK_FALSE(e->breakers().any_open());
+    v1::Envelope loop = events[i];
+    loop.mutable_agent_step()->clear_tool_calls();
+    *loop.mutable_agent_step()->add_tool_calls() =
+        fail("bash", "alembic upgrade head", "E-relation-exists", "db");
+    for (int k = 1; k <= 3; ++k) {
+      loop.set_seq(events.back().seq() + static_cast<std::uint64_t>(k));
+      loop.set_time_unix_nano(loop.time_unix_nano() + 5'000'000'000);
+      e->process(loop);
+      CHECK(e->breakers().any_open() == (k == 3));
+    }
+    CHECK(evidence_of(*e, runaway, "realistic").at("guard") == "repeated_failure");
+  }
 }
