@@ -41,6 +41,10 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # From the agent steps a harness sends: pauses an agent whose behaviour drifts from its own
+  # baseline (agent.drift) and halts a session that loops or runs over budget (agent.runaway).
+  - name: agent_drift
+    plugin: agent_drift
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";

@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -390,6 +391,10 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # From the agent steps a harness sends: pauses an agent whose behaviour drifts from its own
+  # baseline (agent.drift) and halts a session that loops or runs over budget (agent.runaway).
+  - name: agent_drift
+    plugin: agent_drift
 )");
 }
 
@@ -404,7 +409,7 @@ TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[co
   CHECK(c.plugin_paths.empty());
   CHECK(c.probation == 5min);
   CHECK(c.breakers.empty());
-  REQUIRE(c.monitors.size() == 1);
+  REQUIRE(c.monitors.size() >= 1);  // the bundled monitors follow, each with its defaults
   const auto& m = c.monitors[0];
   CHECK(m.name == "nonfinite_loss");
   CHECK(m.plugin == "threshold");
@@ -422,6 +427,11 @@ TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[co
   CHECK(m.node.path() == "monitors[0]");
   CHECK(m.node.line() == 12);
   CHECK(c.root["version"].line() == 2);
+  const auto agent = std::find_if(c.monitors.begin(), c.monitors.end(),
+                                  [](const auto& mon) { return mon.name == "agent_drift"; });
+  REQUIRE(agent != c.monitors.end());
+  CHECK(agent->plugin == "agent_drift");
+  CHECK(agent->config.is_missing());  // every setting at its default
 }
 
 TEST_CASE("config applies defaults for optional settings", "[config]") {
