@@ -345,8 +345,11 @@ class agent_drift_monitor final : public sdk::monitor {
       ctx.set_gauge("stability_baseline_sd", agent->baseline_sd());
       ctx.set_gauge("stability_cusum", agent->cusum_lower());
       ctx.set_gauge("stability_z", agent->last_z());
+      static constexpr std::array<std::string_view, ad::component_count> names = {
+          "stability_response_consistency", "stability_tool_usage", "stability_reasoning_stability",
+          "stability_agreement", "stability_human_intervention"};
       for (std::size_t c = 0; c < ad::component_count; ++c) {
-        ctx.set_gauge("stability_" + std::string(ad::component_name(c)), agent->scores()[c]);
+        ctx.set_gauge(names[c], agent->scores()[c]);
       }
     }
     if (!drift) return;

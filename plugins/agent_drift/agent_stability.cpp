@@ -50,13 +50,18 @@ double rise_score(double win_sum, double win_n, double ref_sum, double ref_n, do
 }
 
 // 1 − JS(win, ref) / ln 2: 1 for the same distribution, 0 for disjoint ones.
-double histogram_score(const std::vector<double>& win, const std::vector<double>& ref) {
-  double w = 0.0;
-  double r = 0.0;
-  for (double x : win) w += x;
-  for (double x : ref) r += x;
-  if (!(w > 0.0 && r > 0.0)) return nan;
-  return 1.0 - sdk::stats::js_divergence(win, ref) / std::numbers::ln2;
+// Over the first `used` categories (the rest are 0 on both sides).
+double histogram_score(const std::vector<double>& win, const std::vector<double>& ref,
+                       std::size_t used) {
+  used = std::min({used, win.size(), ref.size()});
+  const std::span<const double> w(win.data(), used);
+  const std::span<const double> r(ref.data(), used);
+  double wn = 0.0;
+  double rn = 0.0;
+  for (double x : w) wn += x;
+  for (double x : r) rn += x;
+  if (!(wn > 0.0 && rn > 0.0)) return nan;
+  return 1.0 - sdk::stats::js_divergence(w, r) / std::numbers::ln2;
 }
 
 }  // namespace
@@ -79,8 +84,8 @@ void agent_stability::window::push(const features& f, int output_bin, int reason
   if (ring.size() > capacity) ring.pop_front();
 }
 
-agent_stability::totals agent_stability::window::sums() const {
-  totals t;
+void agent_stability::window::sums(totals& t) const {
+  t = totals{std::move(t.tools), std::move(t.output_bins), std::move(t.reasoning_bins)};
   t.tools.assign(tools.counts().begin(), tools.counts().end());
   t.output_bins.assign(output_bins.counts().begin(), output_bins.counts().end());
   t.reasoning_bins.assign(reasoning_bins.counts().begin(), reasoning_bins.counts().end());
@@ -100,7 +105,6 @@ agent_stability::totals agent_stability::window::sums() const {
     t.human += s.human ? 1.0 : 0.0;
     t.steps += 1;
   }
-  return t;
 }
 
 void agent_stability::window::clear() {
@@ -205,18 +209,19 @@ std::array<double, component_count> agent_stability::score(const totals& win,
   } else if (mode_ == response_mode::digest) {
     out[0] = rise_score(win.rep_sum, win.rep_n, ref.rep_sum, ref.rep_n, min_n);
   }
-  out[1] = histogram_score(win.tools, ref.tools);
+  out[1] = histogram_score(win.tools, ref.tools, tool_ids_.size() + 2);
   double js_sum = 0.0;
   int parts = 0;
   if (use_output_) {
-    const double v = histogram_score(win.output_bins, ref.output_bins);
+    const double v = histogram_score(win.output_bins, ref.output_bins, output_cuts_.size() + 1);
     if (!std::isnan(v)) {
       js_sum += v;
       ++parts;
     }
   }
   if (use_reasoning_) {
-    const double v = histogram_score(win.reasoning_bins, ref.reasoning_bins);
+    const double v =
+        histogram_score(win.reasoning_bins, ref.reasoning_bins, reasoning_cuts_.size() + 1);
     if (!std::isnan(v)) {
       js_sum += v;
       ++parts;
@@ -289,18 +294,20 @@ void agent_stability::calibrate(const settings& s) {
   for (const features& f : baseline_) {
     all.push(f, bin_of(output_cuts_, f.log_output), bin_of(reasoning_cuts_, f.log_reasoning));
   }
-  reference_ = all.sums();
+  all.sums(reference_);
 
   // The in-control distribution: every run of W consecutive baseline steps, scored against the
   // rest of the baseline (leave-window-out). Contiguous windows keep the phases of real work
   // (explore, edit, test) that an i.i.d. resample of steps would average away.
   std::vector<std::array<double, component_count>> windows;
+  totals rest;
   window_.clear();
   for (const features& f : baseline_) {
     window_.push(f, bin_of(output_cuts_, f.log_output), bin_of(reasoning_cuts_, f.log_reasoning));
     if (window_.ring.size() < w) continue;
-    const totals win = window_.sums();
-    totals rest = reference_;
+    window_.sums(scratch_);
+    const totals& win = scratch_;
+    rest = reference_;
     for (std::size_t i = 0; i < rest.tools.size(); ++i) rest.tools[i] -= win.tools[i];
     for (std::size_t i = 0; i < rest.output_bins.size(); ++i) {
       rest.output_bins[i] -= win.output_bins[i];
@@ -397,7 +404,8 @@ std::optional<drift_finding> agent_stability::observe(const agent_step_input& in
   window_.push(f, bin_of(output_cuts_, f.log_output), bin_of(reasoning_cuts_, f.log_reasoning));
   ++since_observation_;
   if (window_.ring.size() < s.drift.window) return std::nullopt;
-  last_scores_ = score(window_.sums(), reference_);
+  window_.sums(scratch_);
+  last_scores_ = score(scratch_, reference_);
   for (std::size_t c = 0; c < component_count; ++c) {
     if (!enabled_[c]) last_scores_[c] = nan;
   }

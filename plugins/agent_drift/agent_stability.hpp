@@ -103,7 +103,8 @@ class agent_stability {
   struct window {
     window(std::size_t w, std::size_t tools, std::size_t bins);
     void push(const features& f, int output_bin, int reasoning_bin);
-    totals sums() const;
+    // Fills `t` (reusing its vectors' storage).
+    void sums(totals& t) const;
     void clear();
     sdk::stats::window_histogram tools, output_bins, reasoning_bins;
     struct scalars {
@@ -154,6 +155,7 @@ class agent_stability {
   bool use_output_ = false;
   bool use_reasoning_ = false;
   totals reference_;
+  totals scratch_;                                 // the window's sums, reused from step to step
   std::array<double, component_count> weights_{};  // drift.weights at calibration
   std::array<bool, component_count> enabled_{};
   std::array<double, component_count> mean_{};  // per component, over the baseline windows

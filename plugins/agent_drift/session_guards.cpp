@@ -62,22 +62,39 @@ std::string_view status_word(v1::ToolStatus s) {
   }
 }
 
-// "run_migrations(target=db/main, args=9f2c41aa) -> error 3e1b77c0": one call as on-call reads it.
-std::string label_of(const v1::ToolCall& c) {
-  std::string out = abbreviate(c.name(), 48) + "(";
-  bool first = true;
+void append_abbreviated(std::string& out, std::string_view s, std::size_t n) {
+  out.append(s.substr(0, n));
+  if (s.size() > n) out += "...";
+}
+
+// "run_migrations(target=db/main, args=9f2c41aa) -> error 3e1b77c0": one call as on-call reads
+// it. Writes into `out`, reusing its storage (the cycle guard keeps one per recent call).
+void label_into(std::string& out, const v1::ToolCall& c) {
+  out.clear();
+  append_abbreviated(out, c.name(), 48);
+  out += '(';
   if (!c.target().empty()) {
-    out += "target=" + abbreviate(c.target(), 64);
-    first = false;
+    out += "target=";
+    append_abbreviated(out, c.target(), 64);
   }
   if (!c.args_digest().empty()) {
-    out += std::string(first ? "" : ", ") + "args=" + abbreviate(c.args_digest(), 12);
+    if (!c.target().empty()) out += ", ";
+    out += "args=";
+    append_abbreviated(out, c.args_digest(), 12);
   }
   out += ") -> ";
   out += status_word(c.status());
   const std::string& digest =
       c.status() == v1::TOOL_STATUS_OK ? c.observation_digest() : c.error_digest();
-  if (!digest.empty()) out += " " + abbreviate(digest, 12);
+  if (!digest.empty()) {
+    out += ' ';
+    append_abbreviated(out, digest, 12);
+  }
+}
+
+std::string label_of(const v1::ToolCall& c) {
+  std::string out;
+  label_into(out, c);
   return out;
 }
 
@@ -185,7 +202,8 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     new_state = has_hashes_ && unseen;  // the first hash is where the session starts
     has_hashes_ = true;
     last_hash_ = h;
-    last_hash_text_ = abbreviate(step.workspace_hash(), 16);
+    last_hash_text_.clear();
+    append_abbreviated(last_hash_text_, step.workspace_hash(), 16);
     if (moved) new_epoch();
   }
   if (new_state || step.human_intervention() || step.task_completed()) ++progress_;
@@ -215,7 +233,6 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     // Without hashes, a successful call never seen before may have changed the workspace (an
     // edit); count it as a change, before counting the call itself, so it opens the new epoch.
     if (!has_hashes_ && ok && novel) new_epoch();
-    const std::string label = label_of(c);
     const std::string tool = c.name().substr(0, max_tool_name);
 
     // The same call with the same result. A failure repeated with the workspace unchanged is a
@@ -244,9 +261,9 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                                        : "returned the same result " + std::to_string(r.count) +
                                              " times with nothing new in between";
           report({guard,
-                  "the same call " + label + " " + what + " (limit " +
+                  "the same call " + label_of(c) + " " + what + " (limit " +
                       std::to_string(repeat_limit) + ")",
-                  {{"pattern", label},
+                  {{"pattern", label_of(c)},
                    {"count", std::to_string(r.count)},
                    {"limit", std::to_string(repeat_limit)},
                    {"workspace_hash", has_hashes_ ? last_hash_text_ : "not reported"}}});
@@ -288,7 +305,7 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                    {"count", std::to_string(e.count)},
                    {"distinct_arguments", std::to_string(e.args.size())},
                    {"limit", std::to_string(g.same_error_varying_args)},
-                   {"last_call", label}}});
+                   {"last_call", label_of(c)}}});
           errors_.erase(it);
         }
       }
@@ -298,14 +315,16 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     if (g.cycle_max_period >= 2) {
       const std::uint64_t token =
           fingerprint().add_u64(pair).add_u64(has_hashes_ ? last_hash_ : 0).value();
-      recent_labels_.push_back(label);
-      if (recent_labels_.size() > g.cycle_max_period) recent_labels_.pop_front();
+      // The labels of the last max_period calls, in a ring of reused strings.
+      if (recent_labels_.size() < g.cycle_max_period) recent_labels_.resize(g.cycle_max_period);
+      label_into(recent_labels_[label_head_], c);
+      label_head_ = (label_head_ + 1) % g.cycle_max_period;
       const sdk::stats::cycle_match m = cycles_.update(token);
       if (m && m.period >= 2) {
         std::string cycle;
-        for (std::size_t k = recent_labels_.size() - m.period; k < recent_labels_.size(); ++k) {
+        for (std::size_t k = m.period; k > 0; --k) {
           if (!cycle.empty()) cycle += " => ";
-          cycle += recent_labels_[k];
+          cycle += recent_labels_[(label_head_ + g.cycle_max_period - k) % g.cycle_max_period];
         }
         report({"cycle",
                 "the last " + std::to_string(m.length) + " calls repeat a cycle of " +
@@ -317,7 +336,6 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                  {"calls_in_cycle", std::to_string(m.length)},
                  {"limit", std::to_string(g.cycle_repeats) + " repeats"}}});
         cycles_.reset();
-        recent_labels_.clear();
       }
     }
 
@@ -341,7 +359,7 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                    {"failed", std::to_string(failed)},
                    {"limit", std::to_string(g.storm_max_calls)},
                    {"window", window},
-                   {"last_call", label}}});
+                   {"last_call", label_of(c)}}});
           it->second.clear();
         } else if (g.storm_max_failed_calls > 0 && failed > g.storm_max_failed_calls &&
                    static_cast<double>(failed) >= g.storm_failed_share * static_cast<double>(all)) {
@@ -351,7 +369,7 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                    window + ", " +
                    format_number(100.0 * static_cast<double>(failed) / static_cast<double>(all)) +
                    "% of its calls (limit " + std::to_string(g.storm_max_failed_calls) + ")",
-               {{"pattern", label},
+               {{"pattern", label_of(c)},
                 {"count", std::to_string(failed)},
                 {"calls", std::to_string(all)},
                 {"limit", std::to_string(g.storm_max_failed_calls)},
@@ -483,6 +501,7 @@ void session_guards::save(sdk::state_writer& w) const {
   w.write_u64s(std::vector<std::uint64_t>(runs.begin(), runs.end()));
   w.write_u64(recent_labels_.size());
   for (const auto& l : recent_labels_) w.write_string(l);
+  w.write_u64(label_head_);
   w.write_u64(storms_.size());
   for (const auto& [tool, counter] : storms_) {
     w.write_string(tool);
@@ -541,6 +560,7 @@ bool session_guards::load(sdk::state_reader& r, const settings& s) {
   recent_labels_.clear();
   n = r.read_count(64);
   for (std::uint64_t i = 0; i < n && r.ok(); ++i) recent_labels_.push_back(r.read_string(1024));
+  label_head_ = r.read_count(recent_labels_.empty() ? 0 : recent_labels_.size() - 1);
   storms_.clear();
   n = r.read_count(s.limits.max_tools_per_session);
   for (std::uint64_t i = 0; i < n && r.ok(); ++i) {

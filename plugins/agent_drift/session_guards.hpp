@@ -109,7 +109,8 @@ class session_guards {
   // (tool, error digest) -> failing calls since the tool last succeeded or the state changed.
   std::map<std::pair<std::string, std::uint64_t>, error_streak> errors_;
   sdk::stats::cycle_detector cycles_;
-  std::deque<std::string> recent_labels_;        // labels of the last cycle_max_period calls
+  std::vector<std::string> recent_labels_;       // ring: labels of the last cycle_max_period calls
+  std::size_t label_head_ = 0;                   // the ring slot the next label goes to
   std::map<std::string, storm_counter> storms_;  // tool -> calls over the storm window
 
   std::uint64_t no_progress_steps_ = 0;
