@@ -12,9 +12,9 @@
 //     drift:  {baseline_steps: 200, window: 25, length_bins: 5, cusum: {k: 1, h: 6},
 //              sigma_floor: 0.02, moved_z: 2, weights: {...}, breaker: agent.drift}
 //     guards: {max_steps: 1000, session_tokens: 50000000, same_observation: 4, same_error: 3,
-//              same_error_varying_args: 5, cycle: {max_period: 5, repeats: 3},
+//              same_error_varying_args: 6, cycle: {max_period: 5, repeats: 3},
 //              storm: {window: 5m, max_calls: 1000, max_failed_calls: 50, failed_share: 0.8},
-//              no_progress_steps: 12, tokens_without_progress: 5000000, deferral_steps: 8,
+//              no_progress_steps: 20, tokens_without_progress: 5000000, deferral_steps: 8,
 //              breaker: agent.runaway, ...}
 //     limits: {max_agents: 1000, max_sessions: 1000, max_runs: 1000, ...}
 //

@@ -48,14 +48,14 @@ struct guard_settings {
   std::uint64_t tokens_without_progress = 5'000'000;
   std::uint64_t same_observation = 4;         // identical successful calls, same observation
   std::uint64_t same_error = 3;               // identical failing calls, same error
-  std::uint64_t same_error_varying_args = 5;  // failing calls of one tool with one error
+  std::uint64_t same_error_varying_args = 6;  // failing calls of one tool with one error
   std::size_t cycle_max_period = 5;
   std::size_t cycle_repeats = 3;
   std::chrono::nanoseconds storm_window = std::chrono::minutes(5);
   std::uint64_t storm_max_calls = 1000;
   std::uint64_t storm_max_failed_calls = 50;
   double storm_failed_share = 0.8;
-  std::uint64_t no_progress_steps = 12;
+  std::uint64_t no_progress_steps = 20;
   std::uint64_t deferral_steps = 8;
   std::set<std::string, std::less<>> ignore_tools;
   std::string breaker = "agent.runaway";
