@@ -341,8 +341,7 @@ TEST_CASE(
     return step({fail("bash", n("pip install foo==1.", i), "E-network-unreachable")});
   };
   std::vector<guard_row> rows = {
-      {"six installs with different arguments, one error", "{}", generate(6, pip), 6,
-       "same_error"},
+      {"six installs with different arguments, one error", "{}", generate(6, pip), 6, "same_error"},
       {"a configured limit of 4", "{guards: {same_error_varying_args: 4}}", generate(6, pip), 4,
        "same_error"},
       {"the read that evades exact repeats by varying the path", "{}",
@@ -1399,14 +1398,13 @@ TEST_CASE("agent_drift measure: false alarms and detection delays per detector s
     }
     std::ostringstream d;
     for (const auto& [at, count] : delays) d << at << " x" << count << "  ";
-    WARN(s.config << ": i.i.d. " << iid << "/" << s.seeds << ", phased " << phased << "/"
-                  << s.seeds << " false alarms in 10 000 steps; strong shift tripped at " << d.str()
+    WARN(s.config << ": i.i.d. " << iid << "/" << s.seeds << ", phased " << phased << "/" << s.seeds
+                  << " false alarms in 10 000 steps; strong shift tripped at " << d.str()
                   << "; mild shift found by step 1000 in " << mild_found << "/" << s.seeds);
   }
 }
 
-TEST_CASE("agent_drift measure: headroom of each guard on the realistic fixture",
-          "[.measure]") {
+TEST_CASE("agent_drift measure: headroom of each guard on the realistic fixture", "[.measure]") {
   const auto events = realistic_sessions();
   std::set<std::string> sessions;
   for (const auto& e : events) sessions.insert(e.agent_step().session_id());
@@ -1417,21 +1415,34 @@ TEST_CASE("agent_drift measure: headroom of each guard on the realistic fixture"
     std::int64_t from;
   };
   const std::vector<knob> knobs = {
-      {"no_progress_steps", [](auto v) { return "{guards: {no_progress_steps: " + std::to_string(v) + "}}"; }, 20},
-      {"same_observation", [](auto v) { return "{guards: {same_observation: " + std::to_string(v) + "}}"; }, 4},
+      {"no_progress_steps",
+       [](auto v) { return "{guards: {no_progress_steps: " + std::to_string(v) + "}}"; }, 20},
+      {"same_observation",
+       [](auto v) { return "{guards: {same_observation: " + std::to_string(v) + "}}"; }, 4},
       {"same_error", [](auto v) { return "{guards: {same_error: " + std::to_string(v) + "}}"; }, 3},
-      {"same_error_varying_args", [](auto v) { return "{guards: {same_error_varying_args: " + std::to_string(v) + "}}"; }, 6},
-      {"cycle.repeats", [](auto v) { return "{guards: {cycle: {repeats: " + std::to_string(v) + "}}}"; }, 3},
-      {"deferral_steps", [](auto v) { return "{guards: {deferral_steps: " + std::to_string(v) + "}}"; }, 8},
-      {"tokens_without_progress (k)", [](auto v) { return "{guards: {tokens_without_progress: " + std::to_string(v * 1000) + "}}"; }, 5000},
-      {"storm.max_calls", [](auto v) { return "{guards: {storm: {max_calls: " + std::to_string(v) + "}}}"; }, 1000},
-      {"storm.max_failed_calls", [](auto v) { return "{guards: {storm: {max_failed_calls: " + std::to_string(v) + "}}}"; }, 50},
+      {"same_error_varying_args",
+       [](auto v) { return "{guards: {same_error_varying_args: " + std::to_string(v) + "}}"; }, 6},
+      {"cycle.repeats",
+       [](auto v) { return "{guards: {cycle: {repeats: " + std::to_string(v) + "}}}"; }, 3},
+      {"deferral_steps",
+       [](auto v) { return "{guards: {deferral_steps: " + std::to_string(v) + "}}"; }, 8},
+      {"tokens_without_progress (k)",
+       [](auto v) {
+         return "{guards: {tokens_without_progress: " + std::to_string(v * 1000) + "}}";
+       },
+       5000},
+      {"storm.max_calls",
+       [](auto v) { return "{guards: {storm: {max_calls: " + std::to_string(v) + "}}}"; }, 1000},
+      {"storm.max_failed_calls",
+       [](auto v) { return "{guards: {storm: {max_failed_calls: " + std::to_string(v) + "}}}"; },
+       50},
   };
   for (const auto& k : knobs) {
     std::int64_t trips_at = 0;
     for (std::int64_t v = k.from; v >= 1 && trips_at == 0; v = v > 100 ? v * 9 / 10 : v - 1) {
       if ((k.name == "same_observation" || k.name == "same_error" ||
-           k.name == "same_error_varying_args" || k.name == "cycle.repeats") && v < 2) {
+           k.name == "same_error_varying_args" || k.name == "cycle.repeats") &&
+          v < 2) {
         break;
       }
       for (const auto& name : sessions) {
