@@ -6,14 +6,16 @@
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdlib>
-#include <iostream>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <ostream>
 
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/engine.hpp>
 #include <loopwarden/core/logging.hpp>
+#include <loopwarden/core/monitor_host.hpp>
 #include <loopwarden/sidecar/control_client.hpp>
 #include <loopwarden/sidecar/replay_command.hpp>
 #include <loopwarden/sidecar/server.hpp>
@@ -53,6 +55,7 @@ int run_config_check(const std::string& file, const std::vector<std::string>& pl
   // mistakes are, and they carry the field path and line too.
   core::engine_options eo;
   eo.extra_plugin_paths = plugin_paths;
+  eo.monitor_host_command = monitor_host_command();
   auto engine = core::engine::create(*cfg, eo);
   if (!engine.ok()) {
     err << "loopwarden config check: " << engine.error().message() << "\n";
@@ -105,6 +108,13 @@ int run_keygen(const std::string& file, std::ostream& out, std::ostream& err) {
 }
 
 }  // namespace
+
+std::vector<std::string> monitor_host_command() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return {};
+  return {exe.string(), "monitor-host"};
+}
 
 int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   core::log_to_stderr();
@@ -244,8 +254,8 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
       app.add_subcommand("approvals", "actions waiting for a human's approval (pending ones)");
   add_operator_options(approvals_cmd);
   approvals_cmd->add_flag("--all", all_approvals, "also decided and expired approvals");
-  auto* approve_cmd = app.add_subcommand(
-      "approve", "approve a pending action (the host may then run it, once)");
+  auto* approve_cmd =
+      app.add_subcommand("approve", "approve a pending action (the host may then run it, once)");
   add_operator_options(approve_cmd);
   approve_cmd->add_option("id", approval_id, "the approval's id, e.g. ap-000017")->required();
   approve_cmd->add_option("--reason", reason, "why it is safe (required; audited)")->required();
@@ -299,6 +309,12 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
                          "write the secret key to this file (mode 0600) and the public key to "
                          "FILE.pub; default: print both");
 
+  // The child side of `isolation: process`, started by the engine, not by people: hidden.
+  int host_fd = -1;
+  auto* monitor_host_cmd = app.add_subcommand("monitor-host", "");
+  monitor_host_cmd->group("");
+  monitor_host_cmd->add_option("--fd", host_fd, "the engine's end of the socket pair")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -325,6 +341,7 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
 
   core::set_log_level(*sdk::parse_log_level(log_level));
 
+  if (*monitor_host_cmd) return core::run_monitor_host(host_fd);
   if (*replay) return run_replay(ro, out, err);
   if (*audit_verify_cmd) return detail::run_audit_verify(ao, out, err);
   if (*audit_export_cmd) return detail::run_audit_export(ao, out, err);

@@ -625,6 +625,9 @@ TEST_CASE("schema round-trips every control command and the response", "[schema]
   mon->set_max_call_ns(9999);
   mon->add_call_ns_buckets(990);
   mon->add_call_ns_buckets(52);
+  mon->set_hangs(1);
+  mon->set_dropped(12);
+  mon->set_queue_depth(3);
   auto* g = mon->add_gauges();
   g->set_name("samples");
   g->set_value(990);
