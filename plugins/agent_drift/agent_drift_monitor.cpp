@@ -5,17 +5,17 @@
 //     a lower CUSUM whose in-control mean and sd are estimated from the baseline;
 //   - trips agent.runaway (halt) when a session loops or runs away: iteration cap, token and
 //     cost budgets per session and per run, repeated identical calls, the same error with
-//     varying arguments, short cycles, tool-call storms, no progress, tokens without progress,
-//     deferral.
+//     varying arguments, the same failure despite edits, short cycles, tool-call storms, no
+//     progress, tokens without progress, deferral.
 //
 //   config:                       (docs/monitors/agent-drift.md lists every key and default)
-//     drift:  {baseline_steps: 200, window: 25, length_bins: 5, cusum: {k: 1, h: 6},
-//              sigma_floor: 0.02, moved_z: 2, weights: {...}, breaker: agent.drift}
+//     drift:  {baseline_steps: 300, baseline_sessions: 3, window: 50, cusum: {k: 1, h: 6},
+//              length_bins: 5, sigma_floor: 0.02, moved_z: 2, weights: {...}, ...}
 //     guards: {max_steps: 1000, session_tokens: 50000000, same_observation: 4, same_error: 3,
-//              same_error_varying_args: 6, cycle: {max_period: 5, repeats: 3},
-//              storm: {window: 5m, max_calls: 1000, max_failed_calls: 50, failed_share: 0.8},
-//              no_progress_steps: 20, tokens_without_progress: 5000000, deferral_steps: 8,
-//              breaker: agent.runaway, ...}
+//              same_error_varying_args: 6, failure_despite_edits: 10, cycle: {max_period: 5,
+//              repeats: 3}, storm: {window: 5m, max_calls: 1000, max_failed_calls: 50,
+//              failed_share: 0.8}, no_progress_steps: 20, tokens_without_progress: 5000000,
+//              deferral_steps: 8, breaker: agent.runaway, ...}
 //     limits: {max_agents: 1000, max_sessions: 1000, max_runs: 1000, ...}
 //
 // State: per run (budgets), per session (guards) and per agent (index), each in an lru_map

@@ -311,6 +311,49 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
       }
     }
 
+    // The same failure despite edits: each attempt changes the workspace (so the retry limit
+    // above restarts) and the same call fails the same way again. Debugging takes a few rounds;
+    // ten rounds of one unchanged failure is an agent going through the motions.
+    if (g.failure_despite_edits > 0 && identifiable) {
+      const std::uint64_t outcome_key =
+          fingerprint().add_u64(static_cast<std::uint64_t>(c.status())).add(outcome).value();
+      // A success of the call, or of another call of the same tool on the same target (a retry
+      // with other arguments that worked), means the agent got past it.
+      const std::uint64_t place =
+          c.target().empty() ? action : fingerprint().add(c.name()).add(c.target()).value();
+      if (ok) {
+        for (auto it = stuck_.begin(); it != stuck_.end();) {
+          it =
+              (it->first == action || it->second.place == place) ? stuck_.erase(it) : std::next(it);
+        }
+      } else if (failing) {
+        auto it = stuck_.find(action);
+        if (it == stuck_.end() && stuck_.size() < s.limits.max_distinct_actions) {
+          it = stuck_.emplace(action, stuck_failure{outcome_key, 0, epoch_, place}).first;
+          it->second.epochs = 1;
+        } else if (it != stuck_.end()) {
+          stuck_failure& f = it->second;
+          if (f.outcome != outcome_key) {
+            f = {outcome_key, 1, epoch_, place};  // it fails differently now: that is news
+          } else if (f.last_epoch != epoch_) {
+            ++f.epochs;
+            f.last_epoch = epoch_;
+          }
+        }
+        if (it != stuck_.end() && it->second.epochs >= g.failure_despite_edits) {
+          report({"failure_despite_edits",
+                  "the call " + label_of(c) + " failed the same way after " +
+                      std::to_string(it->second.epochs - 1) + " changes of the workspace (limit " +
+                      std::to_string(g.failure_despite_edits) + " failures)",
+                  {{"pattern", label_of(c)},
+                   {"count", std::to_string(it->second.epochs)},
+                   {"limit", std::to_string(g.failure_despite_edits)},
+                   {"workspace_hash", has_hashes_ ? last_hash_text_ : "not reported"}}});
+          stuck_.erase(it);
+        }
+      }
+    }
+
     // Short cycles: the sequence of (call, result, workspace state) repeating with period >= 2.
     if (g.cycle_max_period >= 2) {
       const std::uint64_t token =
@@ -494,6 +537,14 @@ void session_guards::save(sdk::state_writer& w) const {
     w.write_u64s(e.args);
     w.write_string(e.error);
   }
+  w.write_u64(stuck_.size());
+  for (const auto& [k, f] : stuck_) {
+    w.write_u64(k);
+    w.write_u64(f.outcome);
+    w.write_u64(f.epochs);
+    w.write_u64(f.last_epoch);
+    w.write_u64(f.place);
+  }
   const auto kept = cycles_.kept_tokens();
   w.write_u64(cycles_.count());
   w.write_u64s(kept);
@@ -546,6 +597,15 @@ bool session_guards::load(sdk::state_reader& r, const settings& s) {
     e.args = r.read_u64s(64);
     e.error = r.read_string(64);
     errors_[{std::move(tool), key}] = std::move(e);
+  }
+  stuck_.clear();
+  n = r.read_count(max_keys);
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+    stuck_failure& f = stuck_[r.read_u64()];
+    f.outcome = r.read_u64();
+    f.epochs = r.read_u64();
+    f.last_epoch = r.read_u64();
+    f.place = r.read_u64();
   }
   const std::uint64_t count = r.read_u64();
   const std::vector<std::uint64_t> kept = r.read_u64s(64);

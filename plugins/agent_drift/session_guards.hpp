@@ -1,8 +1,9 @@
 #pragma once
 // session_guards: the runaway-loop guards of one agent session (iteration cap, session budgets,
-// repeated identical calls, same error with varying arguments, short cycles, tool-call storms,
-// no progress, tokens without progress, deferral). docs/monitors/agent-drift.md explains each
-// guard, its default and why normal work does not reach it.
+// repeated identical calls, same error with varying arguments, the same failure despite edits,
+// short cycles, tool-call storms, no progress, tokens without progress, deferral).
+// docs/monitors/agent-drift.md explains each guard, its default and why normal work does not reach
+// it.
 
 #include <array>
 #include <cstddef>
@@ -108,6 +109,15 @@ class session_guards {
   std::uint64_t progress_ = 0;  // new states, new (call, outcome) pairs, humans seen so far
   // (tool, error digest) -> failing calls since the tool last succeeded or the state changed.
   std::map<std::pair<std::string, std::uint64_t>, error_streak> errors_;
+  // call -> its last failure and the state epochs it has failed in that way, until it (or its
+  // tool on the same target) succeeds or it fails otherwise (failure_despite_edits).
+  struct stuck_failure {
+    std::uint64_t outcome = 0;  // the (status, error) fingerprint
+    std::uint64_t epochs = 0;   // distinct epochs with this failure
+    std::uint64_t last_epoch = 0;
+    std::uint64_t place = 0;  // (tool, target), or the call itself without a target
+  };
+  std::map<std::uint64_t, stuck_failure> stuck_;
   sdk::stats::cycle_detector cycles_;
   std::vector<std::string> recent_labels_;       // ring: labels of the last cycle_max_period calls
   std::size_t label_head_ = 0;                   // the ring slot the next label goes to

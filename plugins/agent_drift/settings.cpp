@@ -135,10 +135,11 @@ status read_drift(const config_node& node, drift_settings& d) {
 
 status read_guards(const config_node& node, guard_settings& g) {
   if (node.is_missing() || node.is_null()) return status::success();
-  if (auto st = node.check_keys({"max_steps", "session_tokens", "session_cost", "run_tokens",
-                                 "run_cost", "tokens_without_progress", "same_observation",
-                                 "same_error", "same_error_varying_args", "cycle", "storm",
-                                 "no_progress_steps", "deferral_steps", "ignore_tools", "breaker"});
+  if (auto st =
+          node.check_keys({"max_steps", "session_tokens", "session_cost", "run_tokens", "run_cost",
+                           "tokens_without_progress", "same_observation", "same_error",
+                           "same_error_varying_args", "failure_despite_edits", "cycle", "storm",
+                           "no_progress_steps", "deferral_steps", "ignore_tools", "breaker"});
       !st.ok()) {
     return st;
   }
@@ -156,7 +157,8 @@ status read_guards(const config_node& node, guard_settings& g) {
   // A repeat limit of 1 would trip on the first call: the smallest loop is two.
   for (auto [key, field] :
        {std::pair{"same_observation", &g.same_observation}, std::pair{"same_error", &g.same_error},
-        std::pair{"same_error_varying_args", &g.same_error_varying_args}}) {
+        std::pair{"same_error_varying_args", &g.same_error_varying_args},
+        std::pair{"failure_despite_edits", &g.failure_despite_edits}}) {
     if (auto st = read_guard_count(node, key, 2, 1'000'000, *field); !st.ok()) return st;
   }
   for (auto [key, field] : {std::pair{"no_progress_steps", &g.no_progress_steps},

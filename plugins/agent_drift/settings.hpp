@@ -49,6 +49,7 @@ struct guard_settings {
   std::uint64_t same_observation = 4;         // identical successful calls, same observation
   std::uint64_t same_error = 3;               // identical failing calls, same error
   std::uint64_t same_error_varying_args = 6;  // failing calls of one tool with one error
+  std::uint64_t failure_despite_edits = 10;   // the same failure after this many state changes
   std::size_t cycle_max_period = 5;
   std::size_t cycle_repeats = 3;
   std::chrono::nanoseconds storm_window = std::chrono::minutes(5);

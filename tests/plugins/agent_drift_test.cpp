@@ -126,6 +126,7 @@ steps generate(int n, const std::function<timed_step(int)>& make) {
   return out;
 }
 std::string n(const std::string& prefix, int i) { return prefix + std::to_string(i); }
+std::string n_str(int i) { return "patch-" + std::to_string(i); }
 
 // Sends steps for one run/agent/session and records, per breaker, the 1-based step that first
 // opened it.
@@ -374,6 +375,50 @@ TEST_CASE(
        0, ""},
       {"twin: five failures with five different errors", "{}",
        generate(5, [](int i) { return step({fail("bash", n("cmd", i), n("E-", i))}); }), 0, ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE(
+    "agent_drift failure_despite_edits trips when edit after edit the same test fails the "
+    "same way",
+    "[plugins][agent_drift][guards]") {
+  // One failing run, then rounds of "edit (the workspace moves on), run the tests again".
+  auto rounds = [](int n, const std::function<std::string(int)>& result) {
+    steps out = {step({run_tests(result(0))}, "ws-0")};
+    for (int i = 1; i <= n; ++i) {
+      out.push_back(step({edit("src/x.py", n_str(i))}, "ws-" + std::to_string(i)));
+      out.push_back(step({run_tests(result(i))}, "ws-" + std::to_string(i)));
+    }
+    return out;
+  };
+  auto same = [](int) { return std::string("E-assert-12"); };
+  std::vector<guard_row> rows = {
+      {"the same failure after nine different edits", "{}", rounds(12, same), 19,
+       "failure_despite_edits"},
+      {"without hashes", "{}", without_hashes(rounds(12, same)), 19, "failure_despite_edits"},
+      {"a configured limit of 4", "{guards: {failure_despite_edits: 4}}", rounds(12, same), 7,
+       "failure_despite_edits"},
+      {"twin: eight fix attempts, then the tests pass", "{}",
+       rounds(9, [](int i) { return i < 9 ? std::string("E-assert-12") : std::string("pass"); }), 0,
+       ""},
+      {"twin: the failure changes along the way", "{}",
+       rounds(
+           12,
+           [](int i) { return i < 5 ? std::string("E-assert-12") : std::string("E-assert-40"); }),
+       0, ""},
+      {"twin: the guard off", "{guards: {failure_despite_edits: 0}}", rounds(12, same), 0, ""},
+      {"twin: the same first attempt fails each round, then other arguments work", "{}",
+       generate(36,
+                [](int i) {
+                  const std::string ws = "ws-" + std::to_string(i / 3);
+                  if (i % 3 == 0)
+                    return step({fail("bash", "gen --out build", "E-no-dir", "scripts")}, ws);
+                  if (i % 3 == 1)
+                    return step({ok("bash", "gen --out ./build", n("built-", i), "scripts")}, ws);
+                  return step({edit("src/x.py", n_str(i))}, "ws-" + std::to_string(i / 3 + 1));
+                }),
+       0, ""},
   };
   run_rows(rows);
 }
@@ -1422,6 +1467,8 @@ TEST_CASE("agent_drift measure: headroom of each guard on the realistic fixture"
       {"same_error", [](auto v) { return "{guards: {same_error: " + std::to_string(v) + "}}"; }, 3},
       {"same_error_varying_args",
        [](auto v) { return "{guards: {same_error_varying_args: " + std::to_string(v) + "}}"; }, 6},
+      {"failure_despite_edits",
+       [](auto v) { return "{guards: {failure_despite_edits: " + std::to_string(v) + "}}"; }, 10},
       {"cycle.repeats",
        [](auto v) { return "{guards: {cycle: {repeats: " + std::to_string(v) + "}}}"; }, 3},
       {"deferral_steps",
@@ -1441,7 +1488,8 @@ TEST_CASE("agent_drift measure: headroom of each guard on the realistic fixture"
     std::int64_t trips_at = 0;
     for (std::int64_t v = k.from; v >= 1 && trips_at == 0; v = v > 100 ? v * 9 / 10 : v - 1) {
       if ((k.name == "same_observation" || k.name == "same_error" ||
-           k.name == "same_error_varying_args" || k.name == "cycle.repeats") &&
+           k.name == "failure_despite_edits" || k.name == "same_error_varying_args" ||
+           k.name == "cycle.repeats") &&
           v < 2) {
         break;
       }
