@@ -41,6 +41,11 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Self-improvement loops (cycle reports): rolls back to the last trusted candidate on goal
+  # drift or a regression, halts on a failed critical constraint and after cycle 8.
+  - name: goal_drift
+    plugin: goal_drift
+    on_error: fail_closed
   # From the agent steps a harness sends: pauses an agent whose behaviour drifts from its own
   # baseline (agent.drift) and halts a session that loops or runs over budget (agent.runaway).
   - name: agent_drift
