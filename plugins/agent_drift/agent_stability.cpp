@@ -6,6 +6,7 @@
 #include <numbers>
 #include <sstream>
 
+#include <loopwarden/stats/cosine.hpp>
 #include <loopwarden/stats/divergence.hpp>
 #include <loopwarden/stats/signal.hpp>
 #include <loopwarden/stats/welford.hpp>
@@ -155,34 +156,28 @@ agent_stability::features agent_stability::extract(const agent_step_input& in, c
   if (f.tools.empty()) f.tools.push_back(no_tool);
 
   if (!in.embedding.empty() && (dim_ == 0 || in.embedding.size() == dim_)) {
+    embedding_.assign(in.embedding.begin(), in.embedding.end());
     double norm = 0.0;
-    for (float x : in.embedding) norm += static_cast<double>(x) * x;
+    for (double x : embedding_) norm += x * x;
     norm = std::sqrt(norm);
     if (norm > 0.0 && std::isfinite(norm)) {
       if (dim_ == 0) {
-        dim_ = in.embedding.size();
+        dim_ = embedding_.size();
         centroid_sum_.assign(dim_, 0.0);
       }
       if (!calibrated_) {
         ++baseline_embeddings_;
         // During the baseline: the cosine to the centroid of the earlier baseline embeddings
-        // (leave-one-out, so a step is not compared with itself), once a few are in.
+        // (leave-one-out, so a step is not compared with itself), once a few are in. The sum of
+        // unit vectors points where their mean does.
         const std::uint64_t warmup = std::max<std::uint64_t>(5, s.drift.baseline_steps / 10);
         if (embeddings_ >= warmup) {
-          double dot = 0.0;
-          double c2 = 0.0;
-          for (std::size_t i = 0; i < dim_; ++i) {
-            dot += centroid_sum_[i] * in.embedding[i];
-            c2 += centroid_sum_[i] * centroid_sum_[i];
-          }
-          if (c2 > 0.0) f.cosine = dot / (norm * std::sqrt(c2));
+          f.cosine = sdk::stats::cosine_similarity(embedding_, centroid_sum_);
         }
-        for (std::size_t i = 0; i < dim_; ++i) centroid_sum_[i] += in.embedding[i] / norm;
+        for (std::size_t i = 0; i < dim_; ++i) centroid_sum_[i] += embedding_[i] / norm;
         ++embeddings_;
       } else if (!centroid_.empty()) {
-        double dot = 0.0;
-        for (std::size_t i = 0; i < dim_; ++i) dot += centroid_[i] * in.embedding[i];
-        f.cosine = dot / norm;
+        f.cosine = sdk::stats::cosine_similarity(embedding_, centroid_);
       }
     }
   }

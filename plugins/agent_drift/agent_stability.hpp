@@ -139,6 +139,7 @@ class agent_stability {
   std::vector<double> centroid_sum_;  // Σ of unit embeddings over the baseline so far
   std::uint64_t embeddings_ = 0;      // embeddings in that sum
   std::vector<double> centroid_;      // unit centroid, fixed at calibration
+  std::vector<double> embedding_;     // the step's embedding in double, reused from step to step
   bounded_set recent_outputs_;        // digests of the last outputs (digest mode)
 
   std::vector<features> baseline_;                // while learning; emptied at calibration
