@@ -57,8 +57,9 @@ trap 'exit 130' INT TERM
 
 say "1. Start the sidecar: loopwarden serve (state in $state, recording every event)"
 "$bin" config check "$config"
+# --http on any free port: another daemon (a parallel test, a demo) may hold the default 9464.
 "$bin" serve --config "$config" --state-dir "$state" --record "$out/live.lwreplay" \
-  >"$out/serve.log" 2>&1 &
+  --http 127.0.0.1:0 >"$out/serve.log" 2>&1 &
 daemon=$!
 ready=0
 deadline=$((SECONDS + 10))
@@ -76,6 +77,7 @@ say "2. The agent works, then loops on a broken migration tool"
 harness_status=0
 timeout 60 "$py" "$here/harness.py" --state-dir "$state" --run-id agent-demo \
   --result "$out/outcome.json" || harness_status=$?
+kill -0 "$daemon" 2>/dev/null || { cat "$out/serve.log" >&2; fail "loopwarden serve died during the run"; }
 field() {  # a field of the harness's outcome ("missing" if there is none)
   "$py" -c "import json, sys; v = json.load(open(sys.argv[1])).get(sys.argv[2]); print('missing' if v is None else v)" \
     "$out/outcome.json" "$1" 2>/dev/null || echo missing

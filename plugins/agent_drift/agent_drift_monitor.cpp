@@ -11,7 +11,7 @@
 //   config:                       (docs/monitors/agent-drift.md lists every key and default)
 //     drift:  {baseline_steps: 300, baseline_sessions: 3, window: 50, cusum: {k: 1, h: 6},
 //              length_bins: 5, sigma_floor: 0.02, moved_z: 2, weights: {...}, ...}
-//     guards: {max_steps: 1000, session_tokens: 50000000, same_observation: 4, same_error: 3,
+//     guards: {max_steps: 1000, session_tokens: 100000000, same_observation: 4, same_error: 3,
 //              same_error_varying_args: 6, failure_despite_edits: 10, cycle: {max_period: 5,
 //              repeats: 3}, storm: {window: 5m, max_calls: 1000, max_failed_calls: 50,
 //              failed_share: 0.8}, no_progress_steps: 20, tokens_without_progress: 5000000,

@@ -41,7 +41,7 @@ struct drift_settings {
 // The runaway-loop guards (per session, and per run for the run budgets). 0 turns a guard off.
 struct guard_settings {
   std::uint64_t max_steps = 1000;
-  std::uint64_t session_tokens = 50'000'000;
+  std::uint64_t session_tokens = 100'000'000;
   double session_cost = 0.0;
   std::uint64_t run_tokens = 0;
   double run_cost = 0.0;

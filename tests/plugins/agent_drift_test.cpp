@@ -317,6 +317,10 @@ TEST_CASE(
       {"without hashes, a known observation", "{}",
        without_hashes(repeat({step({read_file("a.py")})}, 5)), 4, "repeated_action"},
       {"twin: three identical reads", "{}", repeat({step({read_file("a.py")})}, 3), 0, ""},
+      {"a polling tool polled twelve times", "{}",
+       repeat({step({ok("wait_for_ci", "run-7", "pending", "ci")})}, 12), 4, "repeated_action"},
+      {"twin: the polling tool in ignore_tools", "{guards: {ignore_tools: [wait_for_ci]}}",
+       repeat({step({ok("wait_for_ci", "run-7", "pending", "ci")})}, 12), 0, ""},
       {"twin: the same file read while it changes", "{}",
        generate(8, [](int i) { return step({read_file("log.txt", n("content-", i))}); }), 0, ""},
       {"twin: the same tool on 300 different files", "{}",
@@ -563,12 +567,15 @@ TEST_CASE("agent_drift iteration cap and budgets trip once crossed, not at the l
       {"the default cap: step 1000", "{}", generate(1000, novel), 1000, "iteration_cap"},
       {"a configured cap of 50", "{guards: {max_steps: 50}}", generate(60, novel), 50,
        "iteration_cap"},
-      {"1M tokens a step against the 50M session budget", "{}",
-       with_tokens(generate(60, novel), 1'000'000), 51, "session_tokens"},
+      {"2M tokens a step against the 100M session budget", "{}",
+       with_tokens(generate(60, novel), 2'000'000), 51, "session_tokens"},
+      {"a configured session budget of 1M at 30k tokens a step",
+       "{guards: {session_tokens: 1000000}}", with_tokens(generate(40, novel), 30'000), 34,
+       "session_tokens"},
       {"a session cost budget of 10", "{guards: {session_cost: 10}}", generate(20, costly), 11,
        "session_cost"},
       {"twin: 999 steps", "{}", generate(999, novel), 0, ""},
-      {"twin: exactly 50M tokens", "{}", with_tokens(generate(50, novel), 1'000'000), 0, ""},
+      {"twin: exactly 100M tokens", "{}", with_tokens(generate(50, novel), 2'000'000), 0, ""},
       {"twin: cost is not budgeted by default", "{}", generate(20, costly), 0, ""},
   };
   run_rows(rows);
@@ -576,18 +583,40 @@ TEST_CASE("agent_drift iteration cap and budgets trip once crossed, not at the l
 
 TEST_CASE("agent_drift run budgets add up the sessions of a run",
           "[plugins][agent_drift][guards]") {
-  auto e = engine_with("{guards: {run_tokens: 100000, run_cost: 50}}");
-  feeder f(*e);
-  for (int i = 0; i < 12; ++i) {
-    timed_step t = step({read_file(n("f", i))}, "ws-0", 9000);
-    f.send(t, i % 2 == 0 ? "s1" : "s2");
+  struct row {
+    std::string name;
+    std::string config;
+    std::size_t trips_at;  // 0 = must not trip
+    std::string guard, count, limit;
+  };
+  // Twelve steps of 9000 tokens and a cost of 5, alternating between two sessions of one run.
+  const std::vector<row> rows = {
+      // 11 steps are 99 000 tokens, the 12th makes 108 000 > 100 000.
+      {"run tokens", "{guards: {run_tokens: 100000}}", 12, "run_tokens", "108000", "100000"},
+      // 10 steps cost 50, the 11th makes 55 > 50.
+      {"run cost", "{guards: {run_cost: 50}}", 11, "run_cost", "55", "50"},
+      {"both: the cost first", "{guards: {run_tokens: 100000, run_cost: 50}}", 11, "run_cost", "55",
+       "50"},
+      {"twin: no run budget by default", "{}", 0, "", "", ""},
+      {"twin: each session alone stays under the session budgets",
+       "{guards: {session_tokens: 60000, session_cost: 30}}", 0, "", "", ""},
+  };
+  for (const auto& r : rows) {
+    INFO(r.name << " (config " << r.config << ")");
+    auto e = engine_with(r.config);
+    feeder f(*e);
+    for (int i = 0; i < 12; ++i) {
+      timed_step t = step({read_file(n("f", i))}, "ws-0", 9000);
+      t.step.set_cost(5.0);
+      f.send(t, i % 2 == 0 ? "s1" : "s2");
+    }
+    CHECK(f.opened_at(runaway) == r.trips_at);
+    if (r.trips_at == 0) continue;
+    const auto ev = evidence_of(*e, runaway);
+    CHECK(ev.at("guard") == r.guard);
+    CHECK(ev.at("count") == r.count);
+    CHECK(ev.at("limit") == r.limit);
   }
-  // 9000 tokens a step: 11 steps are 99 000, the 12th makes 108 000 > 100 000.
-  CHECK(f.opened_at(runaway) == 12);
-  const auto ev = evidence_of(*e, runaway);
-  CHECK(ev.at("guard") == "run_tokens");
-  CHECK(ev.at("count") == "108000");
-  CHECK(ev.at("limit") == "100000");
 }
 
 TEST_CASE("agent_drift runaway evidence names the pattern, the count, the limit and what to do",
@@ -609,6 +638,23 @@ TEST_CASE("agent_drift runaway evidence names the pattern, the count, the limit 
   auto b = e->breakers().find({runaway, "r1"});
   REQUIRE(b);
   CHECK(b->reason().find("agent a1 session s1 turn 2: the same call run_migrations") == 0);
+}
+
+TEST_CASE("agent_drift lists the other guards that fired on the same step under also",
+          "[plugins][agent_drift][guards]") {
+  // A-B-A-B-A-B where B is the same failing call: at the 6th step B fails for the third time
+  // and the cycle completes.
+  auto e = engine_with("{}");
+  feeder f(*e);
+  for (int i = 0; i < 3; ++i) {
+    f.send(step({read_file("a.py")}));
+    f.send(step({fail("deploy", "prod", "E-quota", "svc")}));
+  }
+  CHECK(f.opened_at(runaway) == 6);
+  const auto ev = evidence_of(*e, runaway);
+  CHECK(ev.at("guard") == "repeated_failure");
+  CHECK(ev.at("also") == "cycle");
+  CHECK(ev.at("cycle").find("repeat a cycle of 2 calls") != std::string::npos);
 }
 
 TEST_CASE("agent_drift ends a session on task_completed and keeps sessions apart",
@@ -948,6 +994,27 @@ TEST_CASE("agent_drift names the dimension that moved", "[plugins][agent_drift][
     CHECK(ev.count("moved") == 1);
     if (ev.count("moved")) CHECK(ev.at("moved").find(r.moved) != std::string::npos);
   }
+}
+
+TEST_CASE("agent_drift re-learns the agent's baseline after a trip and accepts the new behaviour",
+          "[plugins][agent_drift][index]") {
+  auto e = engine_with("{}");
+  feeder f(*e);
+  simulated_agent a(21, false);
+  double mean_before = std::numeric_limits<double>::quiet_NaN();
+  for (int i = 1; i <= 2500; ++i) {
+    if (i == 501) a.shift_tools(simulated_agent::shifted);
+    f.send(a.next(), n("task-", (i - 1) / 50));
+    if (i == 500) mean_before = gauge(*e, "stability_baseline_mean");
+    if (f.opened_at(drift) != 0 && f.opened_at(drift) + 1 == static_cast<std::size_t>(i)) {
+      // The step after the trip starts a new baseline: nothing is calibrated until it closes.
+      CHECK(std::isnan(gauge(*e, "stability_index")));
+    }
+  }
+  CHECK(f.opened_at(drift) > 500);
+  CHECK(gauge(*e, "drift_trips") == 1);  // the shifted agent, re-learned, is stable
+  CHECK(gauge(*e, "stability_baseline_mean") > 0.0);
+  CHECK(gauge(*e, "stability_baseline_mean") != mean_before);
 }
 
 TEST_CASE("agent_drift waits for a baseline that spans several sessions",
