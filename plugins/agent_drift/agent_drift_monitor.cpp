@@ -36,7 +36,6 @@
 #include <loopwarden/plugin.hpp>
 #include <loopwarden/state_codec.hpp>
 
-#include <loopwarden/state_codec.hpp>
 #include "agent_stability.hpp"
 #include "lru_map.hpp"
 #include "session_guards.hpp"

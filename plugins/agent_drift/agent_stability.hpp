@@ -26,11 +26,11 @@
 #include <vector>
 
 #include <loopwarden/v1/agent.pb.h>
+#include <loopwarden/state_codec.hpp>
 #include <loopwarden/stats/cusum.hpp>
 #include <loopwarden/stats/window_histogram.hpp>
 #include <loopwarden/types.hpp>
 
-#include <loopwarden/state_codec.hpp>
 #include "bounded_set.hpp"
 #include "settings.hpp"
 

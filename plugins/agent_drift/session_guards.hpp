@@ -8,17 +8,16 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <loopwarden/v1/agent.pb.h>
+#include <loopwarden/state_codec.hpp>
 #include <loopwarden/stats/cycle_detector.hpp>
 #include <loopwarden/types.hpp>
 
-#include <loopwarden/state_codec.hpp>
 #include "bounded_set.hpp"
 #include "settings.hpp"
 

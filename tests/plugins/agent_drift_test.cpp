@@ -806,12 +806,12 @@ class simulated_agent {
   double human_rate_ = 0.02;
 };
 
-// Runs `a` for `steps` steps, sessions of 50 steps (task attempts), calling change(step) first
+// Runs `a` for `count` steps, sessions of 50 steps (task attempts), calling change(step) first
 // at each step; returns the 1-based step that opened agent.drift, or 0.
-std::size_t run_agent(core::engine& e, simulated_agent& a, int steps,
+std::size_t run_agent(core::engine& e, simulated_agent& a, int count,
                       const std::function<void(int)>& change = {}) {
   feeder f(e);
-  for (int i = 1; i <= steps; ++i) {
+  for (int i = 1; i <= count; ++i) {
     if (change) change(i);
     f.send(a.next(), n("task-", (i - 1) / 50));
     if (f.opened_at(drift) != 0) return f.opened_at(drift);
