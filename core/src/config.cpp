@@ -46,6 +46,10 @@ monitors:
   - name: goal_drift
     plugin: goal_drift
     on_error: fail_closed
+  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
+  # approval when merges skip review or reviews become rubber stamps (stage timings).
+  - name: review_bottleneck
+    plugin: review_bottleneck
   # From the agent steps a harness sends: pauses an agent whose behaviour drifts from its own
   # baseline (agent.drift) and halts a session that loops or runs over budget (agent.runaway).
   - name: agent_drift

@@ -1,7 +1,8 @@
 #include <unistd.h>
 
-#include <algorithm>
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -396,6 +397,10 @@ monitors:
   - name: goal_drift
     plugin: goal_drift
     on_error: fail_closed
+  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
+  # approval when merges skip review or reviews become rubber stamps (stage timings).
+  - name: review_bottleneck
+    plugin: review_bottleneck
   # From the agent steps a harness sends: pauses an agent whose behaviour drifts from its own
   # baseline (agent.drift) and halts a session that loops or runs over budget (agent.runaway).
   - name: agent_drift
@@ -403,8 +408,7 @@ monitors:
 )");
 }
 
-TEST_CASE("config embedded default parses with the nonfinite_loss and goal_drift monitors",
-          "[config]") {
+TEST_CASE("config embedded default parses with every bundled monitor at its defaults", "[config]") {
   auto got = default_config();
   REQUIRE(got.ok());
   const config& c = *got;
@@ -415,11 +419,19 @@ TEST_CASE("config embedded default parses with the nonfinite_loss and goal_drift
   CHECK(c.plugin_paths.empty());
   CHECK(c.probation == 5min);
   CHECK(c.breakers.empty());
-  REQUIRE(c.monitors.size() >= 2);  // the bundled monitors follow, each with its defaults
-  CHECK(c.monitors[1].name == "goal_drift");
-  CHECK(c.monitors[1].plugin == "goal_drift");
-  CHECK(c.monitors[1].on_error == error_policy::fail_closed);
-  CHECK(c.monitors[1].config.is_missing());  // its documented defaults
+  // After the threshold guard, each bundled monitor once, named after its plugin, on its
+  // documented defaults (no config: section).
+  const std::vector<std::string> bundled = {"goal_drift", "review_bottleneck", "agent_drift"};
+  REQUIRE(c.monitors.size() == 1 + bundled.size());
+  for (const auto& name : bundled) {
+    INFO(name);
+    const auto it = std::find_if(c.monitors.begin(), c.monitors.end(),
+                                 [&](const auto& m) { return m.name == name; });
+    REQUIRE(it != c.monitors.end());
+    CHECK(it->plugin == name);
+    CHECK(it->on_error == error_policy::fail_closed);
+    CHECK(it->config.is_missing());
+  }
   const auto& m = c.monitors[0];
   CHECK(m.name == "nonfinite_loss");
   CHECK(m.plugin == "threshold");
@@ -437,11 +449,6 @@ TEST_CASE("config embedded default parses with the nonfinite_loss and goal_drift
   CHECK(m.node.path() == "monitors[0]");
   CHECK(m.node.line() == 12);
   CHECK(c.root["version"].line() == 2);
-  const auto agent = std::find_if(c.monitors.begin(), c.monitors.end(),
-                                  [](const auto& mon) { return mon.name == "agent_drift"; });
-  REQUIRE(agent != c.monitors.end());
-  CHECK(agent->plugin == "agent_drift");
-  CHECK(agent->config.is_missing());  // every setting at its default
 }
 
 TEST_CASE("config applies defaults for optional settings", "[config]") {
