@@ -55,6 +55,10 @@ monitors:
   - name: destructive_action
     plugin: destructive_action
     on_error: fail_closed
+  # From the agent steps a harness sends: pauses an agent whose behaviour drifts from its own
+  # baseline (agent.drift) and halts a session that loops or runs over budget (agent.runaway).
+  - name: agent_drift
+    plugin: agent_drift
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";

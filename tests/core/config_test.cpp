@@ -406,6 +406,10 @@ monitors:
   - name: destructive_action
     plugin: destructive_action
     on_error: fail_closed
+  # From the agent steps a harness sends: pauses an agent whose behaviour drifts from its own
+  # baseline (agent.drift) and halts a session that loops or runs over budget (agent.runaway).
+  - name: agent_drift
+    plugin: agent_drift
 )");
 }
 
@@ -423,7 +427,7 @@ TEST_CASE("config embedded default parses with every bundled monitor at its defa
   // After the threshold guard, each bundled monitor once, named after its plugin, on its
   // documented defaults (no config: section).
   const std::vector<std::string> bundled = {"goal_drift", "review_bottleneck",
-                                            "destructive_action"};
+                                            "destructive_action", "agent_drift"};
   REQUIRE(c.monitors.size() == 1 + bundled.size());
   for (const auto& name : bundled) {
     INFO(name);
