@@ -8,9 +8,11 @@
 
 #include <loopwarden/stats/cusum.hpp>         // two-sided tabular CUSUM
 #include <loopwarden/stats/dispersion.hpp>    // embedding mean/covariance, Vendi score, effective rank
+#include <loopwarden/stats/distribution.hpp>  // normal quantile, binomial and beta-binomial tails
 #include <loopwarden/stats/divergence.hpp>    // KL, Jensen-Shannon, PSI; histograms; bootstrap thresholds
 #include <loopwarden/stats/diversity.hpp>     // distinct-n, entropy, Gini-Simpson with O(1) updates
 #include <loopwarden/stats/ewma.hpp>          // EWMA mean/variance, EWMA control chart
+#include <loopwarden/stats/gram.hpp>          // streaming Gram matrix: Vendi scores, effective rank
 #include <loopwarden/stats/page_hinkley.hpp>  // Page-Hinkley change-in-mean test
 #include <loopwarden/stats/signal.hpp>        // signal_side, direction
 #include <loopwarden/stats/tail_mass.hpp>     // share of samples beyond baseline quantiles

@@ -20,6 +20,16 @@ struct cusum_options {
   bool reset_after_signal = false;
 };
 
+// Everything a cusum has learned, for monitor snapshots (see cusum::state()).
+struct cusum_state {
+  double upper = 0.0;  // S⁺
+  double lower = 0.0;  // S⁻
+  signal_side last = signal_side::none;
+  std::uint64_t count = 0;
+  std::uint64_t ignored = 0;
+  std::uint64_t signals = 0;
+};
+
 // The two-sided tabular CUSUM (Page 1954; Montgomery, Introduction to Statistical Quality
 // Control, 9.1). For each finite x, with z = (x − μ0) / σ:
 //   S⁺_t = max(0, S⁺_{t−1} + z − k),   S⁻_t = max(0, S⁻_{t−1} − z − k),   S⁺_0 = S⁻_0 = 0
@@ -64,6 +74,22 @@ class cusum {
     count_ = 0;
     ignored_ = 0;
     signals_ = 0;
+  }
+
+  // The state, and its inverse: a cusum with the same options given restore(state()) continues
+  // exactly as this one would. restore() throws std::invalid_argument (and changes nothing) when
+  // a statistic is negative or not finite.
+  cusum_state state() const { return {upper_, lower_, last_, count_, ignored_, signals_}; }
+  void restore(const cusum_state& s) {
+    if (!(s.upper >= 0.0 && s.lower >= 0.0 && std::isfinite(s.upper) && std::isfinite(s.lower))) {
+      throw std::invalid_argument("cusum: restore: statistics must be finite and >= 0");
+    }
+    upper_ = s.upper;
+    lower_ = s.lower;
+    last_ = s.last;
+    count_ = s.count;
+    ignored_ = s.ignored;
+    signals_ = s.signals;
   }
 
   // S⁺_t, the upper statistic (detects an increase), in σ units.
