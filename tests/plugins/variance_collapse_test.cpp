@@ -329,11 +329,12 @@ TEST_CASE("variance_collapse uses a declared baseline without generation 0",
   f.send("d", g2);
   CHECK(f.opened_at("training.collapse", "d") == 2);
   const auto ev = evidence_of(*e, "training.collapse", "d");
-  CHECK(ev.at("crossed") == "dispersion_ratio,log_dispersion_cusum");
+  // The EWMA chart on the same standardised increments signals too.
+  CHECK(ev.at("crossed") == "dispersion_ratio,log_dispersion_cusum,log_dispersion_ewma");
   CHECK(ev.at("dispersion_ratio") == "0.25");
   CHECK(ev.at("dispersion_ratio_limit") == "0.3");
   CHECK(ev.at("dispersion_ratio_excess") == "0.1667");
-  CHECK(ev.at("log_dispersion_cusum_limit") == "5");
+  CHECK(ev.at("log_dispersion_cusum_limit") == "7");
   CHECK(ev.at("last_healthy_generation") == "1");
 }
 
@@ -348,8 +349,8 @@ TEST_CASE("variance_collapse refuses bad config naming the field and line",
        "monitors[0].config.dispersion_flor: unknown key (allowed: statistic, baseline, "
        "dispersion_floor, observed_dispersion_floor, tail_floor, diversity_floor, ngram_order, "
        "kl_ceiling, histogram_smoothing, metric_ceilings, consecutive, trend_window, cusum, "
-       "real_share_floor, real_sources, collapse_breaker, provenance_breaker, max_runs) "
-       "(vc.yaml:6)"},
+       "real_share_floor, real_sources, collapse_breaker, provenance_breaker, max_runs, ewma, "
+       "alpha, max_histogram_keys, embeddings, scalar_streams) (vc.yaml:6)"},
       {"{dispersion_floor: 1.5}",
        "monitors[0].config.dispersion_floor: expected a number in (0, 1), got \"1.5\" (vc.yaml:6)"},
       {"{dispersion_floor: 0.3, observed_dispersion_floor: 0.4}",
@@ -360,7 +361,7 @@ TEST_CASE("variance_collapse refuses bad config naming the field and line",
       {"{consecutive: 0}",
        "monitors[0].config.consecutive: expected a positive integer, got \"0\" (vc.yaml:6)"},
       {"{trend_window: 1}",
-       "monitors[0].config.trend_window: expected an integer >= 2, got \"1\" (vc.yaml:6)"},
+       "monitors[0].config.trend_window: expected an integer in [2, 1024], got \"1\" (vc.yaml:6)"},
       {"{cusum: {h: 0}}",
        "monitors[0].config.cusum.h: expected a number > 0, got \"0\" (vc.yaml:6)"},
       {"{cusum: {hh: 4}}", "monitors[0].config.cusum.hh: unknown key (allowed: k, h) (vc.yaml:6)"},

@@ -8,6 +8,7 @@
 #include <loopwarden/stats/cusum.hpp>
 #include <loopwarden/stats/ewma.hpp>
 #include <loopwarden/stats/trend.hpp>
+#include <loopwarden/stats/welford.hpp>
 #include <random>
 #include <stdexcept>
 #include <vector>
@@ -97,4 +98,24 @@ TEST_CASE("trend restored from its state fits the same line", "[stats][state]") 
   bad.size = 3;  // not full, so next must equal size
   bad.next = 1;
   CHECK_THROWS_AS(second.restore(bad), std::invalid_argument);
+}
+
+TEST_CASE("welford restored from its state continues exactly", "[stats][state]") {
+  const auto xs = series(3, 50);
+  stats::welford whole;
+  stats::welford first;
+  for (std::size_t i = 0; i < 20; ++i) first.add(xs[i]);
+  stats::welford second;
+  second.restore(first.state());
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    whole.add(xs[i]);
+    if (i >= 20) second.add(xs[i]);
+  }
+  CHECK(second.mean() == whole.mean());
+  CHECK(second.sample_variance() == whole.sample_variance());
+  CHECK(second.min() == whole.min());
+  CHECK(second.max() == whole.max());
+  CHECK(second.count() == whole.count());
+  CHECK(second.ignored() == whole.ignored());
+  CHECK_THROWS_AS(second.restore({.m2 = -1.0}), std::invalid_argument);
 }
