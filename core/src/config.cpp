@@ -41,6 +41,17 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Recursive training (docs/monitors/variance-collapse.md): trips training.collapse (rollback)
+  # when the generated distribution loses its spread, tails or diversity, and
+  # training.provenance (pause) when a generation trained on less than 10 % real data.
+  - name: variance_collapse
+    plugin: variance_collapse
+    config:
+      dispersion_floor: 0.7
+      consecutive: 2
+      alpha: 0.01
+      kl_ceiling: 0.25
+      real_share_floor: 0.1
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";

@@ -390,6 +390,17 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Recursive training (docs/monitors/variance-collapse.md): trips training.collapse (rollback)
+  # when the generated distribution loses its spread, tails or diversity, and
+  # training.provenance (pause) when a generation trained on less than 10 % real data.
+  - name: variance_collapse
+    plugin: variance_collapse
+    config:
+      dispersion_floor: 0.7
+      consecutive: 2
+      alpha: 0.01
+      kl_ceiling: 0.25
+      real_share_floor: 0.1
 )");
 }
 
@@ -404,7 +415,10 @@ TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[co
   CHECK(c.plugin_paths.empty());
   CHECK(c.probation == 5min);
   CHECK(c.breakers.empty());
-  REQUIRE(c.monitors.size() == 1);
+  REQUIRE(c.monitors.size() == 2);
+  CHECK(c.monitors[1].name == "variance_collapse");
+  CHECK(c.monitors[1].plugin == "variance_collapse");
+  CHECK(c.monitors[1].config["dispersion_floor"].as_double().value() == 0.7);
   const auto& m = c.monitors[0];
   CHECK(m.name == "nonfinite_loss");
   CHECK(m.plugin == "threshold");
