@@ -208,8 +208,9 @@ bool embedding_run::finish_baseline() {
   }
   b.vendi2 = b.gram.debiased_order2_vendi();
   if (static_cast<std::uint64_t>(dim_) <= in_.es_->spectrum_max_dimension) {
-    b.vendi = b.gram.vendi_score();
-    b.effective_rank = b.gram.effective_rank();
+    const Eigen::VectorXd spectrum = b.gram.eigenvalues();  // one O(d³) decomposition for both
+    b.vendi = stats::vendi_from_eigenvalues(spectrum);
+    b.effective_rank = stats::effective_rank_from_eigenvalues(spectrum);
   }
   b.distances.resize(static_cast<std::size_t>(m));
   for (Eigen::Index i = 0; i < m; ++i) {
@@ -371,8 +372,11 @@ void embedding_run::evaluate(run_decision& decision, sdk::context& ctx) {
                              {"baseline_vendi2", format_number(b.vendi2)}};
   }
   if (static_cast<std::uint64_t>(dim_) <= in_.es_->spectrum_max_dimension) {
-    ctx.set_gauge("embeddings.vendi", g.gram.vendi_score());
-    ctx.set_gauge("embeddings.effective_rank", g.gram.effective_rank());
+    const Eigen::VectorXd spectrum = g.gram.eigenvalues();  // one O(d³) decomposition for both
+    ctx.set_gauge("embeddings.vendi", stats::vendi_from_eigenvalues(spectrum));
+    ctx.set_gauge("embeddings.effective_rank", stats::effective_rank_from_eigenvalues(spectrum));
+    ctx.set_gauge("embeddings.vendi_baseline", b.vendi);
+    ctx.set_gauge("embeddings.effective_rank_baseline", b.effective_rank);
   }
 
   // Tail share: the count beyond the j-th smallest of m baseline distances is exactly
@@ -402,8 +406,8 @@ void embedding_run::evaluate(run_decision& decision, sdk::context& ctx) {
 std::size_t embedding_run::state_bytes() const {
   const auto d = static_cast<std::size_t>(dim_);
   std::size_t bytes = sizeof(*this) + sizeof(baseline) + 2 * 8 * d;  // moments
-  if (!base_->ready) bytes += 8 * d * d + 4 * base_->reservoir.capacity();
-  bytes += 8 * base_->distances.capacity();
+  if (!base_->ready) bytes += 8 * d * d + 4 * base_->reservoir.size();
+  bytes += 8 * base_->distances.size();
   if (open_) bytes += 8 * d * d + 16 * d;
   return bytes;
 }
@@ -522,7 +526,7 @@ void embedding_input::on_batch(const std::string& run_id, const v1::EmbeddingBat
   auto it = runs_.find(run_id);
   if (it == runs_.end()) {
     if (runs_.size() >= es_->max_runs) {
-      ++counters_.dropped_runs;
+      ++counters_.dropped_batches;
       return;
     }
     it = runs_
@@ -577,7 +581,7 @@ void embedding_input::write(sdk::state_writer& w) const {
   w.write_u64(counters_.ignored_vectors);
   w.write_u64(counters_.late_vectors);
   w.write_u64(counters_.unused_vectors);
-  w.write_u64(counters_.dropped_runs);
+  w.write_u64(counters_.dropped_batches);
   w.write_u64(runs_.size());
   for (const auto& [id, run] : runs_) {
     w.write_string(id);
@@ -591,7 +595,7 @@ void embedding_input::read(sdk::state_reader& r, std::uint64_t max_runs) {
   counters_.ignored_vectors = r.read_u64();
   counters_.late_vectors = r.read_u64();
   counters_.unused_vectors = r.read_u64();
-  counters_.dropped_runs = r.read_u64();
+  counters_.dropped_batches = r.read_u64();
   const std::uint64_t n = r.read_count(std::min(max_runs, es_->max_runs));
   for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
     std::string id = r.read_string(4096);

@@ -63,8 +63,8 @@ struct embedding_counters {
   std::uint64_t ignored_vectors = 0;  // non-finite or zero vectors
   std::uint64_t late_vectors =
       0;  // of a generation already completed, or reference after the freeze
-  std::uint64_t unused_vectors = 0;  // of other streams, or with no baseline to compare with
-  std::uint64_t dropped_runs = 0;    // runs beyond max_runs
+  std::uint64_t unused_vectors = 0;   // of other streams, or with no baseline to compare with
+  std::uint64_t dropped_batches = 0;  // of runs beyond max_runs (a new run needs a free slot)
 };
 
 class embedding_run;

@@ -77,7 +77,7 @@ class scalar_stream {
   void add(double x, std::int64_t step, run_decision& decision, sdk::context& ctx);
   void complete_through(std::int64_t generation, run_decision& decision, sdk::context& ctx);
   std::size_t state_bytes() const {
-    return sizeof(*this) + 8 * (reservoir_.capacity() + cuts_.size() + base_counts_.size() +
+    return sizeof(*this) + 8 * (reservoir_.size() + cuts_.size() + base_counts_.size() +
                                 counts_.size() + 2 * thresholds_.size());
   }
   void write(sdk::state_writer& w) const;
@@ -428,17 +428,27 @@ bool scalar_input::watches(const std::string& name) const {
   return std::find(ss_->names.begin(), ss_->names.end(), name) != ss_->names.end();
 }
 
-void scalar_input::on_sample(const std::string& run_id, const v1::MetricSample& sample,
-                             run_decision& decision, sdk::context& ctx) {
+void scalar_input::on_batch(const std::string& run_id, const v1::MetricsBatch& batch,
+                            run_decision& decision, sdk::context& ctx) {
   auto& streams = runs_[run_id];
-  auto it = streams.find(sample.name());
-  if (it == streams.end()) {
-    it = streams
-             .emplace(sample.name(), std::make_unique<scalar_stream>(
-                                         *this, sample.name(), seed_of(run_id, sample.name())))
-             .first;
+  // Hosts batch samples of one metric together: remember the last stream looked up.
+  const std::string* last_name = nullptr;
+  scalar_stream* last = nullptr;
+  for (const auto& sample : batch.samples()) {
+    if (last_name == nullptr || sample.name() != *last_name) {
+      if (!watches(sample.name())) continue;
+      auto it = streams.find(sample.name());
+      if (it == streams.end()) {
+        it = streams
+                 .emplace(sample.name(), std::make_unique<scalar_stream>(
+                                             *this, sample.name(), seed_of(run_id, sample.name())))
+                 .first;
+      }
+      last_name = &sample.name();
+      last = it->second.get();
+    }
+    last->add(sample.value(), sample.step(), decision, ctx);
   }
-  it->second->add(sample.value(), sample.step(), decision, ctx);
 }
 
 void scalar_input::complete_through(const std::string& run_id, std::int64_t generation,

@@ -56,9 +56,9 @@ class scalar_input {
   scalar_input& operator=(const scalar_input&) = delete;
 
   bool watches(const std::string& name) const;
-  // One sample of a watched metric for run `run_id`.
-  void on_sample(const std::string& run_id, const v1::MetricSample& sample, run_decision& decision,
-                 sdk::context& ctx);
+  // The samples of watched metrics in one batch of run `run_id`, in order.
+  void on_batch(const std::string& run_id, const v1::MetricsBatch& batch, run_decision& decision,
+                sdk::context& ctx);
   // The run's summary of generation g arrived: step groups up to g are complete.
   void complete_through(const std::string& run_id, std::int64_t generation, run_decision& decision,
                         sdk::context& ctx);

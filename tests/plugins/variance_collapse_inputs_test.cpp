@@ -245,7 +245,7 @@ TEST_CASE("variance_collapse counts malformed and late embedding batches and ign
   CHECK(gauges.at("embeddings.bad_batches") == 4);
   CHECK(gauges.at("embeddings.ignored_vectors") == 2);
   CHECK(gauges.at("embeddings.late_vectors") == 5);
-  CHECK(gauges.at("embeddings.dropped_runs") == 1);
+  CHECK(gauges.at("embeddings.dropped_batches") == 1);
   CHECK_FALSE(e->breakers().any_open());
   CHECK(e->monitors().at(0).errors == 0);
 }

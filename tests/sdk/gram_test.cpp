@@ -71,8 +71,11 @@ TEST_CASE("gram accumulator equals the batch vendi score and effective rank", "[
     CHECK((left.gram() - cosine.gram()).cwiseAbs().maxCoeff() < 1e-10 * r.n);
     CHECK(left.order2_vendi() == Approx(cosine.order2_vendi()).epsilon(1e-12));
     CHECK(left.debiased_order2_vendi() == Approx(cosine.debiased_order2_vendi()).epsilon(1e-12));
-    // The order-2 score from the spectrum: 1 / Σ p² over the eigenvalues.
+    // The order-2 score from the spectrum: 1 / Σ p² over the eigenvalues; one decomposition
+    // gives both the Vendi score and the effective rank.
     const Eigen::VectorXd e = cosine.eigenvalues();
+    CHECK(stats::vendi_from_eigenvalues(e) == cosine.vendi_score());
+    CHECK(stats::effective_rank_from_eigenvalues(linear.eigenvalues()) == linear.effective_rank());
     CHECK(cosine.order2_vendi() == Approx(e.sum() * e.sum() / e.squaredNorm()).epsilon(1e-10));
   }
 }

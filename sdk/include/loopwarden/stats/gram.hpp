@@ -15,6 +15,18 @@
 
 namespace loopwarden::sdk::stats {
 
+// The Vendi score and the effective rank from eigenvalues already computed (of G / n, as
+// gram_accumulator::eigenvalues() returns them), so a caller that wants both pays for one
+// eigendecomposition: exp(entropy of the normalised eigenvalues) and exp(entropy of their
+// normalised square roots). NaN for no eigenvalues or a zero sum. Thread-safety: pure functions.
+inline double vendi_from_eigenvalues(const Eigen::VectorXd& eigenvalues) {
+  return details::exp_entropy(eigenvalues);
+}
+inline double effective_rank_from_eigenvalues(const Eigen::VectorXd& eigenvalues) {
+  if (eigenvalues.size() == 0) return std::numeric_limits<double>::quiet_NaN();
+  return details::exp_entropy(eigenvalues.cwiseMax(0.0).cwiseSqrt());
+}
+
 // Which kernel the Gram matrix is of.
 enum class gram_kernel {
   cosine,  // rows scaled to unit L2 norm first (zero rows skipped): the Vendi score's kernel
@@ -189,12 +201,8 @@ class gram_accumulator {
     return solver.eigenvalues().cwiseMax(0.0);
   }
   // See the class comment; NaN when nothing usable was added.
-  double vendi_score() const { return details::exp_entropy(eigenvalues()); }
-  double effective_rank() const {
-    const Eigen::VectorXd e = eigenvalues();
-    if (e.size() == 0) return nan();
-    return details::exp_entropy(e.cwiseSqrt());
-  }
+  double vendi_score() const { return vendi_from_eigenvalues(eigenvalues()); }
+  double effective_rank() const { return effective_rank_from_eigenvalues(eigenvalues()); }
   double order2_vendi() const {
     const double frobenius2 = frobenius_squared();
     if (count_ == 0 || !(frobenius2 > 0.0)) return nan();
