@@ -122,10 +122,15 @@ void log_ratio_series::read(sdk::state_reader& r) {
 // ---------------------------------------------------------------------------------------------
 
 run_decision::health& run_decision::record(std::int64_t generation) {
-  health& h = health_[generation];
-  // Bounded: the oldest generation goes, remembered if it was healthy (it may still be the one to
-  // roll back to).
-  while (health_.size() > max_tracked_generations) {
+  if (const auto it = health_.find(generation); it != health_.end()) return it->second;
+  if (health_.size() >= max_tracked_generations) {
+    // A generation older than everything kept (an input far behind the others) is not recorded:
+    // its health goes to a scratch record nobody reads.
+    if (generation < health_.begin()->first) {
+      scratch_ = health();
+      return scratch_;
+    }
+    // The oldest goes, remembered if it was healthy (it may still be the one to roll back to).
     const auto oldest = health_.begin();
     if (oldest->second.reported && !oldest->second.crossed) {
       healthy_floor_ = oldest->first;
@@ -133,7 +138,7 @@ run_decision::health& run_decision::record(std::int64_t generation) {
     }
     health_.erase(oldest);
   }
-  return h;
+  return health_[generation];
 }
 
 void run_decision::note_baseline(std::int64_t generation, const std::string& checkpoint) {

@@ -129,8 +129,9 @@ class run_decision {
 
   health& record(std::int64_t generation);
 
-  std::map<std::string, streak> streaks_;      // statistic -> its current run of crossings
-  std::map<std::int64_t, health> health_;      // the last max_tracked_generations generations
+  std::map<std::string, streak> streaks_;  // statistic -> its current run of crossings
+  std::map<std::int64_t, health> health_;  // the last max_tracked_generations generations
+  health scratch_;  // what record() hands out for a generation older than all of health_
   std::optional<std::int64_t> healthy_floor_;  // highest healthy generation evicted from health_
   std::string healthy_floor_checkpoint_;
   bool tripped_ = false;

@@ -376,6 +376,23 @@ TEST_CASE("variance_collapse rolls back to a generation no input called unhealth
   CHECK(gauges_of(*e).at("last_healthy_generation") == 2);
 }
 
+TEST_CASE("variance_collapse remembers a bounded number of generations per run",
+          "[plugins][variance_collapse]") {
+  // Summaries run 300 generations ahead of the embeddings; the embeddings of generation 1 then
+  // complete, older than every generation the decision still keeps. They are evaluated, not
+  // remembered, and nothing breaks.
+  auto e = engine_with("{statistic: x}");
+  feeder f(*e);
+  f.send_envelope("b", 0, embedding_batch(gaussian_vectors(64, 4, 30), 0));
+  for (int g = 0; g <= 300; ++g) f.send("b", gaussian_summary(g, 1000, 0.0, 1.0, 0.5));
+  f.send_envelope("b", 1, embedding_batch(gaussian_vectors(64, 4, 31), 1));
+  f.send_envelope("b", 2, embedding_batch(gaussian_vectors(64, 4, 32), 2));
+  CHECK(gauges_of(*e).count("embeddings.dispersion_ratio") == 1);
+  CHECK(gauges_of(*e).at("last_healthy_generation") == 300);
+  CHECK(e->monitors().at(0).errors == 0);
+  CHECK_FALSE(e->breakers().any_open());
+}
+
 // ---------------------------------------------------------------------------------------------
 // detection rates with every input present
 
