@@ -23,8 +23,8 @@ build=${1:-build/ci}
 generations=${2:-12}
 model=${3:-counts}
 case $model in
-  counts) script="$here/trainer.py"; limit=300 ;;
-  torch) script="$here/torch_trainer.py"; limit=3600 ;;
+  counts) script="$here/trainer.py"; limit=300; silence=2 ;;
+  torch) script="$here/torch_trainer.py"; limit=3600; silence=10 ;;
   *) echo "run.sh: the model is counts or torch, not '$model'" >&2; exit 2 ;;
 esac
 [[ $build = /* ]] || build="$root/$build"
@@ -80,7 +80,7 @@ trainer() {  # run-id real-share [more trainer options]
   local run=$1 share=$2
   shift 2
   timeout "$limit" "$py" "$script" --state-dir "$state" --run-id "$run" --real-share "$share" \
-    --generations "$generations" --settle 1 --checkpoint-dir "$out/checkpoints/$run" \
+    --generations "$generations" --settle 1 --timeout "$silence" --checkpoint-dir "$out/checkpoints/$run" \
     --result "$out/$run.json" "$@"
 }
 field() {  # run-id python-expression-over-the-result: prints it ("missing" without a result)

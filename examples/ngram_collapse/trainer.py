@@ -272,14 +272,18 @@ def obey_breakers(guard, pause_timeout, pauses, generation):
     breaker to act on otherwise: a rollback first, whatever else is open too (the guard ranks
     pause above rollback, but a rollback is the one that names where to go back to). A run
     stopped only by pause breakers waits for an operator to reset them (or for a rollback to
-    open), up to pause_timeout seconds, then looks again."""
+    open), up to pause_timeout seconds, then looks again. A silent sidecar stops the run the
+    same way (fail closed): it waits, at the boundary, for the sidecar to speak again."""
     while True:
         try:
             guard.check()
             return
         except loopwarden.BreakerOpen as event:
             if event.sidecar_silent:
-                raise
+                print(f"   {event.reason}: waiting up to {pause_timeout:.0f} s for it", flush=True)
+                if not guard.watch.wait_until(lambda w: not w.silent, pause_timeout):
+                    raise
+                continue
             rollback = [b for b in event.breakers if b.action == "rollback"]
             if rollback:
                 others = [b for b in event.breakers if b is not rollback[0]]
