@@ -150,8 +150,8 @@ cat <<TXT
 ${bold}What happened${plain} ($model model)
 - ngram-real30: $(field ngram-real30 "len(r['generations'])") generations with the human text 30 % of each one's training
   tokens; distinct 2-grams per 2-gram never fell below $(field ngram-real30 "round(min(x['distinct_2_ratio'] for x in r['generations'].values()) / r['generations']['0']['distinct_2_ratio'], 2)") of generation 0's; no breaker opened.
-- ngram-synthetic: on its own samples, distinct 2-grams per 2-gram fell to $(field ngram-synthetic "round(r['generations'][str(r['stopped_at_generation'])]['distinct_2_ratio'] / r['generations']['0']['distinct_2_ratio'], 2)") of generation 0's
-  by generation $(field ngram-synthetic "r['stopped_at_generation']"), where training.collapse opened ($(field ngram-synthetic "r['evidence']['crossed']")).
+- ngram-synthetic: trained on its own samples, training.collapse opened at generation $(field ngram-synthetic "r['evidence']['generation']")
+  ($(field ngram-synthetic "r['evidence']['crossed']")); distinct 2-grams per 2-gram were then $(field ngram-synthetic "round(r['generations'][r['evidence']['generation']]['distinct_2_ratio'] / r['generations']['0']['distinct_2_ratio'], 2)") of generation 0's.
   The trainer restored checkpoint $(field ngram-synthetic "r['evidence']['last_healthy_checkpoint']"), the last healthy generation in the evidence, and stopped.
 - Files: $out (serve.log, <run>.json, checkpoints/<run>/, CURRENT)
 TXT
