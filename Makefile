@@ -26,6 +26,8 @@ test: build
 demo: build
 	bash examples/replay_demo/run.sh $(BUILD_DIR)
 	bash examples/recursive_trainer/run.sh $(BUILD_DIR)
+	bash examples/self_improver/run.sh $(BUILD_DIR)
+	bash examples/delivery_pipeline/run.sh $(BUILD_DIR)
 	bash examples/ngram_collapse/run.sh $(BUILD_DIR)
 
 # The n-gram collapse demo with a small PyTorch model instead of counts. Optional: it installs

@@ -41,17 +41,25 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
-  # Recursive training (docs/monitors/variance-collapse.md): trips training.collapse (rollback)
-  # when the generated distribution loses its spread, tails or diversity, and
-  # training.provenance (pause) when a generation trained on less than 10 % real data.
+  # Self-improvement loops (cycle reports): rolls back to the last trusted candidate on goal
+  # drift or a regression, halts on a failed critical constraint and after cycle 8.
+  - name: goal_drift
+    plugin: goal_drift
+    on_error: fail_closed
+  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
+  # approval when merges skip review or reviews become rubber stamps (stage timings).
+  - name: review_bottleneck
+    plugin: review_bottleneck
+  # Answers gate requests for shell, SQL, git, file and HTTP actions (allow, deny, or ask a
+  # human) from its shipped rules; trips agent.evasion on varied denied attempts in one session.
+  - name: destructive_action
+    plugin: destructive_action
+    on_error: fail_closed
+  # Recursive training (generation summaries, embeddings): rolls back when the generated
+  # distribution loses its spread, tails or diversity; pauses a generation with < 10 % real data.
   - name: variance_collapse
     plugin: variance_collapse
-    config:
-      dispersion_floor: 0.7
-      consecutive: 2
-      alpha: 0.01
-      kl_ceiling: 0.25
-      real_share_floor: 0.1
+    on_error: fail_closed
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";
@@ -256,13 +264,43 @@ status read_breakers(const config_node& node, config& out) {
   return status::success();
 }
 
+// A byte count: a plain integer, or one with a unit: 512MiB, 2GiB, 100MB, 64KiB, 1G.
+result<std::uint64_t> read_byte_size(const config_node& n) {
+  auto text = n.as_string();
+  if (!text) return text.error();
+  const std::string& t = *text;
+  std::size_t digits = 0;
+  while (digits < t.size() && t[digits] >= '0' && t[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 15) {
+    return n.error("expected a size such as 512MiB or 2GiB, got " + n.describe());
+  }
+  const std::uint64_t value = std::stoull(t.substr(0, digits));
+  static const std::pair<const char*, std::uint64_t> units[] = {{"", 1},
+                                                                {"B", 1},
+                                                                {"K", 1ull << 10},
+                                                                {"KiB", 1ull << 10},
+                                                                {"KB", 1000},
+                                                                {"M", 1ull << 20},
+                                                                {"MiB", 1ull << 20},
+                                                                {"MB", 1000 * 1000},
+                                                                {"G", 1ull << 30},
+                                                                {"GiB", 1ull << 30},
+                                                                {"GB", 1000ull * 1000 * 1000}};
+  const std::string unit = t.substr(digits);
+  for (const auto& [name, factor] : units) {
+    if (unit == name) return value * factor;
+  }
+  return n.error("expected a size such as 512MiB or 2GiB, got " + n.describe());
+}
+
 status read_monitor(const config_node& entry, const fs::path& base, monitor_config& m) {
   m.node = entry;
   if (!entry.is_map()) {
     return entry.error("expected a map with name and plugin (or path), got " + entry.describe());
   }
-  if (auto s = entry.check_keys(
-          {"name", "plugin", "path", "optional", "enabled", "mode", "on_error", "config"});
+  if (auto s = entry.check_keys({"name", "plugin", "path", "optional", "enabled", "mode",
+                                 "on_error", "deadline", "queue_capacity", "isolation",
+                                 "memory_limit", "config"});
       !s.ok()) {
     return s;
   }
@@ -315,6 +353,38 @@ status read_monitor(const config_node& entry, const fs::path& base, monitor_conf
     auto v = read_enum(n, &parse_error_policy, "fail_closed, disable");
     if (!v) return v.error();
     m.on_error = *v;
+  }
+  auto deadline = entry.get_duration("deadline", m.deadline);
+  if (!deadline) return deadline.error();
+  m.deadline = *deadline;
+  auto capacity =
+      entry.get_positive_int("queue_capacity", static_cast<std::int64_t>(m.queue_capacity));
+  if (!capacity) return capacity.error();
+  if (*capacity > 1'000'000) {
+    return entry["queue_capacity"].error("expected at most 1000000, got " +
+                                         entry["queue_capacity"].describe());
+  }
+  m.queue_capacity = static_cast<std::size_t>(*capacity);
+  if (auto n = entry["isolation"]; !absent(n)) {
+    auto v = n.as_string();
+    if (!v) return v.error();
+    if (*v == "process") {
+      m.isolation = isolation_mode::process;
+    } else if (*v != "thread") {
+      return n.error("expected thread or process, got \"" + *v + "\"");
+    }
+  }
+  if (auto n = entry["memory_limit"]; !absent(n)) {
+    auto bytes = read_byte_size(n);
+    if (!bytes) return bytes.error();
+    if (*bytes != 0 && m.isolation != isolation_mode::process) {
+      return n.error("needs isolation: process (a thread cannot have its own memory limit)");
+    }
+    if (*bytes != 0 && *bytes < (64u << 20)) {
+      return n.error("expected at least 64MiB (the monitor host needs room to start), got " +
+                     n.describe());
+    }
+    m.memory_limit_bytes = *bytes;
   }
   m.config = entry["config"];
   return status::success();

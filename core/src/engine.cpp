@@ -1,31 +1,114 @@
 #include <loopwarden/core/engine.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/core/demangle.hpp>
 #include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
 #include <exception>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <thread>
 #include <typeinfo>
 
 #include <loopwarden/core/plugin_host.hpp>
 
+#include "isolated_monitor.hpp"
 #include "log.hpp"
 
 namespace loopwarden::core {
 
 namespace {
 
+using steady = std::chrono::steady_clock;
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch())
+      .count();
+}
+
+struct runner;
+
+// One call a monitor's worker makes: an event, a tick, or a piece of work the dispatcher waits
+// for (a gate answer, a snapshot, a restore).
+struct task {
+  enum class kind { event, tick, work };
+  kind what = kind::event;
+  std::shared_ptr<const v1::Envelope> event;  // kind::event (and the run of a trip)
+  std::int64_t clock = 0;                     // the engine's clock for this call
+  std::function<void(runner&)> work;          // kind::work
+};
+
+// A loaded monitor instance with everything a call needs, so that a call never reaches back into
+// the engine that queued it (a reload hands the runner to the next engine, queue and all).
 struct runner {
   monitor_config cfg;
+  // The instance: loaded in this process, or (isolation: process) a proxy to a child process.
   std::unique_ptr<loaded_monitor> loaded;
+  std::unique_ptr<detail::isolated_monitor> isolated;
+  sdk::monitor& instance() {
+    return isolated ? static_cast<sdk::monitor&>(*isolated) : loaded->instance();
+  }
   sdk::monitor_info info;
-  std::map<std::string, sdk::breaker_spec> specs;  // declared breakers by name
-  bool disabled = false;                           // only the dispatcher thread reads or writes it
-  std::int64_t next_tick = 0;                      // dispatcher thread only
+  breaker_registry* registry = nullptr;  // borrowed: outlives the runner's calls
+
+  // The effective breaker specs (declared, with the operator's overrides) and the overrides for
+  // breakers the monitor did not declare. Written by apply_specs at creation and at a reload
+  // (adopt_unchanged, with the worker idle), read by calls.
+  mutable std::mutex spec_mu;
+  std::map<std::string, sdk::breaker_spec> specs;   // guarded by spec_mu
+  std::map<std::string, breaker_config> overrides;  // guarded by spec_mu
+
+  std::atomic<bool> disabled{false};
+  std::atomic<bool> hung{false};
+  std::int64_t next_tick = 0;  // dispatcher thread only
+
+  // The worker (threaded engines only).
+  std::mutex queue_mu;
+  std::condition_variable work_cv;   // the worker waits for tasks
+  std::condition_variable space_cv;  // the dispatcher waits for room; wait_idle for empty
+  std::deque<task> queue;            // guarded by queue_mu
+  std::size_t queued_events = 0;     // guarded by queue_mu: kind::event entries of queue
+  bool busy = false;                 // guarded by queue_mu: the worker is inside a task
+  bool tick_pending = false;         // guarded by queue_mu
+  bool stopping = false;             // guarded by queue_mu
+  std::shared_ptr<const v1::Envelope> current_event;  // guarded by queue_mu: the running call's
+  std::int64_t current_clock = 0;                     // guarded by queue_mu
+  std::atomic<std::int64_t> call_started_ns{0};       // steady clock; 0 while idle
+  std::atomic<const char*> call_name{"idle"};
+  std::atomic<bool> finished{false};  // the worker thread has returned
+  std::jthread worker;
 
   mutable std::mutex stats_mu;
   monitor_status stats;  // guarded by stats_mu
+
+  runner() = default;
+  runner(const runner&) = delete;
+  runner& operator=(const runner&) = delete;
+  // Stops an idle worker (one left hung is detached by the engine before this runs).
+  ~runner() {
+    if (!worker.joinable()) return;
+    {
+      std::lock_guard lock(queue_mu);
+      stopping = true;
+    }
+    work_cv.notify_all();
+    worker.join();
+  }
+
+  void set_state(monitor_status::state st) {
+    std::lock_guard lock(stats_mu);
+    stats.current = st;
+  }
+  void count_dropped(std::uint64_t n = 1) {
+    std::lock_guard lock(stats_mu);
+    stats.dropped += n;
+  }
 };
 
 int severity_rank(sdk::gate_verdict v) {
@@ -50,47 +133,111 @@ std::string describe_exception(std::exception_ptr p) {
   }
 }
 
-}  // namespace
+std::string describe_seconds(std::int64_t ns) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g s", static_cast<double>(ns) / 1e9);
+  return text;
+}
 
-struct engine::impl {
-  config cfg;
-  bool event_time_clock = true;
-  breaker_registry* registry = nullptr;  // owned by the engine, outlives impl's use of it
-  std::vector<std::unique_ptr<runner>> runners;
-  std::array<std::vector<runner*>, sdk::event_kind_count> routes;
-  std::vector<runner*> gaters;
-  std::vector<runner*> tickers;
-  std::map<std::string, const breaker_config*> overrides;  // into cfg.breakers
+// Opens (or keeps open) a breaker on behalf of `r`. Safe from any thread.
+void trip_for(runner& r, sdk::trip_request req, const v1::Envelope* current, std::int64_t clock) {
+  sdk::breaker_spec spec;
+  std::optional<breaker_config> override_of;
+  {
+    std::lock_guard lock(r.spec_mu);
+    if (auto it = r.specs.find(req.breaker); it != r.specs.end()) {
+      spec = it->second;
+    } else {
+      // Undeclared breakers still trip (failing safe), with the strict defaults.
+      detail::log().warn("monitor {} tripped undeclared breaker '{}'", r.cfg.name, req.breaker);
+      spec.name = req.breaker;
+    }
+    if (auto it = r.overrides.find(req.breaker); it != r.overrides.end()) {
+      override_of = it->second;
+    }
+  }
+  trip_input in;
+  in.breaker = r.cfg.shadow ? shadow_prefix + req.breaker : req.breaker;
+  in.shadow = r.cfg.shadow;
+  in.monitor = r.cfg.name;
+  in.reason = std::move(req.reason);
+  in.evidence = std::move(req.evidence);
+  // Precedence: the operator's config, then the monitor's request, then its declaration.
+  in.action = req.action.value_or(spec.action);
+  in.severity = req.severity.value_or(spec.severity);
+  in.scope = spec.scope;
+  if (override_of) {
+    if (override_of->action) in.action = *override_of->action;
+    if (override_of->severity) in.severity = *override_of->severity;
+    if (override_of->scope) in.scope = *override_of->scope;
+  }
+  in.run_id = !req.run_id.empty()  ? std::move(req.run_id)
+              : current != nullptr ? current->run_id()
+                                   : std::string();
+  in.time_unix_nano = clock;
+  if (current != nullptr) {
+    in.trigger_source = current->source();
+    in.trigger_seq = current->seq();
+  }
+  r.registry->trip(in);
+}
 
-  // Dispatcher-thread state.
-  std::int64_t clock_unix_nano = 0;
-  const v1::Envelope* current_event = nullptr;
-
-  mutable std::mutex counters_mu;
-  engine_counters counters;  // guarded by counters_mu
-
-  mutable std::mutex accounting_mu;
-  std::unique_ptr<source_accounting> accounting;             // guarded by accounting_mu
-  std::map<std::string, sdk::breaker_spec> telemetry_specs;  // telemetry.silence, telemetry.loss
-
-  void trip_telemetry(const std::string& breaker, const source_stats& s, std::string reason);
-  // The runner's breakers as declared, with the operator's overrides applied; declares them.
-  void apply_specs(runner& r);
-
-  void trip_for(runner& r, sdk::trip_request req);
-  void fail(runner& r, std::string_view call, const std::string& error);
-  template <typename F>
-  bool invoke(runner& r, std::string_view call, F&& f);
-};
-
-namespace {
+// Applies the monitor's on_error policy after `call` failed (threw, or hung). Safe from any
+// thread; `current` is the event being handled, if any (the run of run-scoped trips).
+void apply_policy(runner& r, std::string_view call, const std::string& error,
+                  const v1::Envelope* current, std::int64_t clock) {
+  std::uint64_t errors = 0;
+  {
+    std::lock_guard lock(r.stats_mu);
+    errors = ++r.stats.errors;
+    r.stats.last_error = std::string(call) + ": " + error;
+  }
+  // Log the first failures in full, then every 1000th, so a monitor failing on every event
+  // cannot flood the log.
+  if (errors <= 10 || errors % 1000 == 0) {
+    detail::log().error("monitor {} failed in {}: {} ({} failures so far, policy {})", r.cfg.name,
+                        call, error, errors,
+                        r.cfg.on_error == error_policy::fail_closed ? "fail_closed" : "disable");
+  }
+  if (r.cfg.on_error == error_policy::disable) {
+    r.disabled = true;
+    r.set_state(monitor_status::state::disabled);
+    return;
+  }
+  // Fail closed: the protection this monitor provides goes to its safe state.
+  std::vector<sdk::breaker_spec> specs;
+  {
+    std::lock_guard lock(r.spec_mu);
+    for (const auto& [name, spec] : r.specs) specs.push_back(spec);
+    if (specs.empty()) {
+      sdk::breaker_spec s;
+      s.name = "monitor.failed";
+      s.scope = sdk::breaker_scope::global;
+      r.specs[s.name] = s;
+      specs.push_back(s);
+    }
+  }
+  for (const auto& spec : specs) {
+    sdk::trip_request req;
+    req.breaker = spec.name;
+    req.reason = "monitor '" + r.cfg.name + "' failed in " + std::string(call) + ": " + error;
+    req.evidence = {{"monitor", r.cfg.name},
+                    {"call", std::string(call)},
+                    {"error", error},
+                    {"policy", "fail_closed"}};
+    trip_for(r, std::move(req), current, clock);
+  }
+}
 
 // The context handed to one monitor call.
 class call_context final : public sdk::context {
  public:
-  call_context(engine::impl& e, runner& r) : engine_(e), runner_(r) {}
+  call_context(runner& r, std::int64_t clock, const v1::Envelope* current)
+      : runner_(r), clock_(clock), current_(current) {}
 
-  void trip(sdk::trip_request request) override { engine_.trip_for(runner_, std::move(request)); }
+  void trip(sdk::trip_request request) override {
+    trip_for(runner_, std::move(request), current_, clock_);
+  }
 
   void set_gauge(std::string_view name, double value) override {
     std::lock_guard lock(runner_.stats_mu);
@@ -123,96 +270,349 @@ class call_context final : public sdk::context {
     }
   }
 
-  std::int64_t now_unix_nano() const override { return engine_.clock_unix_nano; }
+  std::int64_t now_unix_nano() const override { return clock_; }
   std::string_view instance_name() const override { return runner_.cfg.name; }
 
  private:
-  engine::impl& engine_;
   runner& runner_;
+  std::int64_t clock_;
+  const v1::Envelope* current_;
 };
+
+// Runs one monitor call: times it (the watchdog reads the start), contains any exception and
+// applies the policy. Returns false when the call threw or the monitor is disabled.
+template <typename F>
+bool invoke(runner& r, const char* call, std::int64_t clock, const v1::Envelope* current, F&& f) {
+  if (r.disabled) return false;
+  r.call_name.store(call, std::memory_order_relaxed);
+  const std::int64_t start = steady_ns();
+  r.call_started_ns.store(start, std::memory_order_release);
+  std::exception_ptr thrown;
+  try {
+    f();
+  } catch (...) {
+    thrown = std::current_exception();
+  }
+  r.call_started_ns.store(0, std::memory_order_release);
+  const std::int64_t ns_signed = steady_ns() - start;
+  const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(ns_signed, 0));
+  {
+    std::lock_guard lock(r.stats_mu);
+    r.stats.total_call_ns += ns;
+    r.stats.max_call_ns = std::max(r.stats.max_call_ns, ns);
+    ++r.stats.call_buckets[monitor_call_bucket(ns)];
+  }
+  if (r.hung.exchange(false)) {
+    // The watchdog gave up on this call and applied the policy; it has now come back.
+    detail::log().warn("monitor {}: {} returned after {} (it had been marked hung)", r.cfg.name,
+                       call, describe_seconds(ns_signed));
+    if (!r.disabled) r.set_state(monitor_status::state::active);
+  }
+  if (thrown) {
+    apply_policy(r, call, describe_exception(thrown), current, clock);
+    return false;
+  }
+  return true;
+}
+
+void run_event(runner& r, const v1::Envelope& e, std::int64_t clock) {
+  call_context ctx(r, clock, &e);
+  if (invoke(r, "on_event", clock, &e, [&] { r.instance().on_event(e, ctx); })) {
+    std::lock_guard lock(r.stats_mu);
+    ++r.stats.events;
+  }
+}
+
+void run_tick(runner& r, std::int64_t clock) {
+  call_context ctx(r, clock, nullptr);
+  if (invoke(r, "on_tick", clock, nullptr, [&] { r.instance().on_tick(ctx); })) {
+    std::lock_guard lock(r.stats_mu);
+    ++r.stats.ticks;
+  }
+}
+
+void execute(runner& r, task& t) {
+  switch (t.what) {
+    case task::kind::event:
+      run_event(r, *t.event, t.clock);
+      break;
+    case task::kind::tick:
+      run_tick(r, t.clock);
+      break;
+    case task::kind::work:
+      t.work(r);
+      break;
+  }
+}
+
+// The worker of one monitor: runs its tasks in order until stopped, then finishes what is queued.
+void worker_loop(runner& r) {
+  while (true) {
+    task t;
+    {
+      std::unique_lock lock(r.queue_mu);
+      r.work_cv.wait(lock, [&] { return r.stopping || !r.queue.empty(); });
+      if (r.queue.empty()) break;  // stopping, and nothing left
+      t = std::move(r.queue.front());
+      r.queue.pop_front();
+      if (t.what == task::kind::event) --r.queued_events;
+      if (t.what == task::kind::tick) r.tick_pending = false;
+      r.busy = true;
+      r.current_event = t.event;
+      r.current_clock = t.clock;
+    }
+    r.space_cv.notify_all();
+    if (r.disabled && t.what == task::kind::event) {
+      r.count_dropped();
+    } else {
+      execute(r, t);
+    }
+    t = task();  // releases the event (and its batch) on this thread, before waiting again
+    {
+      std::lock_guard lock(r.queue_mu);
+      r.busy = false;
+      r.current_event.reset();
+    }
+    r.space_cv.notify_all();
+  }
+  r.finished = true;
+  r.space_cv.notify_all();
+}
+
+// Drops every queued event of a hung or disabled monitor (releasing what they pin); returns how
+// many. Work the dispatcher waits for stays queued: it is answered when the worker comes back.
+std::uint64_t drop_queued_events(runner& r) {
+  std::uint64_t dropped = 0;
+  {
+    std::lock_guard lock(r.queue_mu);
+    for (auto it = r.queue.begin(); it != r.queue.end();) {
+      if (it->what == task::kind::event) {
+        it = r.queue.erase(it);
+        ++dropped;
+      } else {
+        ++it;
+      }
+    }
+    r.queued_events = 0;
+  }
+  r.space_cv.notify_all();
+  if (dropped > 0) r.count_dropped(dropped);
+  return dropped;
+}
+
+// Runs `work` on the runner's worker (threaded) or here, and waits up to `timeout` for it.
+// Returns false when it did not run in time (it may still run later: `work` must own its data).
+bool run_on_worker(runner& r, bool threaded, std::function<void(runner&)> work,
+                   std::chrono::milliseconds timeout, bool front) {
+  if (!threaded) {
+    work(r);
+    return true;
+  }
+  struct done_flag {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto flag = std::make_shared<done_flag>();
+  task t;
+  t.what = task::kind::work;
+  t.work = [flag, work = std::move(work)](runner& target) {
+    work(target);
+    std::lock_guard lock(flag->mu);
+    flag->done = true;
+    flag->cv.notify_all();
+  };
+  {
+    std::lock_guard lock(r.queue_mu);
+    if (r.stopping) return false;
+    if (front) {
+      r.queue.push_front(std::move(t));
+    } else {
+      r.queue.push_back(std::move(t));
+    }
+  }
+  r.work_cv.notify_one();
+  std::unique_lock lock(flag->mu);
+  return flag->cv.wait_for(lock, timeout, [&] { return flag->done; });
+}
 
 }  // namespace
 
-void engine::impl::trip_for(runner& r, sdk::trip_request req) {
-  sdk::breaker_spec spec;
-  if (auto it = r.specs.find(req.breaker); it != r.specs.end()) {
-    spec = it->second;
-  } else {
-    // Undeclared breakers still trip (failing safe), with the strict defaults.
-    detail::log().warn("monitor {} tripped undeclared breaker '{}'", r.cfg.name, req.breaker);
-    spec.name = req.breaker;
+struct engine::impl {
+  config cfg;
+  bool event_time_clock = true;
+  bool threaded = false;
+  engine_options options;
+  breaker_registry* registry = nullptr;  // owned by the engine, outlives impl's use of it
+  // The vector's entries change only in adopt_unchanged (a reload moves them to the next
+  // engine); readers on other threads (monitors(), the watchdog) hold runners_mu.
+  mutable std::mutex runners_mu;
+  std::vector<std::unique_ptr<runner>> runners;
+  std::array<std::vector<runner*>, sdk::event_kind_count> routes;
+  std::vector<runner*> gaters;
+  std::vector<runner*> tickers;
+  std::map<std::string, const breaker_config*> overrides;  // into cfg.breakers
+
+  // Dispatcher-thread state.
+  std::int64_t clock_unix_nano = 0;
+
+  mutable std::mutex counters_mu;
+  engine_counters counters;  // guarded by counters_mu
+
+  mutable std::mutex accounting_mu;
+  std::unique_ptr<source_accounting> accounting;             // guarded by accounting_mu
+  std::map<std::string, sdk::breaker_spec> telemetry_specs;  // telemetry.silence, telemetry.loss
+
+  std::jthread watchdog;  // threaded engines: marks monitors hung
+
+  ~impl();
+  void trip_telemetry(const std::string& breaker, const source_stats& s, std::string reason);
+  // The runner's breakers as declared, with the operator's overrides applied; declares them.
+  void apply_specs(runner& r);
+  void start_worker(runner& r);
+  void stop_workers();
+  void watch(std::stop_token stop);
+  void dispatch(runner& r, const std::shared_ptr<const v1::Envelope>& e, std::int64_t clock);
+};
+
+engine::impl::~impl() {
+  if (watchdog.joinable()) {
+    watchdog.request_stop();
+    watchdog.join();
   }
-  trip_input in;
-  in.breaker = r.cfg.shadow ? shadow_prefix + req.breaker : req.breaker;
-  in.shadow = r.cfg.shadow;
-  in.monitor = r.cfg.name;
-  in.reason = std::move(req.reason);
-  in.evidence = std::move(req.evidence);
-  // Precedence: the operator's config, then the monitor's request, then its declaration.
-  in.action = req.action.value_or(spec.action);
-  in.severity = req.severity.value_or(spec.severity);
-  in.scope = spec.scope;
-  if (auto it = overrides.find(req.breaker); it != overrides.end()) {
-    const breaker_config& o = *it->second;
-    if (o.action) in.action = *o.action;
-    if (o.severity) in.severity = *o.severity;
-    if (o.scope) in.scope = *o.scope;
-  }
-  in.run_id = !req.run_id.empty()        ? std::move(req.run_id)
-              : current_event != nullptr ? current_event->run_id()
-                                         : std::string();
-  in.time_unix_nano = clock_unix_nano;
-  if (current_event != nullptr) {
-    in.trigger_source = current_event->source();
-    in.trigger_seq = current_event->seq();
-  }
-  registry->trip(in);
+  stop_workers();
 }
 
-void engine::impl::fail(runner& r, std::string_view call, const std::string& error) {
-  std::uint64_t errors = 0;
-  {
-    std::lock_guard lock(r.stats_mu);
-    errors = ++r.stats.errors;
-    r.stats.last_error = std::string(call) + ": " + error;
+void engine::impl::start_worker(runner& r) {
+  runner* p = &r;
+  r.worker = std::jthread([p] { worker_loop(*p); });
+}
+
+void engine::impl::stop_workers() {
+  for (auto& r : runners) {
+    if (!r || !r->worker.joinable()) continue;
+    {
+      std::lock_guard lock(r->queue_mu);
+      r->stopping = true;
+    }
+    r->work_cv.notify_all();
   }
-  // Log the first failures in full, then every 1000th, so a monitor failing on every event
-  // cannot flood the log.
-  if (errors <= 10 || errors % 1000 == 0) {
-    detail::log().error("monitor {} threw in {}: {} ({} failures so far, policy {})", r.cfg.name,
-                        call, error, errors,
-                        r.cfg.on_error == error_policy::fail_closed ? "fail_closed" : "disable");
+  const auto deadline = steady::now() + options.stop_timeout;
+  for (auto& r : runners) {
+    if (!r || !r->worker.joinable()) continue;
+    {
+      std::unique_lock lock(r->queue_mu);
+      r->space_cv.wait_until(lock, deadline, [&] { return r->finished.load(); });
+    }
+    if (r->finished) {
+      r->worker.join();
+      continue;
+    }
+    // Still inside a call: a hung plugin. Joining would hang the daemon with it, and unloading
+    // the library under a running call would crash it, so the thread is abandoned and the
+    // monitor (instance and library) deliberately leaked; both end with the process.
+    detail::log().error(
+        "monitor {}: its worker is still inside {} after {} ms; abandoning it (the process "
+        "exits with it; use isolation: process for plugins that can hang)",
+        r->cfg.name, r->call_name.load(), options.stop_timeout.count());
+    drop_queued_events(*r);
+    r->worker.detach();
+    (void)r.release();
   }
-  if (r.cfg.on_error == error_policy::disable) {
-    r.disabled = true;
-    std::lock_guard lock(r.stats_mu);
-    r.stats.current = monitor_status::state::disabled;
+}
+
+void engine::impl::watch(std::stop_token stop) {
+  std::chrono::nanoseconds shortest{std::chrono::seconds(1)};
+  for (const auto& r : runners) {
+    if (r->cfg.deadline.count() > 0) shortest = std::min(shortest, r->cfg.deadline);
+  }
+  const auto period = std::clamp<std::chrono::nanoseconds>(
+      shortest / 4, std::chrono::milliseconds(5), std::chrono::milliseconds(250));
+  std::mutex mu;
+  std::condition_variable_any cv;
+  while (!stop.stop_requested()) {
+    {
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, stop, period, [] { return false; });
+    }
+    if (stop.stop_requested()) break;
+    const std::int64_t now = steady_ns();
+    std::lock_guard runners_lock(runners_mu);
+    for (auto& r : runners) {
+      // An isolated monitor enforces its deadline itself, by killing its process.
+      if (!r || r->cfg.deadline.count() <= 0 || r->hung || r->isolated) continue;
+      const std::int64_t started = r->call_started_ns.load(std::memory_order_acquire);
+      if (started == 0 || now - started <= r->cfg.deadline.count()) continue;
+      if (r->hung.exchange(true)) continue;
+      std::shared_ptr<const v1::Envelope> event;
+      std::int64_t clock = 0;
+      {
+        std::lock_guard lock(r->queue_mu);
+        event = r->current_event;
+        clock = r->current_clock;
+      }
+      {
+        std::lock_guard lock(r->stats_mu);
+        ++r->stats.hangs;
+        r->stats.current = monitor_status::state::hung;
+      }
+      const std::string error = std::string(r->call_name.load()) + " has not returned after " +
+                                describe_seconds(now - started) + " (deadline " +
+                                describe_seconds(r->cfg.deadline.count()) + ")";
+      apply_policy(*r, "watchdog", "hung: " + error, event.get(), clock);
+      // Whatever it has not reached is dropped (and counted): a hung monitor must not pin the
+      // events others are done with, nor make the dispatcher wait for room.
+      drop_queued_events(*r);
+      if (r->disabled) {
+        r->set_state(monitor_status::state::disabled);
+      } else {
+        r->set_state(monitor_status::state::hung);
+      }
+    }
+  }
+}
+
+void engine::impl::dispatch(runner& r, const std::shared_ptr<const v1::Envelope>& e,
+                            std::int64_t clock) {
+  if (!threaded) {
+    run_event(r, *e, clock);
     return;
   }
-  // Fail closed: the protection this monitor provides goes to its safe state.
-  std::vector<sdk::breaker_spec> specs;
-  for (const auto& [name, spec] : r.specs) specs.push_back(spec);
-  if (specs.empty()) {
-    sdk::breaker_spec s;
-    s.name = "monitor.failed";
-    s.scope = sdk::breaker_scope::global;
-    r.specs[s.name] = s;
-    specs.push_back(s);
+  if (r.disabled || r.hung) {
+    r.count_dropped();
+    return;
   }
-  for (const auto& spec : specs) {
-    sdk::trip_request req;
-    req.breaker = spec.name;
-    req.reason = "monitor '" + r.cfg.name + "' failed in " + std::string(call) + ": " + error;
-    req.evidence = {{"monitor", r.cfg.name},
-                    {"call", std::string(call)},
-                    {"error", error},
-                    {"policy", "fail_closed"}};
-    trip_for(r, std::move(req));
+  {
+    std::unique_lock lock(r.queue_mu);
+    if (r.queued_events >= r.cfg.queue_capacity) {
+      if (options.overflow == overflow_policy::drop) {
+        lock.unlock();
+        r.count_dropped();
+        return;
+      }
+      // Back-pressure, but never behind a monitor that hangs or gets disabled meanwhile.
+      while (r.queued_events >= r.cfg.queue_capacity && !r.hung && !r.disabled && !r.stopping) {
+        r.space_cv.wait_for(lock, std::chrono::milliseconds(10));
+      }
+      if (r.hung || r.disabled || r.stopping) {
+        lock.unlock();
+        r.count_dropped();
+        return;
+      }
+    }
+    task t;
+    t.event = e;
+    t.clock = clock;
+    r.queue.push_back(std::move(t));
+    ++r.queued_events;
   }
+  r.work_cv.notify_one();
 }
 
 void engine::impl::apply_specs(runner& r) {
-  r.specs.clear();
+  std::map<std::string, sdk::breaker_spec> specs;
+  std::map<std::string, breaker_config> own_overrides;
+  for (const auto& [name, o] : overrides) own_overrides[name] = *o;
   for (const auto& spec : r.info.breakers) {
     sdk::breaker_spec effective = spec;
     if (auto it = overrides.find(spec.name); it != overrides.end()) {
@@ -220,7 +620,7 @@ void engine::impl::apply_specs(runner& r) {
       if (it->second->severity) effective.severity = *it->second->severity;
       if (it->second->scope) effective.scope = *it->second->scope;
     }
-    r.specs[spec.name] = effective;
+    specs[spec.name] = effective;
     if (r.cfg.shadow) {
       sdk::breaker_spec named = effective;
       named.name = shadow_prefix + named.name;
@@ -229,6 +629,10 @@ void engine::impl::apply_specs(runner& r) {
       registry->declare(effective, r.cfg.name);
     }
   }
+  std::lock_guard lock(r.spec_mu);
+  r.specs = std::move(specs);
+  r.overrides = std::move(own_overrides);
+  r.registry = registry;
 }
 
 void engine::impl::trip_telemetry(const std::string& breaker, const source_stats& s,
@@ -255,32 +659,6 @@ void engine::impl::trip_telemetry(const std::string& breaker, const source_stats
   registry->trip(in);
 }
 
-template <typename F>
-bool engine::impl::invoke(runner& r, std::string_view call, F&& f) {
-  if (r.disabled) return false;
-  const auto start = std::chrono::steady_clock::now();
-  std::exception_ptr thrown;
-  try {
-    f();
-  } catch (...) {
-    thrown = std::current_exception();
-  }
-  const auto ns = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
-          .count());
-  {
-    std::lock_guard lock(r.stats_mu);
-    r.stats.total_call_ns += ns;
-    r.stats.max_call_ns = std::max(r.stats.max_call_ns, ns);
-    ++r.stats.call_buckets[monitor_call_bucket(ns)];
-  }
-  if (thrown) {
-    fail(r, call, describe_exception(thrown));
-    return false;
-  }
-  return true;
-}
-
 engine::engine(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 
 engine::~engine() {
@@ -292,6 +670,8 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
   auto p = std::make_unique<impl>();
   p->cfg = cfg;
   p->event_time_clock = options.event_time_clock;
+  p->threaded = options.threaded;
+  p->options = options;
   std::unique_ptr<engine> e(new engine(std::move(p)));
   impl& m = *e->impl_;
 
@@ -337,12 +717,39 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
     if (!mc.enabled) continue;
     result<std::string> path =
         mc.path.empty() ? host.find(mc.plugin) : result<std::string>(mc.path);
-    result<std::unique_ptr<loaded_monitor>> loaded =
-        path.ok() ? host.load(*path, mc.plugin)
-                  : result<std::unique_ptr<loaded_monitor>>(path.error());
-    if (!loaded.ok()) {
-      sdk::status why = loaded.error().with_context("monitor '" + mc.name + "'");
-      if (mc.optional) {
+    auto r = std::make_unique<runner>();
+    r->cfg = mc;
+    sdk::status loaded_ok;
+    if (!path.ok()) {
+      loaded_ok = path.error();
+    } else if (mc.isolation == isolation_mode::process) {
+      // The plugin is loaded (ABI-checked and configured) by the child, never in this process.
+      detail::isolated_monitor_options io;
+      io.host_command = options.monitor_host_command;
+      io.plugin_path = *path;
+      io.plugin_name = mc.plugin.empty() ? *path : mc.plugin;
+      io.instance = mc.name;
+      io.deadline = mc.deadline;
+      io.memory_limit_bytes = mc.memory_limit_bytes;
+      auto started = detail::isolated_monitor::start(std::move(io), mc.config);
+      if (started.ok()) {
+        r->isolated = std::move(*started);
+        r->info = r->isolated->info();
+      } else {
+        loaded_ok = started.error();
+      }
+    } else {
+      auto loaded = host.load(*path, mc.plugin);
+      if (loaded.ok()) {
+        r->loaded = std::move(*loaded);
+      } else {
+        loaded_ok = loaded.error();
+      }
+    }
+    if (!loaded_ok.ok()) {
+      sdk::status why = loaded_ok.with_context("monitor '" + mc.name + "'");
+      // A configure error is the operator's to fix, optional or not.
+      if (mc.optional && why.code() != sdk::status_code::invalid_argument) {
         detail::log().warn("{} (optional: carrying on without it)", why.message());
         e->warnings_.push_back(why.message() + " (optional: skipped)");
         continue;
@@ -350,25 +757,24 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
       return why;
     }
 
-    auto r = std::make_unique<runner>();
-    r->cfg = mc;
-    r->loaded = std::move(*loaded);
-    sdk::monitor& mon = r->loaded->instance();
-    sdk::status configured;
-    try {
-      configured = mon.configure(mc.config);
-      if (configured.ok()) r->info = mon.info();
-    } catch (...) {
-      configured =
-          make_error(sdk::status_code::internal,
-                     "threw in configure: " + describe_exception(std::current_exception()));
+    if (!r->isolated) {
+      sdk::monitor& mon = r->instance();
+      sdk::status configured;
+      try {
+        configured = mon.configure(mc.config);
+        if (configured.ok()) r->info = mon.info();
+      } catch (...) {
+        configured =
+            make_error(sdk::status_code::internal,
+                       "threw in configure: " + describe_exception(std::current_exception()));
+      }
+      if (!configured.ok()) return configured.with_context("monitor '" + mc.name + "'");
     }
-    if (!configured.ok()) return configured.with_context("monitor '" + mc.name + "'");
 
     r->stats.name = mc.name;
     r->stats.plugin = r->info.name;
     r->stats.version = r->info.version;
-    r->stats.path = r->loaded->path();
+    r->stats.path = r->isolated ? *path : r->loaded->path();
     m.apply_specs(*r);
     runner* raw = r.get();
     for (std::size_t k = 0; k < sdk::event_kind_count; ++k) {
@@ -392,18 +798,37 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
 
   for (const auto& b : m.cfg.breakers) {
     bool declared = m.telemetry_specs.count(b.name) != 0 ||
-                    std::any_of(m.runners.begin(), m.runners.end(),
-                                [&](const auto& r) { return r->specs.count(b.name) != 0; });
+                    std::any_of(m.runners.begin(), m.runners.end(), [&](const auto& r) {
+                      std::lock_guard lock(r->spec_mu);
+                      return r->specs.count(b.name) != 0;
+                    });
     if (!declared) {
       e->warnings_.push_back(b.node.path() + ": no configured monitor declares breaker '" + b.name +
                              "' (" + b.node.file() + ":" + std::to_string(b.node.line()) + ")");
     }
   }
+  if (m.threaded) {
+    for (auto& r : m.runners) m.start_worker(*r);
+    impl* raw = &m;
+    m.watchdog = std::jthread([raw](std::stop_token st) { raw->watch(st); });
+  }
   return e;
 }
 
 void engine::process(const v1::Envelope& envelope, std::int64_t receive_unix_nano) {
+  if (impl_->threaded) {
+    // The workers outlive this call: they need their own copy.
+    process(std::make_shared<const v1::Envelope>(envelope), receive_unix_nano);
+    return;
+  }
+  // Synchronous: the caller's envelope is used in place, never copied (a no-op deleter).
+  process(std::shared_ptr<const v1::Envelope>(&envelope, [](const v1::Envelope*) {}),
+          receive_unix_nano);
+}
+
+void engine::process(std::shared_ptr<const v1::Envelope> event, std::int64_t receive_unix_nano) {
   impl& m = *impl_;
+  const v1::Envelope& envelope = *event;
   const auto kind = sdk::kind_of(envelope);
   if (!kind) {
     std::lock_guard lock(m.counters_mu);
@@ -439,15 +864,22 @@ void engine::process(const v1::Envelope& envelope, std::int64_t receive_unix_nan
                          std::to_string(m.cfg.telemetry.loss_threshold));
   }
   if (verdict == seq_verdict::duplicate) return;
-  m.current_event = &envelope;
-  for (runner* r : m.routes[static_cast<std::size_t>(*kind)]) {
-    call_context ctx(m, *r);
-    if (m.invoke(*r, "on_event", [&] { r->loaded->instance().on_event(envelope, ctx); })) {
-      std::lock_guard lock(r->stats_mu);
-      ++r->stats.events;
-    }
+  for (runner* r : m.routes[static_cast<std::size_t>(*kind)])
+    m.dispatch(*r, event, m.clock_unix_nano);
+}
+
+bool engine::wait_idle(std::chrono::milliseconds timeout) {
+  impl& m = *impl_;
+  if (!m.threaded) return true;
+  const auto deadline = steady::now() + timeout;
+  bool all = true;
+  for (auto& r : m.runners) {
+    std::unique_lock lock(r->queue_mu);
+    const bool idle = r->space_cv.wait_until(
+        lock, deadline, [&] { return (r->queue.empty() && !r->busy) || r->hung || r->finished; });
+    all = all && idle && !r->hung;
   }
-  m.current_event = nullptr;
+  return all;
 }
 
 gate_outcome engine::gate(const v1::GateRequest& request) {
@@ -455,37 +887,118 @@ gate_outcome engine::gate(const v1::GateRequest& request) {
   if (m.event_time_clock && request.time_unix_nano() != 0) {
     m.clock_unix_nano = request.time_unix_nano();
   }
-  gate_outcome out;
-  for (runner* r : m.gaters) {
-    call_context ctx(m, *r);
-    sdk::gate_decision d;
-    const bool ok =
-        m.invoke(*r, "on_gate", [&] { d = r->loaded->instance().on_gate(request, ctx); });
-    if (r->cfg.shadow) {
-      // On trial: what it would have answered is logged, never applied.
-      if (ok && d.verdict != sdk::gate_verdict::allow) {
-        detail::log().info("shadow monitor {} would have answered {} to action {}: {}", r->cfg.name,
-                           sdk::to_string(d.verdict), request.request_id(), d.reason);
-      }
+  const std::int64_t clock = m.clock_unix_nano;
+
+  // Every gating monitor is asked at once (each on its own worker, ahead of its queued events);
+  // the answers are collected here. What a monitor answers after the deadline is discarded.
+  struct answer {
+    bool done = false;
+    bool ok = false;
+    sdk::gate_decision decision;
+  };
+  struct answers {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<answer> slots;
+    std::size_t pending = 0;
+  };
+  auto shared = std::make_shared<answers>();
+  shared->slots.resize(m.gaters.size());
+  // Workers may still run after this call returns: they get their own copy of the request.
+  auto req = m.threaded
+                 ? std::make_shared<const v1::GateRequest>(request)
+                 : std::shared_ptr<const v1::GateRequest>(&request, [](const v1::GateRequest*) {});
+  // Trips made while judging (and a watchdog trip if the call hangs) belong to the asking run.
+  auto origin = std::make_shared<v1::Envelope>();
+  origin->set_run_id(request.run_id());
+  origin->set_source(request.source());
+  for (std::size_t i = 0; i < m.gaters.size(); ++i) {
+    runner& r = *m.gaters[i];
+    if (r.disabled || r.hung) {
+      shared->slots[i].done = true;  // not asked: ok stays false
+      continue;
+    }
+    auto ask = [shared, req, origin, i, clock](runner& target) {
+      call_context ctx(target, clock, origin.get());
+      sdk::gate_decision d;
+      const bool ok = invoke(target, "on_gate", clock, origin.get(),
+                             [&] { d = target.instance().on_gate(*req, ctx); });
       if (ok) {
-        std::lock_guard lock(r->stats_mu);
-        ++r->stats.gates;
+        std::lock_guard lock(target.stats_mu);
+        ++target.stats.gates;
+      }
+      std::lock_guard lock(shared->mu);
+      shared->slots[i].done = true;
+      shared->slots[i].ok = ok;
+      shared->slots[i].decision = std::move(d);
+      --shared->pending;
+      shared->cv.notify_all();
+    };
+    if (!m.threaded) {
+      ++shared->pending;
+      ask(r);
+      continue;
+    }
+    task t;
+    t.what = task::kind::work;
+    t.event = origin;
+    t.clock = clock;
+    t.work = std::move(ask);
+    {
+      std::lock_guard lock(r.queue_mu);
+      if (r.stopping) {
+        shared->slots[i].done = true;
+        continue;
+      }
+      std::lock_guard answers_lock(shared->mu);
+      ++shared->pending;
+      r.queue.push_front(std::move(t));  // a host is waiting: ahead of queued events
+    }
+    r.work_cv.notify_one();
+  }
+
+  std::vector<answer> got;
+  {
+    std::unique_lock lock(shared->mu);
+    if (m.threaded) {
+      shared->cv.wait_for(lock, m.options.gate_deadline, [&] { return shared->pending == 0; });
+    }
+    got = shared->slots;
+  }
+
+  gate_outcome out;
+  for (std::size_t i = 0; i < m.gaters.size(); ++i) {
+    runner& r = *m.gaters[i];
+    const answer& a = got[i];
+    sdk::gate_decision d = a.decision;
+    if (r.cfg.shadow) {
+      // On trial: what it would have answered is logged, never applied.
+      if (a.ok && d.verdict != sdk::gate_verdict::allow) {
+        detail::log().info("shadow monitor {} would have answered {} to action {}: {}", r.cfg.name,
+                           sdk::to_string(d.verdict), request.request_id(), d.reason);
       }
       continue;
     }
-    if (!ok) {
-      if (r->cfg.on_error == error_policy::disable) continue;
+    if (!a.ok) {
+      if (r.cfg.on_error == error_policy::disable) continue;
       // A gating monitor that fails closed denies: an unjudged action must not pass.
+      d = sdk::gate_decision{};
       d.verdict = sdk::gate_verdict::deny;
-      d.reason = "monitor '" + r->cfg.name + "' failed while judging this action";
-      d.rule_id = "loopwarden.monitor_failed";
-    } else {
-      std::lock_guard lock(r->stats_mu);
-      ++r->stats.gates;
+      if (!a.done) {
+        d.reason = "monitor '" + r.cfg.name + "' did not answer within " +
+                   std::to_string(m.options.gate_deadline.count()) + " ms";
+        d.rule_id = "loopwarden.monitor_timeout";
+      } else if (r.hung) {
+        d.reason = "monitor '" + r.cfg.name + "' is hung and cannot judge this action";
+        d.rule_id = "loopwarden.monitor_hung";
+      } else {
+        d.reason = "monitor '" + r.cfg.name + "' failed while judging this action";
+        d.rule_id = "loopwarden.monitor_failed";
+      }
     }
     if (out.monitor.empty() || severity_rank(d.verdict) > severity_rank(out.decision.verdict)) {
       out.decision = std::move(d);
-      out.monitor = r->cfg.name;
+      out.monitor = r.cfg.name;
     }
   }
   return out;
@@ -501,11 +1014,21 @@ void engine::tick(std::int64_t now_unix_nano) {
     if (r->next_tick == 0) r->next_tick = now + interval;
     if (now < r->next_tick) continue;
     r->next_tick = now + interval;
-    call_context ctx(m, *r);
-    if (m.invoke(*r, "on_tick", [&] { r->loaded->instance().on_tick(ctx); })) {
-      std::lock_guard lock(r->stats_mu);
-      ++r->stats.ticks;
+    if (!m.threaded) {
+      run_tick(*r, now);
+      continue;
     }
+    if (r->disabled || r->hung) continue;
+    {
+      std::lock_guard lock(r->queue_mu);
+      if (r->tick_pending || r->stopping) continue;  // one tick waiting is enough
+      task t;
+      t.what = task::kind::tick;
+      t.clock = now;
+      r->queue.push_back(std::move(t));
+      r->tick_pending = true;
+    }
+    r->work_cv.notify_one();
   }
   std::vector<source_stats> silent;
   {
@@ -574,9 +1097,12 @@ std::vector<std::string> engine::adopt_unchanged(engine& old) {
   impl& m = *impl_;
   impl& o = *old.impl_;
   std::vector<std::string> kept;
+  std::scoped_lock runners_lock(m.runners_mu, o.runners_mu);
   for (auto& fresh : m.runners) {
     for (auto& previous : o.runners) {
       if (!previous || identity(previous->cfg) != identity(fresh->cfg)) continue;
+      // A hung instance is not worth keeping: the new engine starts a fresh one.
+      if (previous->hung) continue;
       runner* from = fresh.get();
       runner* to = previous.get();
       for (auto& route : m.routes) std::replace(route.begin(), route.end(), from, to);
@@ -599,40 +1125,53 @@ namespace {
 // The major part of a plugin version ("1.4.2" -> "1"); the whole string when it has no dot.
 std::string_view version_major(std::string_view v) { return v.substr(0, v.find('.')); }
 
+// How long snapshot_monitors and restore_monitor wait for a monitor's worker.
+constexpr std::chrono::milliseconds state_call_timeout{5000};
+
 }  // namespace
 
 std::vector<monitor_state> engine::snapshot_monitors() {
   impl& m = *impl_;
   std::vector<monitor_state> out;
   for (const auto& r : m.runners) {
-    if (r->disabled) continue;
-    result<std::string> taken = std::string();
-    std::string error;
-    const auto start = std::chrono::steady_clock::now();
-    try {
-      taken = r->loaded->instance().snapshot();
-      if (!taken.ok()) error = taken.error().message();
-    } catch (...) {
-      error = describe_exception(std::current_exception());
-    }
-    const auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                   std::chrono::steady_clock::now() - start)
-                                                   .count());
-    if (!error.empty()) {
-      // Not fail(): a state that cannot be saved must not trip breakers or disable the monitor.
+    if (r->disabled || r->hung) continue;
+    // The answer lives in a shared block: a worker that answers after the timeout must not
+    // write into this frame.
+    struct reply {
+      result<std::string> taken = std::string();
+      std::string error;
+      std::int64_t ns = 0;
+    };
+    auto got = std::make_shared<reply>();
+    const bool in_time = run_on_worker(
+        *r, m.threaded,
+        [got](runner& target) {
+          const std::int64_t start = steady_ns();
+          try {
+            got->taken = target.instance().snapshot();
+            if (!got->taken.ok()) got->error = got->taken.error().message();
+          } catch (...) {
+            got->error = describe_exception(std::current_exception());
+          }
+          got->ns = steady_ns() - start;
+        },
+        state_call_timeout, false);
+    if (!in_time)
+      got->error = "no answer within " + std::to_string(state_call_timeout.count()) + " ms";
+    if (!got->error.empty()) {
+      // Not apply_policy(): a state that cannot be saved must not trip breakers or disable it.
       std::lock_guard lock(r->stats_mu);
       ++r->stats.errors;
-      r->stats.last_error = "snapshot: " + error;
-      detail::log().error("monitor {}: can't snapshot its state: {}", r->cfg.name, error);
+      r->stats.last_error = "snapshot: " + got->error;
+      detail::log().error("monitor {}: can't snapshot its state: {}", r->cfg.name, got->error);
       continue;
     }
-    if (ns > 10'000'000) {
-      detail::log().warn("monitor {}: snapshot took {} ms (the engine waits for it)", r->cfg.name,
-                         ns / 1'000'000);
+    if (got->ns > 10'000'000) {
+      detail::log().warn("monitor {}: snapshot took {} ms", r->cfg.name, got->ns / 1'000'000);
     }
-    if (taken->empty()) continue;
+    if (got->taken->empty()) continue;
     out.push_back(
-        {r->cfg.name, r->info.name, r->info.version, std::move(*taken), m.clock_unix_nano});
+        {r->cfg.name, r->info.name, r->info.version, std::move(*got->taken), m.clock_unix_nano});
   }
   return out;
 }
@@ -642,7 +1181,7 @@ status engine::restore_monitor(const monitor_state& state) {
   const std::string what = "can't restore the state of monitor '" + state.monitor + "'";
   for (const auto& r : m.runners) {
     if (r->cfg.name != state.monitor) continue;
-    if (r->disabled) break;
+    if (r->disabled || r->hung) break;
     if (r->info.name != state.plugin) {
       return make_error(status_code::failed_precondition,
                         what + ": it was saved by plugin '" + state.plugin +
@@ -653,14 +1192,24 @@ status engine::restore_monitor(const monitor_state& state) {
                         what + ": it was saved by " + state.plugin + " " + state.version +
                             ", the loaded plugin is " + r->info.version + " (another major)");
     }
-    status restored;
-    try {
-      restored = r->loaded->instance().restore(state.state);
-    } catch (...) {
-      restored = make_error(status_code::internal,
-                            "threw in restore: " + describe_exception(std::current_exception()));
-    }
-    if (!restored.ok()) return restored.with_context(what);
+    auto restored = std::make_shared<status>(make_error(
+        status_code::timeout,
+        "restore did not finish within " + std::to_string(state_call_timeout.count()) + " ms"));
+    auto bytes = std::make_shared<const std::string>(state.state);
+    run_on_worker(
+        *r, m.threaded,
+        [restored, bytes](runner& target) {
+          status s;
+          try {
+            s = target.instance().restore(*bytes);
+          } catch (...) {
+            s = make_error(status_code::internal,
+                           "threw in restore: " + describe_exception(std::current_exception()));
+          }
+          *restored = s;
+        },
+        state_call_timeout, false);
+    if (!restored->ok()) return restored->with_context(what);
     return status::success();
   }
   return make_error(status_code::not_found, what + ": no active instance of that name");
@@ -668,9 +1217,17 @@ status engine::restore_monitor(const monitor_state& state) {
 
 std::vector<monitor_status> engine::monitors() const {
   std::vector<monitor_status> out;
+  std::lock_guard runners_lock(impl_->runners_mu);
   for (const auto& r : impl_->runners) {
+    if (!r) continue;  // handed to the next engine by a reload
+    std::size_t depth = 0;
+    if (impl_->threaded) {
+      std::lock_guard lock(r->queue_mu);
+      depth = r->queue.size();
+    }
     std::lock_guard lock(r->stats_mu);
     out.push_back(r->stats);
+    out.back().queue_depth = depth;
   }
   return out;
 }

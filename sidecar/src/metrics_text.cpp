@@ -206,6 +206,27 @@ void render_monitors(const v1::SidecarStatus& s, writer& w) {
   for (const auto& m : s.monitors()) {
     w.sample("loopwarden_monitor_errors_total", {{"monitor", m.name()}}, m.errors());
   }
+  w.family("loopwarden_monitor_hung", "gauge",
+           "1 while a monitor is inside a call that has run past its deadline.");
+  for (const auto& m : s.monitors()) {
+    w.flag("loopwarden_monitor_hung", {{"monitor", m.name()}}, m.state() == "hung");
+  }
+  w.family("loopwarden_monitor_hangs_total", "counter",
+           "Calls of a monitor that ran past its deadline (the watchdog fired).");
+  for (const auto& m : s.monitors()) {
+    w.sample("loopwarden_monitor_hangs_total", {{"monitor", m.name()}}, m.hangs());
+  }
+  w.family("loopwarden_monitor_dropped_events_total", "counter",
+           "Events not delivered to a monitor: its queue was full (overflow: drop), or it was "
+           "hung or disabled.");
+  for (const auto& m : s.monitors()) {
+    w.sample("loopwarden_monitor_dropped_events_total", {{"monitor", m.name()}}, m.dropped());
+  }
+  w.family("loopwarden_monitor_queue_depth", "gauge",
+           "Events and calls waiting for a monitor's worker.");
+  for (const auto& m : s.monitors()) {
+    w.sample("loopwarden_monitor_queue_depth", {{"monitor", m.name()}}, m.queue_depth());
+  }
   w.family("loopwarden_monitor_call_max_seconds", "gauge",
            "The longest single call of a monitor since it was loaded.");
   for (const auto& m : s.monitors()) {

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <optional>
-#include <vector>
 #include <ostream>
+#include <vector>
 
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/sidecar/cli.hpp>
@@ -69,9 +69,9 @@ void print_status(const v1::ControlResponse& r, std::ostream& out, const palette
   if (!s.state_store().empty()) {
     out << fmt::format("state store {}  audit head {}:{}{}\n", s.state_store(), s.audit_head_seq(),
                        s.audit_head_hash().substr(0, 16),
-                       s.store_errors() > 0
-                           ? fmt::format("  STORE ERRORS {} (durability degraded)", s.store_errors())
-                           : "");
+                       s.store_errors() > 0 ? fmt::format("  STORE ERRORS {} (durability degraded)",
+                                                          s.store_errors())
+                                            : "");
   }
   if (s.approvals_pending() > 0) {
     out << fmt::format("approvals pending: {} (loopwarden approvals)\n", s.approvals_pending());
@@ -110,15 +110,19 @@ void print_status(const v1::ControlResponse& r, std::ostream& out, const palette
     out << fmt::format("  {:<20} {} {:<8} {:<8} events {:<8} errors {:<4} mean {:.1f} us\n",
                        m.name(), m.plugin(), m.version(), m.state(), m.events(), m.errors(),
                        mean_us);
+    if (m.dropped() > 0 || m.hangs() > 0 || m.queue_depth() > 0) {
+      out << fmt::format("      queued {}  dropped {}  hangs {}\n", m.queue_depth(), m.dropped(),
+                         m.hangs());
+    }
     if (!m.last_error().empty()) out << "      last error: " << m.last_error() << "\n";
   }
   if (s.alert_sinks_size() > 0) {
     out << "\nALERT SINKS\n";
     for (const auto& a : s.alert_sinks()) {
-      out << fmt::format("  {:<20} {:<13} sent {:<6} failed {:<4} retried {:<4} fell back {:<4} "
-                         "queued {}\n",
-                         a.name(), a.type(), a.sent(), a.failed(), a.retried(), a.fell_back(),
-                         a.queue_depth());
+      out << fmt::format(
+          "  {:<20} {:<13} sent {:<6} failed {:<4} retried {:<4} fell back {:<4} "
+          "queued {}\n",
+          a.name(), a.type(), a.sent(), a.failed(), a.retried(), a.fell_back(), a.queue_depth());
     }
   }
 }
@@ -137,9 +141,10 @@ void print_approvals(const v1::ControlResponse& r, std::ostream& out) {
       out << fmt::format("    {} by {} at {}: {}\n", a.state(), a.decided_by(),
                          format_time(a.decided_unix_nano()), a.reason());
     } else if (a.state() == "pending") {
-      out << fmt::format("    loopwarden approve {} --reason \"...\"   |   loopwarden deny {} "
-                         "--reason \"...\"\n",
-                         a.id(), a.id());
+      out << fmt::format(
+          "    loopwarden approve {} --reason \"...\"   |   loopwarden deny {} "
+          "--reason \"...\"\n",
+          a.id(), a.id());
     }
   }
 }

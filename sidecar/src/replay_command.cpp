@@ -27,6 +27,7 @@ int run_replay(const replay_options& options, std::ostream& out, std::ostream& e
   core::engine_options eo;
   eo.extra_plugin_paths = options.plugin_paths;
   eo.event_time_clock = true;  // replay is deterministic: time is the events' time
+  eo.monitor_host_command = monitor_host_command();
   auto engine = core::engine::create(*cfg, eo);
   if (!engine.ok()) {
     err << "loopwarden replay: " << engine.error().message() << "\n";

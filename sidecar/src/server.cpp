@@ -186,6 +186,9 @@ struct server::impl {
   // Saves every monitor's state; on the engine thread (the monitors' only caller).
   void save_monitor_states();
   void audit(std::string_view kind, std::string_view actor, std::string_view payload_json);
+  // Tells on-call that an action waits for a human: the approval's alerts go to the outbox, and
+  // the router is woken. On the engine thread, right after the approval was stored.
+  void alert_approval(const std::string& approval_id);
   detail::readiness readiness() const;
   std::vector<v1::BreakerTransition> recent_transitions(std::size_t limit) const;
   v1::ControlResponse handle_control(const v1::ControlRequest& request, const std::string& who);
@@ -284,6 +287,12 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          eo.extra_plugin_paths = options.plugin_paths;
          eo.registry = m.registry.get();
          eo.event_time_clock = false;
+         // Live: each monitor on its own worker, with a watchdog (engine.hpp).
+         eo.threaded = true;
+         eo.monitor_host_command = monitor_host_command();
+         eo.overflow = m.cfg.transport.overflow;
+         eo.stop_timeout =
+             std::chrono::duration_cast<std::chrono::milliseconds>(m.cfg.transport.drain_timeout);
          auto e = core::engine::create(m.cfg, eo);
          if (!e.ok()) return e.error();
          for (const auto& w : (*e)->warnings()) core::log_message(sdk::log_level::warn, w);
@@ -477,6 +486,10 @@ void server::impl::run_engine(std::stop_token stop,
         // "Ask a human" becomes a stored approval the host can wait on (approval_gate.hpp).
         decision = detail::settle_approval(*store, request, std::move(decision), wall_now(),
                                            sections.approvals);
+        if (request.approval_id().empty() && !decision.approval_id().empty() &&
+            decision.verdict() == v1::GATE_VERDICT_REQUIRE_APPROVAL) {
+          alert_approval(decision.approval_id());
+        }
       }
       const std::string payload = decision.SerializeAsString();
       std::vector<zmq::const_buffer> reply;
@@ -540,15 +553,17 @@ void server::impl::run_engine(std::stop_token stop,
         end_of_stream = true;
         break;
       }
-      std::unique_ptr<detail::event_batch> batch(raw);
+      // The monitors' workers share the batch; the last one done with it recycles it.
+      std::shared_ptr<detail::event_batch> batch(raw, [](detail::event_batch* b) {
+        detail::recycle_batch(std::unique_ptr<detail::event_batch>(b));
+      });
       last_dequeue_ns.store(std::chrono::steady_clock::now().time_since_epoch().count(),
                             std::memory_order_relaxed);
       for (std::size_t i = 0; i < batch->events.size(); ++i) {
         queue_received.fetch_add(1, std::memory_order_relaxed);
-        engine->process(*batch->events[i], wall_now());
+        engine->process(std::shared_ptr<const v1::Envelope>(batch, batch->events[i]), wall_now());
         if ((i & 15) == 15) serve_gate();
       }
-      detail::recycle_batch(std::move(batch));
     }
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_tick) {
@@ -572,6 +587,20 @@ void server::impl::run_engine(std::stop_token stop,
     }
   }
   engine->tick(wall_now());
+  // The monitors finish what their workers hold, within what is left of the drain deadline.
+  {
+    auto left = std::chrono::milliseconds(1000);
+    if (drain_deadline != std::chrono::steady_clock::time_point{}) {
+      left = std::max(std::chrono::milliseconds(0),
+                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                          drain_deadline - std::chrono::steady_clock::now()));
+    }
+    if (!engine->wait_idle(left)) {
+      core::log_message(sdk::log_level::warn,
+                        "shutdown: some monitors had not finished their queued events by the "
+                        "drain deadline");
+    }
+  }
   // Whatever is still queued after the deadline is discarded (and counted), never leaked.
   zmq::message_t msg;
   while (events.recv(msg, zmq::recv_flags::dontwait)) {
@@ -642,6 +671,11 @@ core::status server::reload() {
   eo.extra_plugin_paths = m.options.plugin_paths;
   eo.registry = m.registry.get();
   eo.event_time_clock = false;
+  eo.threaded = true;
+  eo.monitor_host_command = monitor_host_command();
+  eo.overflow = cfg->transport.overflow;
+  eo.stop_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(cfg->transport.drain_timeout);
   auto next = core::engine::create(*cfg, eo);
   if (!next.ok()) return fail(next.error());
 
@@ -743,7 +777,20 @@ v1::SidecarStatus server::status() const {
         o->set_name(mon.name);
         o->set_plugin(mon.plugin);
         o->set_version(mon.version);
-        o->set_state(mon.current == core::monitor_status::state::active ? "active" : "disabled");
+        switch (mon.current) {
+          case core::monitor_status::state::active:
+            o->set_state("active");
+            break;
+          case core::monitor_status::state::disabled:
+            o->set_state("disabled");
+            break;
+          case core::monitor_status::state::hung:
+            o->set_state("hung");
+            break;
+        }
+        o->set_hangs(mon.hangs);
+        o->set_dropped(mon.dropped);
+        o->set_queue_depth(mon.queue_depth);
         o->set_events(mon.events);
         o->set_gates(mon.gates);
         o->set_ticks(mon.ticks);
@@ -790,6 +837,19 @@ v1::SidecarStatus server::status() const {
     }
   }
   return s;
+}
+
+void server::impl::alert_approval(const std::string& approval_id) {
+  auto a = store->get_approval(approval_id);
+  if (!a.ok()) return;
+  auto rows = core::make_approval_alerts(sections.alerts, stable_sidecar_id(cfg), *a);
+  if (rows.empty()) return;
+  if (auto st = store->enqueue(std::move(rows)); !st.ok()) {
+    core::log_message(sdk::log_level::error,
+                      "can't queue the alert for approval " + approval_id + ": " + st.message());
+    return;
+  }
+  if (router) router->notify();
 }
 
 void server::impl::audit(std::string_view kind, std::string_view actor,

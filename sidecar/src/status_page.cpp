@@ -361,7 +361,8 @@ void render_monitors(const status_view& v, std::string& out) {
       "<div class=\"scroll\"><table>\n<thead><tr><th>Monitor</th><th>Plugin</th><th>State</th><th "
       "class=\"num\">Events"
       "</th><th class=\"num\">Gates</th><th class=\"num\">Ticks</th><th class=\"num\">Errors</th>"
-      "<th class=\"num\">Mean call</th><th class=\"num\">Max call</th><th>Last error</th></tr>"
+      "<th class=\"num\">Dropped</th><th class=\"num\">Mean call</th><th class=\"num\">Max "
+      "call</th><th>Last error</th></tr>"
       "</thead>\n<tbody>\n";
   for (const auto& m : v.status->monitors()) {
     const std::uint64_t calls = monitor_calls(m);
@@ -374,6 +375,8 @@ void render_monitors(const status_view& v, std::string& out) {
                     m.events(), m.gates(), m.ticks());
     out += m.errors() > 0 ? fmt::format("<td class=\"num bad\">{}</td>", m.errors())
                           : std::string("<td class=\"num\">0</td>");
+    out += m.dropped() > 0 ? fmt::format("<td class=\"num bad\">{}</td>", m.dropped())
+                           : std::string("<td class=\"num\">0</td>");
     out += "<td class=\"num\">" +
            (calls > 0 ? esc(format_call_time(static_cast<double>(m.total_call_ns()) /
                                              static_cast<double>(calls)))

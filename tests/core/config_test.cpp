@@ -1,6 +1,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -349,8 +351,8 @@ monitors:
     confg:
       window: 5
 )",
-       "monitors[0].confg: unknown key (allowed: name, plugin, path, optional, enabled, mode, on_error, "
-       "config) (loopwarden.yaml:5)"},
+       "monitors[0].confg: unknown key (allowed: name, plugin, path, optional, enabled, mode, "
+       "on_error, deadline, queue_capacity, isolation, memory_limit, config) (loopwarden.yaml:5)"},
   };
   for (const auto& r : rows) {
     INFO(r.label << "\n---\n" << r.yaml << "---");
@@ -390,21 +392,29 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
-  # Recursive training (docs/monitors/variance-collapse.md): trips training.collapse (rollback)
-  # when the generated distribution loses its spread, tails or diversity, and
-  # training.provenance (pause) when a generation trained on less than 10 % real data.
+  # Self-improvement loops (cycle reports): rolls back to the last trusted candidate on goal
+  # drift or a regression, halts on a failed critical constraint and after cycle 8.
+  - name: goal_drift
+    plugin: goal_drift
+    on_error: fail_closed
+  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
+  # approval when merges skip review or reviews become rubber stamps (stage timings).
+  - name: review_bottleneck
+    plugin: review_bottleneck
+  # Answers gate requests for shell, SQL, git, file and HTTP actions (allow, deny, or ask a
+  # human) from its shipped rules; trips agent.evasion on varied denied attempts in one session.
+  - name: destructive_action
+    plugin: destructive_action
+    on_error: fail_closed
+  # Recursive training (generation summaries, embeddings): rolls back when the generated
+  # distribution loses its spread, tails or diversity; pauses a generation with < 10 % real data.
   - name: variance_collapse
     plugin: variance_collapse
-    config:
-      dispersion_floor: 0.7
-      consecutive: 2
-      alpha: 0.01
-      kl_ceiling: 0.25
-      real_share_floor: 0.1
+    on_error: fail_closed
 )");
 }
 
-TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[config]") {
+TEST_CASE("config embedded default parses with every bundled monitor at its defaults", "[config]") {
   auto got = default_config();
   REQUIRE(got.ok());
   const config& c = *got;
@@ -415,10 +425,20 @@ TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[co
   CHECK(c.plugin_paths.empty());
   CHECK(c.probation == 5min);
   CHECK(c.breakers.empty());
-  REQUIRE(c.monitors.size() == 2);
-  CHECK(c.monitors[1].name == "variance_collapse");
-  CHECK(c.monitors[1].plugin == "variance_collapse");
-  CHECK(c.monitors[1].config["dispersion_floor"].as_double().value() == 0.7);
+  // After the threshold guard, each bundled monitor once, named after its plugin, on its
+  // documented defaults (no config: section).
+  const std::vector<std::string> bundled = {"goal_drift", "review_bottleneck",
+                                            "destructive_action", "variance_collapse"};
+  REQUIRE(c.monitors.size() == 1 + bundled.size());
+  for (const auto& name : bundled) {
+    INFO(name);
+    const auto it = std::find_if(c.monitors.begin(), c.monitors.end(),
+                                 [&](const auto& m) { return m.name == name; });
+    REQUIRE(it != c.monitors.end());
+    CHECK(it->plugin == name);
+    CHECK(it->on_error == error_policy::fail_closed);
+    CHECK(it->config.is_missing());
+  }
   const auto& m = c.monitors[0];
   CHECK(m.name == "nonfinite_loss");
   CHECK(m.plugin == "threshold");

@@ -276,6 +276,7 @@ v1::StageTiming stage_timing() {
   t.set_stage("review");
   t.set_enter_unix_nano(1'700'000'000'000'000'000);
   t.set_exit_unix_nano(1'700'000'360'000'000'000);
+  t.set_start_unix_nano(1'700'000'120'000'000'000);
   t.set_actor(v1::ACTOR_KIND_HUMAN);
   t.set_size(420);
   t.set_reviewer("carol");
@@ -625,6 +626,9 @@ TEST_CASE("schema round-trips every control command and the response", "[schema]
   mon->set_max_call_ns(9999);
   mon->add_call_ns_buckets(990);
   mon->add_call_ns_buckets(52);
+  mon->set_hangs(1);
+  mon->set_dropped(12);
+  mon->set_queue_depth(3);
   auto* g = mon->add_gauges();
   g->set_name("samples");
   g->set_value(990);

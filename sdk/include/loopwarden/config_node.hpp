@@ -64,6 +64,8 @@ class config_node {
 
   // The raw text of a scalar ("" otherwise).
   const std::string& scalar() const { return d_->scalar; }
+  // The scalar was quoted in the document (so "yes" stays a string, not a boolean).
+  bool quoted() const { return d_->quoted; }
 
   // Typed reads. Each fails with invalid_argument and a message naming path and line:
   //   as_string:        a scalar                    "expected a string, got a map"

@@ -23,13 +23,13 @@ namespace loopwarden::core {
 
 // One alert for one sink.
 struct outbox_alert {
-  std::int64_t id = 0;                  // assigned by the outbox on enqueue (increasing)
-  std::string sink;                     // the sink's name in the config's `alerts.sinks`
-  std::string fingerprint;              // stable: the same trip gives the same fingerprint
-  std::string kind;                     // "trigger" | "resolve" | "shadow" | "test"
-  std::string payload_json;             // the sink-neutral alert (alert_router.hpp)
+  std::int64_t id = 0;       // assigned by the outbox on enqueue (increasing)
+  std::string sink;          // the sink's name in the config's `alerts.sinks`
+  std::string fingerprint;   // stable: the same trip gives the same fingerprint
+  std::string kind;          // "trigger" | "resolve" | "shadow" | "test"
+  std::string payload_json;  // the sink-neutral alert (alert_router.hpp)
   std::int64_t created_unix_nano = 0;
-  std::uint32_t attempts = 0;           // delivery attempts so far
+  std::uint32_t attempts = 0;               // delivery attempts so far
   std::int64_t next_attempt_unix_nano = 0;  // not before this (0: now)
   std::string last_error;
 };

@@ -19,6 +19,10 @@
 //       optional: false             # true: a plugin that fails to load is skipped with an error
 //       enabled: true
 //       on_error: fail_closed       # fail_closed (trip its breakers) | disable
+//       deadline: 5s                # a call running longer marks the monitor hung (0: never)
+//       queue_capacity: 1024        # events waiting for this monitor (serve: one worker each)
+//       isolation: thread           # thread | process (the plugin runs in a child process)
+//       memory_limit: 0             # process isolation: address-space limit, e.g. 512MiB
 //       config: {...}               # handed to the monitor's configure()
 //   transport:                      # the sidecar's sockets (docs/wire-protocol.md)
 //     ingest:                       # default: [{socket: pull, bind:
@@ -41,6 +45,7 @@
 //     max_sources: 10000            # sources tracked at once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,7 +58,13 @@
 
 namespace loopwarden::core {
 
-// What happens when a monitor throws (or, later, hangs).
+// What happens when a monitor throws or hangs.
+// Where a monitor's plugin runs.
+enum class isolation_mode {
+  thread,   // in the engine's process, on its own worker (serve) or the caller's thread (replay)
+  process,  // in a child process (`loopwarden monitor-host`): a crash or leak takes only it down
+};
+
 enum class error_policy {
   fail_closed,  // trip every breaker the monitor declares: its protection goes to the safe state
   disable,      // stop calling it; report it as disabled
@@ -81,8 +92,15 @@ struct monitor_config {
   // and never applied.
   bool shadow = false;
   error_policy on_error = error_policy::fail_closed;
-  sdk::config_node config;  // the `config:` subtree (missing when absent)
-  sdk::config_node node;    // the whole `monitors[i]` node, for errors found later
+  // Live (`serve`), each monitor runs on its own worker: a call running longer than `deadline`
+  // marks it hung (its on_error policy applies; zero = no watchdog), and at most
+  // `queue_capacity` events wait for it (then transport.overflow decides: wait or drop).
+  std::chrono::nanoseconds deadline = std::chrono::seconds(5);
+  std::size_t queue_capacity = 1024;
+  isolation_mode isolation = isolation_mode::thread;
+  std::uint64_t memory_limit_bytes = 0;  // process isolation: RLIMIT_AS of the child; 0: none
+  sdk::config_node config;               // the `config:` subtree (missing when absent)
+  sdk::config_node node;                 // the whole `monitors[i]` node, for errors found later
 };
 
 enum class ingest_socket { pull, sub };

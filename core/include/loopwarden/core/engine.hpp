@@ -40,20 +40,43 @@ struct engine_options {
   // true (replay): the clock is the time of the last event, so output is deterministic.
   // false (live): the caller passes wall-clock time to tick() and events carry receive time.
   bool event_time_clock = true;
+  // false (replay): every monitor call runs on the caller's thread, in event order.
+  // true (live): each monitor instance runs on its own worker thread with a bounded queue
+  // (monitor_config::queue_capacity), and a watchdog marks a monitor hung when one call runs
+  // longer than its deadline; a slow or hung monitor never stalls the others.
+  bool threaded = false;
+  // threaded: what process() does when a monitor's queue is full. block: wait for room (back-
+  // pressure) until the monitor drains, hangs or is disabled; drop: drop the event for that
+  // monitor only, counted in its status.
+  overflow_policy overflow = overflow_policy::block;
+  // threaded: how long gate() waits for the gating monitors; a monitor that has not answered by
+  // then counts as failed for this request (fail_closed: deny).
+  std::chrono::milliseconds gate_deadline{1000};
+  // threaded: how long the destructor waits for each worker to finish its queue. A worker still
+  // inside a call after that (a hung plugin) is abandoned with its library still loaded: a thread
+  // cannot be killed safely, so it is left to die with the process (see isolation: process).
+  std::chrono::milliseconds stop_timeout{5000};
+  // The command that runs `loopwarden monitor-host`, for monitors with `isolation: process`
+  // (e.g. {"/usr/bin/loopwarden", "monitor-host"}). Empty: such monitors are refused at load.
+  std::vector<std::string> monitor_host_command;
 };
 
 // Per-monitor figures, for status output and metrics.
 struct monitor_status {
-  enum class state { active, disabled };
+  // hung: a call has run past the deadline and not returned (its policy has been applied).
+  enum class state { active, disabled, hung };
   std::string name;     // instance name
   std::string plugin;   // plugin name from its info()
   std::string version;  // plugin version from its info()
   std::string path;     // the loaded file
   state current = state::active;
-  std::uint64_t events = 0;  // on_event calls
-  std::uint64_t gates = 0;   // on_gate calls
-  std::uint64_t ticks = 0;   // on_tick calls
-  std::uint64_t errors = 0;  // calls that threw
+  std::uint64_t events = 0;       // on_event calls
+  std::uint64_t gates = 0;        // on_gate calls
+  std::uint64_t ticks = 0;        // on_tick calls
+  std::uint64_t errors = 0;       // calls that threw
+  std::uint64_t hangs = 0;        // calls that ran past the deadline (threaded)
+  std::uint64_t dropped = 0;      // events not delivered: queue full (drop), hung or disabled
+  std::uint64_t queue_depth = 0;  // events and calls waiting for its worker (threaded)
   std::string last_error;
   std::uint64_t total_call_ns = 0;  // wall time spent in the monitor's calls
   std::uint64_t max_call_ns = 0;
@@ -76,9 +99,11 @@ struct gate_outcome {
   std::string monitor;  // empty when no monitor gated (the answer is allow)
 };
 
-// Thread-safety: process, gate and tick must be called from one thread at a time (the engine's
-// dispatcher); the registry (breakers()) is safe from any thread; monitors() and counters() may
-// be called concurrently with the dispatcher.
+// Thread-safety: process, gate, tick, snapshot_monitors, restore_monitor, adopt_unchanged and
+// wait_idle must be called from one thread at a time (the engine's dispatcher); the registry
+// (breakers()) is safe from any thread; monitors(), sources() and counters() may be called
+// concurrently with the dispatcher. With engine_options::threaded the monitors themselves run on
+// their own workers, each instance still one call at a time.
 class engine {
  public:
   // Loads and configures every enabled monitor of `cfg`. Errors: a non-optional plugin that
@@ -96,6 +121,13 @@ class engine {
   // `receive_unix_nano` is the wall-clock receive time, used by the live clock (ignored with the
   // event-time clock).
   void process(const v1::Envelope& envelope, std::int64_t receive_unix_nano = 0);
+  // The same, for a threaded engine without a copy: the monitors' workers share `envelope` and
+  // release it when the last one is done with it (a synchronous engine uses it in place).
+  void process(std::shared_ptr<const v1::Envelope> envelope, std::int64_t receive_unix_nano = 0);
+
+  // threaded: waits until every worker has handled everything queued before the call (or
+  // `timeout` passes); true when all did. Synchronous engines are always idle.
+  bool wait_idle(std::chrono::milliseconds timeout);
 
   // Asks every gating monitor; the strictest answer wins (deny > require_approval > allow).
   gate_outcome gate(const v1::GateRequest& request);

@@ -20,7 +20,8 @@ struct cusum_options {
   bool reset_after_signal = false;
 };
 
-// Everything a cusum has learned, for monitor snapshots (see cusum::state()).
+// The statistics of a cusum at one moment, to carry it across a restart (a monitor's
+// snapshot): what cusum::state() returns and cusum::restore() takes back.
 struct cusum_state {
   double upper = 0.0;  // S⁺
   double lower = 0.0;  // S⁻
@@ -76,13 +77,15 @@ class cusum {
     signals_ = 0;
   }
 
-  // The state, and its inverse: a cusum with the same options given restore(state()) continues
-  // exactly as this one would. restore() throws std::invalid_argument (and changes nothing) when
-  // a statistic is negative or not finite.
+  // The statistics now; restore() of it on a cusum with the same options continues exactly
+  // (bit for bit) as this one would.
   cusum_state state() const { return {upper_, lower_, last_, count_, ignored_, signals_}; }
+
+  // Puts back statistics taken by state(). Throws std::invalid_argument, and changes nothing,
+  // when upper or lower is negative or not finite.
   void restore(const cusum_state& s) {
-    if (!(s.upper >= 0.0 && s.lower >= 0.0 && std::isfinite(s.upper) && std::isfinite(s.lower))) {
-      throw std::invalid_argument("cusum: restore: statistics must be finite and >= 0");
+    if (!(s.upper >= 0.0 && std::isfinite(s.upper) && s.lower >= 0.0 && std::isfinite(s.lower))) {
+      throw std::invalid_argument("cusum: restored statistics must be finite and >= 0");
     }
     upper_ = s.upper;
     lower_ = s.lower;
