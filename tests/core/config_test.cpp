@@ -410,6 +410,11 @@ monitors:
   # baseline (agent.drift) and halts a session that loops or runs over budget (agent.runaway).
   - name: agent_drift
     plugin: agent_drift
+  # Recursive training (generation summaries, embeddings): rolls back when the generated
+  # distribution loses its spread, tails or diversity; pauses a generation with < 10 % real data.
+  - name: variance_collapse
+    plugin: variance_collapse
+    on_error: fail_closed
 )");
 }
 
@@ -427,7 +432,8 @@ TEST_CASE("config embedded default parses with every bundled monitor at its defa
   // After the threshold guard, each bundled monitor once, named after its plugin, on its
   // documented defaults (no config: section).
   const std::vector<std::string> bundled = {"goal_drift", "review_bottleneck",
-                                            "destructive_action", "agent_drift"};
+                                            "destructive_action", "agent_drift",
+                                            "variance_collapse"};
   REQUIRE(c.monitors.size() == 1 + bundled.size());
   for (const auto& name : bundled) {
     INFO(name);
