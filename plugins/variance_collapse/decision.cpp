@@ -191,11 +191,15 @@ void run_decision::decide(std::int64_t generation, const std::vector<statistic_c
   health& h = record(generation);
   h.reported = true;
   h.crossed = h.crossed || !crossed.empty();
-  if (!h.crossed && generation > tripped_at_) tripped_ = false;  // healthy again: re-arm
+  if (!h.crossed && generation > tripped_at_) tripped_ = false;  // healthy again
   if (const auto healthy = last_healthy(generation + 1)) {
     ctx.set_gauge("last_healthy_generation", static_cast<double>(*healthy));
   }
-  if (decisive.empty() || tripped_) return;
+  // Every generation that decides trips, not only the first: the registry ignores a trip on an
+  // open breaker, and one an operator reset while the collapse persists must open again (from
+  // probation, escalated) at the next such generation. Several inputs reporting the same
+  // generation trip it once.
+  if (decisive.empty() || (tripped_ && generation <= tripped_at_)) return;
   tripped_ = true;
   tripped_at_ = generation;
 

@@ -107,7 +107,7 @@ struct run_state {
   double expected_ratio = 1.0;                  // NaN once a generation came without provenance
   vc::log_ratio_series series;                  // ln of the summary statistic's variance ratio
   vc::run_decision decision;
-  bool provenance_tripped = false;
+  bool below_real_floor = false;  // the last summary trained on too little real data
 };
 
 // --- config helpers ----------------------------------------------------------------------------
@@ -687,12 +687,10 @@ class variance_collapse_monitor final : public sdk::monitor {
   void check_provenance(const v1::GenerationSummary& g, run_state& run, sdk::context& ctx) const {
     const double real = real_share_of(g, s_.real_sources);
     ctx.set_gauge("real_share", real);
-    if (!(real < s_.real_share_floor)) {
-      run.provenance_tripped = false;  // the condition went away: a later breach is news
-      return;
-    }
-    if (run.provenance_tripped) return;
-    run.provenance_tripped = true;
+    // Every breaching summary trips: the registry ignores a trip on an open breaker, and after an
+    // operator's reset a generation still below the floor opens it again.
+    run.below_real_floor = real < s_.real_share_floor;
+    if (!run.below_real_floor) return;
     sdk::trip_request req;
     req.breaker = s_.provenance_breaker;
     req.reason = "generation " + std::to_string(g.generation()) + " trained on " +
@@ -856,7 +854,7 @@ class variance_collapse_monitor final : public sdk::monitor {
     w.write_f64(run.expected_ratio);
     run.series.write(w);
     run.decision.write(w);
-    w.write_bool(run.provenance_tripped);
+    w.write_bool(run.below_real_floor);
   }
 
   void read_run(sdk::state_reader& r, run_state& run) const {
@@ -886,7 +884,7 @@ class variance_collapse_monitor final : public sdk::monitor {
     run.expected_ratio = r.read_f64();
     run.series.read(r);
     run.decision.read(r);
-    run.provenance_tripped = r.read_bool();
+    run.below_real_floor = r.read_bool();
   }
 
   settings s_;

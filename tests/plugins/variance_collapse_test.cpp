@@ -233,6 +233,45 @@ TEST_CASE("variance_collapse trips training.provenance below the real-data floor
   }
 }
 
+TEST_CASE("variance_collapse opens a breaker again when an operator resets it while the cause persists",
+          "[plugins][variance_collapse]") {
+  // The published KL series keeps rising after the first trip; the operator resets each breaker
+  // right after it opens (as if they misjudged it). The next generation that still crosses must
+  // open it again, escalated from probation, and a generation that does not must leave it be.
+  const std::vector<double> kl = {0.00, 0.12, 0.28, 0.49, 0.73, 1.01, 1.30};
+  auto e = engine_with("{}");
+  feeder f(*e);
+  std::map<std::string, std::vector<std::int64_t>> opened;  // breaker -> generations it opened at
+  std::int64_t generation = 0;
+  e->breakers().add_listener([&](const v1::BreakerTransition& t) {
+    if (t.breaker().state() == v1::BREAKER_STATE_OPEN) {
+      opened[t.breaker().name()].push_back(generation);
+    }
+  });
+  const auto reset_if_open = [&](const std::string& breaker) {
+    auto b = e->breakers().find({breaker, "r"});
+    if (b && b->state() == v1::BREAKER_STATE_OPEN) {
+      REQUIRE(e->breakers().reset({breaker, "r"}, "alice", "looked fine to me", 1).ok());
+    }
+  };
+  for (generation = 0; generation <= 6; ++generation) {
+    v1::GenerationSummary s;
+    s.set_generation(generation);
+    if (generation > 0) s.set_kl_from_baseline(kl[static_cast<std::size_t>(generation)]);
+    // Real data below the floor at generations 2 and 3, back above it from 4 on.
+    if (generation > 0) s.set_real_share(generation == 2 || generation == 3 ? 0.02 : 0.5);
+    f.send("r", s);
+    reset_if_open("training.collapse");
+    reset_if_open("training.provenance");
+  }
+  // KL crosses 0.25 from generation 2 on: two in a row decide at 3, then every later one.
+  CHECK(opened["training.collapse"] == std::vector<std::int64_t>{3, 4, 5, 6});
+  CHECK(opened["training.provenance"] == std::vector<std::int64_t>{2, 3});
+  auto b = e->breakers().find({"training.collapse", "r"});
+  REQUIRE(b);
+  CHECK(b->severity() == v1::SEVERITY_CRITICAL);  // re-opened during probation
+}
+
 TEST_CASE("variance_collapse uses a declared baseline without generation 0",
           "[plugins][variance_collapse]") {
   auto e = engine_with(
