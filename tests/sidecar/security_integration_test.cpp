@@ -69,7 +69,7 @@ int connect_as(uid_t uid, gid_t gid, const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("another user cannot reach the control socket, and the pipeline's sockets are not it",
+TEST_CASE("another user reaches the ingest socket but not the control socket",
           "[integration][sidecar][security]") {
   daemon_options o;
   // The pipeline's sockets open to everyone (ipc_mode 0666), and every directory above them
@@ -307,6 +307,43 @@ TEST_CASE("configured secrets never appear in the log, status, explain, alert te
     REQUIRE(api);
     redacted("/api/status", api->body);
   }
+}
+
+TEST_CASE("the daemon's http endpoint refuses every writing method on every path",
+          "[integration][sidecar][security][http]") {
+  daemon_process d;
+  test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer", "run-1", 1, "trip"));
+  REQUIRE(d.wait_status([](auto& r) { return test::breaker_open(r, "fixture.trip", "run-1"); }));
+  const auto epoch = test::find_breaker(d.status(), "fixture.trip", "run-1")->epoch();
+  const int http = d.http_port();
+  REQUIRE(http > 0);
+  httplib::Client cli("127.0.0.1", http);
+  for (const std::string path :
+       {"/", "/status", "/api/status", "/metrics", "/healthz", "/readyz"}) {
+    std::vector<std::pair<std::string, httplib::Result>> results;
+    results.emplace_back("POST", cli.Post(path.c_str(), "reset=fixture.trip", "text/plain"));
+    results.emplace_back("PUT", cli.Put(path.c_str(), "{}", "application/json"));
+    results.emplace_back("DELETE", cli.Delete(path.c_str()));
+    results.emplace_back("PATCH", cli.Patch(path.c_str(), "{}", "application/json"));
+    for (auto& [method, r] : results) {
+      INFO(method << " " << path);
+      REQUIRE(r);
+      CHECK(r->status == 405);
+      CHECK(r->get_header_value("Allow") == "GET, HEAD");
+    }
+  }
+  // Paths that look like actions do not exist at all.
+  for (const std::string path : {"/api/breakers/fixture.trip/reset", "/reset", "/reload"}) {
+    INFO(path);
+    auto r = cli.Post(path.c_str(), "", "text/plain");
+    REQUIRE(r);
+    CHECK(r->status == 404);
+  }
+  // Nothing changed: the breaker is open at the epoch it tripped with.
+  const auto* b = test::find_breaker(d.status(), "fixture.trip", "run-1");
+  REQUIRE(b != nullptr);
+  CHECK(test::is_open(b));
+  CHECK(b->epoch() == epoch);
 }
 
 TEST_CASE("a webhook url with credentials is refused without printing them",
