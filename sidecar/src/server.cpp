@@ -340,11 +340,13 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
       {"start the engine and the gate socket", [&] { return m.start_engine_thread(); }},
       {"start the breaker publisher",
        [&] {
+         auto* mp = &m;
+         // The hosts are the watched pipeline: what they hear carries no secret either.
          m.publisher = std::make_unique<detail::breaker_publisher>(
              m.cfg.transport.breakers, m.cfg.transport.heartbeat_interval, *m.registry,
-             sidecar_id(), m.cfg.transport.ipc_mode);
+             sidecar_id(), m.cfg.transport.ipc_mode,
+             [mp](v1::BreakerMessage& msg) { mp->secrets()->apply(msg); });
          auto* pub = m.publisher.get();
-         auto* mp = &m;
          m.registry->add_listener([pub, mp](const v1::BreakerTransition& t) {
            pub->publish(t);
            // The transition and its alerts are already committed: wake the router.

@@ -16,10 +16,12 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <loopwarden/client/breaker_watch.hpp>
 #include <loopwarden/sidecar/control_client.hpp>
 
 #include "daemon.hpp"
@@ -243,6 +245,16 @@ TEST_CASE("configured secrets never appear in the log, status, explain, alert te
              "\"\n      max_attempts: 1\n"
              "  routes:\n    - sinks: [hook, pd]\n";
   daemon_process d(o);
+  // A host's breaker watch: the pipeline hears transitions and snapshots.
+  std::mutex heard_mu;
+  std::string heard;  // guarded by heard_mu; every transition's text
+  auto watch = client::breaker_watch::create(
+      {.endpoint = d.breakers(), .on_transition = [&](const v1::BreakerTransition& t) {
+         std::lock_guard lock(heard_mu);
+         heard += t.DebugString();
+       }});
+  REQUIRE(watch.ok());
+  REQUIRE(wait_until([&] { return (*watch)->snapshot_sequence() > 0; }, 10s));
   test::raw_ingest_send(d, "metrics", test::metric_envelope("trainer", "run-1", 1, "trip"));
   REQUIRE(d.wait_status([](auto& r) { return test::breaker_open(r, "fixture.trip", "run-1"); }));
   // Both sinks were tried, and refused with the echo, which the daemon logs.
@@ -269,6 +281,14 @@ TEST_CASE("configured secrets never appear in the log, status, explain, alert te
   const std::string where = " --state-dir " + quoted(d.state_dir());
   auto lw = [&](const std::string& args) { return test::run_loopwarden(args + where, d.dir()); };
   SECTION("the log") { redacted("log", d.log()); }
+  SECTION("the breakers socket: transitions and snapshots the hosts hear") {
+    REQUIRE(wait_until([&] { return !(*watch)->current("run-1").open.empty(); }, 10s));
+    const auto verdict = (*watch)->current("run-1");
+    REQUIRE(verdict.open.at(0).evidence_size() > 0);
+    CHECK(verdict.open.at(0).evidence(0).value() == "<redacted>");  // from a snapshot
+    std::lock_guard lock(heard_mu);
+    redacted("transitions", heard);
+  }
   SECTION("status, its json and explain") {
     auto st = lw("status");
     CHECK(st.code == 0);
