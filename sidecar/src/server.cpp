@@ -753,6 +753,7 @@ v1::SidecarStatus server::status() const {
         auto* o = s.add_sources();
         o->set_malformed(count_of(malformed, src.source));
         o->set_dropped(count_of(dropped, src.source));
+        o->set_monitor_dropped(src.monitor_dropped);
         o->set_source(src.source);
         o->set_run_id(src.run_id);
         o->set_received(src.received);
