@@ -512,7 +512,10 @@ struct engine::impl {
   void start_worker(runner& r);
   void stop_workers();
   void watch(std::stop_token stop);
-  void dispatch(runner& r, const std::shared_ptr<const v1::Envelope>& e, std::int64_t clock);
+  // Queues `e` for `r` (threaded) or runs it (synchronous). `copy` is the event's own copy for
+  // lagging monitors, made by the first that needs it and shared by the rest.
+  void dispatch(runner& r, const std::shared_ptr<const v1::Envelope>& e, std::int64_t clock,
+                std::shared_ptr<const v1::Envelope>& copy);
 };
 
 engine::impl::~impl() {
@@ -612,8 +615,21 @@ void engine::impl::watch(std::stop_token stop) {
   }
 }
 
+namespace {
+
+// With overflow: drop, a monitor this many events behind gets its own copy of each further
+// envelope instead of sharing the caller's. The live daemon's envelopes share one ingest batch
+// (up to 64 envelopes parsed into one 64 KiB arena) that stays alive while any of them is queued
+// anywhere. Under back-pressure (block) a queue holds consecutive envelopes, a few batches; but a
+// lagging monitor that drops most of a flood keeps one envelope of each of queue_capacity
+// different batches, and pinned queue_capacity whole batches (64 MiB at the default 1024). With
+// copies it pins at most this many batches plus the copies' own size (docs/reliability.md).
+constexpr std::size_t shared_queue_limit = 64;
+
+}  // namespace
+
 void engine::impl::dispatch(runner& r, const std::shared_ptr<const v1::Envelope>& e,
-                            std::int64_t clock) {
+                            std::int64_t clock, std::shared_ptr<const v1::Envelope>& copy) {
   if (!threaded) {
     run_event(r, *e, clock);
     return;
@@ -640,9 +656,25 @@ void engine::impl::dispatch(runner& r, const std::shared_ptr<const v1::Envelope>
         return;
       }
     }
-    task t;
-    t.event = e;
-    t.clock = clock;
+    if (options.overflow != overflow_policy::drop || r.queued_events < shared_queue_limit) {
+      task t;
+      t.event = e;
+      t.clock = clock;
+      r.queue.push_back(std::move(t));
+      ++r.queued_events;
+      lock.unlock();
+      r.work_cv.notify_one();
+      return;
+    }
+  }
+  // Copied outside the lock, so the worker keeps taking events meanwhile; only this thread adds
+  // events, so the room found above is still there.
+  if (!copy) copy = std::make_shared<const v1::Envelope>(*e);
+  task t;
+  t.event = copy;
+  t.clock = clock;
+  {
+    std::lock_guard lock(r.queue_mu);
     r.queue.push_back(std::move(t));
     ++r.queued_events;
   }
@@ -906,8 +938,9 @@ void engine::process(std::shared_ptr<const v1::Envelope> event, std::int64_t rec
                          std::to_string(m.cfg.telemetry.loss_threshold));
   }
   if (verdict == seq_verdict::duplicate) return;
+  std::shared_ptr<const v1::Envelope> copy;
   for (runner* r : m.routes[static_cast<std::size_t>(*kind)])
-    m.dispatch(*r, event, m.clock_unix_nano);
+    m.dispatch(*r, event, m.clock_unix_nano, copy);
 }
 
 bool engine::wait_idle(std::chrono::milliseconds timeout) {
