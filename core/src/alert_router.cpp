@@ -994,15 +994,18 @@ void alert_router::start() {
 }
 
 void alert_router::stop() {
+  stop(std::chrono::steady_clock::now() +
+       std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+           impl_->options.stop_deadline));
+}
+
+void alert_router::stop(std::chrono::steady_clock::time_point deadline) {
   impl& m = *impl_;
   std::lock_guard lock(m.lifecycle_mu);
   if (!m.running) return;
   // First no new hand-overs, then the workers drain what they hold until the deadline.
   m.dispatcher.request_stop();
   m.dispatcher.join();
-  const auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(m.options.stop_deadline);
   for (auto& s : m.slots) s->worker.request_stop();
   bool drained = false;
   {

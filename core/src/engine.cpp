@@ -544,8 +544,9 @@ void engine::impl::stop_workers() {
   for (auto& r : runners) {
     if (!r || !r->worker.joinable()) continue;
     {
+      // A monitor the watchdog marked hung is not waited for: it has already had its deadline.
       std::unique_lock lock(r->queue_mu);
-      r->space_cv.wait_until(lock, deadline, [&] { return r->finished.load(); });
+      r->space_cv.wait_until(lock, deadline, [&] { return r->finished.load() || r->hung.load(); });
     }
     if (r->finished) {
       r->worker.join();
@@ -955,6 +956,17 @@ bool engine::wait_idle(std::chrono::milliseconds timeout) {
     all = all && idle && !r->hung;
   }
   return all;
+}
+
+std::uint64_t engine::discard_queued_events() {
+  impl& m = *impl_;
+  if (!m.threaded) return 0;
+  std::uint64_t dropped = 0;
+  std::lock_guard runners_lock(m.runners_mu);
+  for (auto& r : m.runners) {
+    if (r) dropped += drop_queued_events(*r);
+  }
+  return dropped;
 }
 
 gate_outcome engine::gate(const v1::GateRequest& request) {
