@@ -26,8 +26,10 @@ namespace {
 using json = nlohmann::ordered_json;
 
 // Duplicate suppression remembers this many deliveries (and resolves); older ones are forgotten
-// first. Alerts are rare, so this spans far more than any retry window.
-constexpr std::size_t remembered_deliveries = 65536;
+// first. The duplicates it is there for come minutes apart (a probation_end resolve after the
+// reset's), and one it misses is only a second delivery, which receivers deduplicate anyway; a
+// larger window costs memory that grows for hours (about 250 bytes an entry).
+constexpr std::size_t remembered_deliveries = 4096;
 
 std::int64_t system_now() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -741,9 +743,9 @@ struct alert_router::impl {
         in_flight.erase(id);
         continue;
       }
-      if (is_resolve) {
+      if (is_resolve && has_alertmanager) {
         // From here on, no re-send may fire this incident again: the resolve is queued behind
-        // any re-send already queued, and later ones check this set.
+        // any re-send already queued, and later ones check this set (only re-sends do).
         std::lock_guard lock(mu);
         resolved.insert(resolved_key);
       }
