@@ -593,8 +593,14 @@ void server::impl::run_engine(std::stop_token stop,
     }
   }
   engine->tick(wall_now());
-  // The monitors finish what their workers hold, within what is left of the drain deadline.
+  // The monitors finish what their workers hold, within what is left of the drain deadline (the
+  // shutdown's, also when the end of the stream arrived before the stop request).
   {
+    if (const std::int64_t ns = shutdown_deadline_ns.load();
+        drain_deadline == std::chrono::steady_clock::time_point{} && ns != 0) {
+      drain_deadline =
+          std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ns));
+    }
     auto left = std::chrono::milliseconds(1000);
     if (drain_deadline != std::chrono::steady_clock::time_point{}) {
       left = std::max(std::chrono::milliseconds(0),
