@@ -86,7 +86,8 @@ std::string yaml_config(const std::string& monitors, const std::string& transpor
 
 // The memory the daemon may hold for a flood, beyond what it uses idle (docs/reliability.md,
 // "Overload"): every place an envelope can wait, at its bound.
-//   - each ingest socket's receive buffer: max(1000, queue_capacity / 4) raw messages;
+//   - the ingest socket's receive buffer: max(1000, queue_capacity / 4) raw messages for each
+//     connected publisher (ZeroMQ applies the high-water mark per connection);
 //   - the event queue: an inproc pipe of queue_hwm = max(16, queue_capacity / 64) batches on
 //     each side (2 x queue_hwm), one batch being filled, and 64 recycled batches kept for reuse;
 //   - each monitor's queue of queue_capacity envelopes: under back-pressure (block) consecutive
@@ -99,14 +100,14 @@ struct memory_bound {
   bool drop = false;
   long queue_capacity = 16384;
   std::vector<long> monitor_queues;
-  long ingest_sockets = 1;
+  long publishers = 1;    // connections to the ingest socket
   long message_kib = 1;   // a raw message waiting in ZeroMQ, with its overhead
   long batch_kib = 96;    // 64 KiB block + the arena's overflow blocks
   long envelope_kib = 4;  // one copied envelope of 8 samples, heap-allocated
   long slack_kib = 24 * 1024;
 
   long kib() const {
-    const long raw = ingest_sockets * std::max(1000L, queue_capacity / 4) * message_kib;
+    const long raw = publishers * std::max(1000L, queue_capacity / 4) * message_kib;
     const long hwm = std::max(16L, queue_capacity / 64);
     const long queue = (2 * hwm + 1 + 64) * batch_kib;
     long monitors = 0;
@@ -170,11 +171,13 @@ TEST_CASE("a flood with overflow drop stays under the stated memory and counts d
   memory_bound bound;
   bound.drop = true;
   bound.monitor_queues = {1024, 1024};
+  bound.publishers = 4;
   const long limit_kib = idle_kib + bound.kib();
 
   constexpr int n_sources = 4;
   const auto flood_for = 4s;
   std::vector<std::uint64_t> sent(n_sources, 0);
+  std::vector<char> stalled(n_sources, 0);  // a send ZeroMQ did not take for 5 s
   {
     rss_sampler rss(d.pid());
     std::vector<std::jthread> senders;
@@ -190,6 +193,7 @@ TEST_CASE("a flood with overflow drop stays under the stated memory and counts d
           if (!push.send(zmq::str_buffer("metrics"), zmq::send_flags::sndmore) ||
               !push.send(zmq::buffer(bytes), zmq::send_flags::none)) {
             --seq;  // not taken (the daemon stopped reading for 5 s): not sent
+            stalled[s] = 1;
             break;
           }
         }
@@ -235,7 +239,13 @@ TEST_CASE("a flood with overflow drop stays under the stated memory and counts d
         d.wait_status([&](const auto& r) { return accounted(r, nullptr); }, 60s, &last);
     std::string why;
     (void)accounted(last, &why);
-    INFO("not accounted: " << why << "\ndaemon log:\n" << d.log());
+    std::string stalls;
+    for (int s = 0; s < n_sources; ++s) {
+      if (stalled[s]) stalls += " flood/" + std::to_string(s);
+    }
+    INFO("not accounted: " << why << "\nsenders whose send timed out (5 s):"
+                           << (stalls.empty() ? " none" : stalls) << "\ndaemon log:\n"
+                           << d.log());
     REQUIRE(settled);
 
     const long peak = rss.peak_kib();
@@ -263,6 +273,23 @@ TEST_CASE("a flood with overflow drop stays under the stated memory and counts d
     CHECK(fast->events() + fast->dropped() == received);
     CHECK(monitor_dropped_by_source == slow->dropped() + fast->dropped());
     CHECK(slow->dropped() > 0);
+    // The same counts reach Prometheus, per source (the status is settled: nothing moves now).
+    {
+      REQUIRE(d.http_port() > 0);
+      httplib::Client http("127.0.0.1", d.http_port());
+      const auto res = http.Get("/metrics");
+      REQUIRE(res);
+      REQUIRE(res->status == 200);
+      for (int s = 0; s < n_sources; ++s) {
+        const auto* src = test::find_source(last, "flood/" + std::to_string(s));
+        const std::string label = "{source=\"flood/" + std::to_string(s) + "\"} ";
+        CHECK_THAT(res->body, Catch::Contains("loopwarden_source_dropped_events_total" + label +
+                                              std::to_string(src->dropped()) + "\n"));
+        CHECK_THAT(res->body,
+                   Catch::Contains("loopwarden_source_monitor_dropped_events_total" + label +
+                                   std::to_string(src->monitor_dropped()) + "\n"));
+      }
+    }
     std::cout << "overload (drop): " << total_sent << " envelopes from " << n_sources
               << " sources in " << std::chrono::duration<double>(flood_for).count() << " s; "
               << received << " accepted, " << ingest_dropped << " dropped at the queue; slow "
@@ -297,6 +324,7 @@ TEST_CASE("a flood with overflow block holds the publishers back and they count 
   memory_bound bound;
   bound.queue_capacity = 2048;
   bound.monitor_queues = {256};
+  bound.publishers = 3;
   const long limit_kib = idle_kib + bound.kib();
 
   constexpr int n_sources = 3;
