@@ -41,6 +41,29 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Self-improvement loops (cycle reports): rolls back to the last trusted candidate on goal
+  # drift or a regression, halts on a failed critical constraint and after cycle 8.
+  - name: goal_drift
+    plugin: goal_drift
+    on_error: fail_closed
+  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
+  # approval when merges skip review or reviews become rubber stamps (stage timings).
+  - name: review_bottleneck
+    plugin: review_bottleneck
+  # Answers gate requests for shell, SQL, git, file and HTTP actions (allow, deny, or ask a
+  # human) from its shipped rules; trips agent.evasion on varied denied attempts in one session.
+  - name: destructive_action
+    plugin: destructive_action
+    on_error: fail_closed
+  # From the agent steps a harness sends: pauses an agent whose behaviour drifts from its own
+  # baseline (agent.drift) and halts a session that loops or runs over budget (agent.runaway).
+  - name: agent_drift
+    plugin: agent_drift
+  # Recursive training (generation summaries, embeddings): rolls back when the generated
+  # distribution loses its spread, tails or diversity; pauses a generation with < 10 % real data.
+  - name: variance_collapse
+    plugin: variance_collapse
+    on_error: fail_closed
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";

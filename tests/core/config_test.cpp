@@ -1,9 +1,12 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <loopwarden/core/config.hpp>
 #include <string>
 #include <vector>
@@ -370,30 +373,23 @@ TEST_CASE("config parser turns pathological nesting into a syntax error", "[conf
 }
 
 TEST_CASE("config embedded default is the documented text", "[config]") {
-  CHECK(default_config_yaml() ==
-        R"(# loopwarden default configuration (print it with `loopwarden config default`).
-version: 1
-log_level: info
-# Durable state (breakers, audit log) lives here.
-state_dir: ./loopwarden-state
-# Directories searched for monitor plugins (<plugin>.so). Empty: the bundled plugin directory.
-plugin_paths: []
-# After an operator resets a breaker it stays half-open this long: a new trip re-opens it at once.
-probation: 5m
-monitors:
-  # Halts a run whose loss (any metric whose name ends in "loss") becomes NaN or infinite.
-  - name: nonfinite_loss
-    plugin: threshold
-    on_error: fail_closed
-    config:
-      metric: "*loss"
-      non_finite: true
-      breaker: training.nonfinite_loss
-      action: halt
-)");
+  // docs/configuration.md promises that `loopwarden config default` prints exactly its block under
+  // "## The embedded default": the test reads the doc, so neither can change without the other.
+  std::ifstream in(std::string(LOOPWARDEN_SOURCE_DIR) + "/docs/configuration.md");
+  REQUIRE(in);
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto section = doc.find("\n## The embedded default\n");
+  REQUIRE(section != std::string::npos);
+  const std::string open = "```yaml\n";
+  const auto begin = doc.find(open, section);
+  REQUIRE(begin != std::string::npos);
+  const auto end = doc.find("\n```", begin + open.size());
+  REQUIRE(end != std::string::npos);
+  const std::string documented = doc.substr(begin + open.size(), end + 1 - (begin + open.size()));
+  CHECK(default_config_yaml() == documented);
 }
 
-TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[config]") {
+TEST_CASE("config embedded default parses with every bundled monitor at its defaults", "[config]") {
   auto got = default_config();
   REQUIRE(got.ok());
   const config& c = *got;
@@ -404,7 +400,21 @@ TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[co
   CHECK(c.plugin_paths.empty());
   CHECK(c.probation == 5min);
   CHECK(c.breakers.empty());
-  REQUIRE(c.monitors.size() == 1);
+  // After the threshold guard, each bundled monitor once, named after its plugin, on its
+  // documented defaults (no config: section).
+  const std::vector<std::string> bundled = {"goal_drift", "review_bottleneck",
+                                            "destructive_action", "agent_drift",
+                                            "variance_collapse"};
+  REQUIRE(c.monitors.size() == 1 + bundled.size());
+  for (const auto& name : bundled) {
+    INFO(name);
+    const auto it = std::find_if(c.monitors.begin(), c.monitors.end(),
+                                 [&](const auto& m) { return m.name == name; });
+    REQUIRE(it != c.monitors.end());
+    CHECK(it->plugin == name);
+    CHECK(it->on_error == error_policy::fail_closed);
+    CHECK(it->config.is_missing());
+  }
   const auto& m = c.monitors[0];
   CHECK(m.name == "nonfinite_loss");
   CHECK(m.plugin == "threshold");
