@@ -11,9 +11,10 @@
 //     is still there in that state; a used approval still refuses a second use;
 //   - `loopwarden audit verify --expect-head` passes after every restart, anchored at the last
 //     head the daemon reported before it died (nothing committed was cut off);
-//   - at the end, every trip and every reset the store committed has its alert delivered to a
-//     real HTTP receiver at least once, the receiver can deduplicate them by fingerprint (one
-//     fingerprint per incident, one incident per fingerprint), and the outbox is empty.
+//   - at the end, every trip and every reset the store committed, and every approval the host
+//     was given an id for, has its alert delivered to a real HTTP receiver at least once, the
+//     receiver can deduplicate them by fingerprint (one fingerprint per incident or approval,
+//     one incident or approval per fingerprint), and the outbox is empty.
 //
 // The receiver refuses a share of requests and answers some slowly, so kills land between a
 // delivery and its outbox update too. Kill points are seeded (the seed is printed; rerun with
@@ -87,6 +88,7 @@ struct delivery {
   std::string breaker;
   std::string run_id;
   std::uint64_t trips = 0;
+  std::string approval_id;  // kind "approval": the evidence's approval_id
 };
 
 // A webhook receiver on 127.0.0.1 that refuses (503) a share of requests and answers some
@@ -113,9 +115,13 @@ class flaky_receiver {
       }
       try {
         const auto j = nlohmann::json::parse(req.body);
+        std::string approval_id;
+        for (const auto& e : j.value("evidence", nlohmann::json::array())) {
+          if (e.value("key", "") == "approval_id") approval_id = e.value("value", "");
+        }
         deliveries_.push_back({j.value("fingerprint", ""), j.value("kind", ""),
                                j.value("breaker", ""), j.value("run_id", ""),
-                               j.value("trips", std::uint64_t{0})});
+                               j.value("trips", std::uint64_t{0}), approval_id});
         res.status = 200;
       } catch (const nlohmann::json::exception&) {
         ++unreadable_;
@@ -339,6 +345,8 @@ class chaos_driver {
 
   std::vector<in_flight>& uncertain() { return uncertain_; }
   std::map<std::string, approval_fact>& approvals() { return approvals_; }
+  // The approvals whose id the gate gave the host (their alert was queued before the reply).
+  const std::set<std::string>& acknowledged_approvals() const { return acknowledged_approvals_; }
 
   // Status, recorded (its breakers and audit head count as acknowledged).
   std::optional<v1::ControlResponse> status() {
@@ -489,6 +497,7 @@ class chaos_driver {
     uncertain_.pop_back();
     if (got.verdict == sdk::gate_verdict::require_approval && !got.approval_id.empty()) {
       approvals_[got.approval_id] = {command, "pending"};
+      acknowledged_approvals_.insert(got.approval_id);
       ++out_.acknowledged["approval requested"];
     } else {
       out_.violations.push_back("the gate answered " + std::string(sdk::to_string(got.verdict)) +
@@ -553,6 +562,7 @@ class chaos_driver {
   int asked_ = 0;
   std::vector<in_flight> uncertain_;
   std::map<std::string, approval_fact> approvals_;
+  std::set<std::string> acknowledged_approvals_;
 };
 
 // The state `b` may have after `op` ran on a breaker whose acknowledged state was `known`.
@@ -881,8 +891,21 @@ TEST_CASE("chaos: SIGKILL at random points loses nothing the daemon acknowledged
   std::map<std::string, std::tuple<std::string, std::string, std::uint64_t>> incident_of;
   std::set<incident_key> delivered;
   int duplicates = 0;
+  // Approval alerts: one fingerprint per approval id, and the other way round.
+  std::map<std::string, std::string> approval_of;  // fingerprint -> approval id
+  std::map<std::string, std::string> approval_fp;  // approval id -> fingerprint
   for (const auto& a : got) {
     if (++by_fingerprint[{a.fingerprint, a.kind}] > 1) ++duplicates;
+    if (a.kind == "approval") {
+      const auto [it, fresh] = approval_of.emplace(a.fingerprint, a.approval_id);
+      const auto [jt, new_id] = approval_fp.emplace(a.approval_id, a.fingerprint);
+      if (a.approval_id.empty() || (!fresh && it->second != a.approval_id) ||
+          (!new_id && jt->second != a.fingerprint)) {
+        out.violations.push_back("approval alert " + a.fingerprint + " for approval '" +
+                                 a.approval_id + "' does not name one approval by one fingerprint");
+      }
+      continue;
+    }
     delivered.insert({a.breaker, a.run_id, a.trips, a.kind});
     const auto incident = std::make_tuple(a.breaker, a.run_id, a.trips);
     auto [it, fresh] = incident_of.emplace(a.fingerprint, incident);
@@ -913,6 +936,24 @@ TEST_CASE("chaos: SIGKILL at random points loses nothing the daemon acknowledged
                                " that the store never committed");
     }
   }
+  // Every approval the host was given an id for was alerted (its alert is queued before the
+  // reply); an approval created just before a kill, before the host heard of it, may not be
+  // (docs/reliability.md). No alert names an approval the store does not have.
+  std::set<std::string> stored_approvals;
+  db.each("SELECT id FROM approvals", [&](sqlite3_stmt* st) {
+    stored_approvals.insert(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+  });
+  for (const auto& id : driver.acknowledged_approvals()) {
+    if (approval_fp.count(id) == 0) {
+      out.violations.push_back("approval " + id + " was given to the host but never alerted");
+    }
+  }
+  for (const auto& [id, fp] : approval_fp) {
+    if (stored_approvals.count(id) == 0) {
+      out.violations.push_back("the receiver got an alert for approval " + id +
+                               ", which the store does not have");
+    }
+  }
   CHECK(receiver.unreadable() == 0);
 
   std::cout << "chaos: " << out.iterations << " kills in " << static_cast<int>(seconds)
@@ -921,9 +962,11 @@ TEST_CASE("chaos: SIGKILL at random points loses nothing the daemon acknowledged
   std::cout << "\nchaos: acknowledged:";
   for (const auto& [what, n] : out.acknowledged) std::cout << " " << what << " " << n << ";";
   std::cout << " in flight at a kill: " << out.uncertain << "\nchaos: alerts: " << committed.size()
-            << " committed incidents (triggers and resolves), " << got.size() << " deliveries of "
-            << receiver.requests() << " requests, " << duplicates
-            << " duplicate(s) deduplicated by fingerprint" << std::endl;
+            << " committed incidents (triggers and resolves) and " << approval_fp.size()
+            << " approvals alerted (" << driver.acknowledged_approvals().size()
+            << " given to the host), " << got.size() << " deliveries of " << receiver.requests()
+            << " requests, " << duplicates << " duplicate(s) deduplicated by fingerprint"
+            << std::endl;
   INFO("violations:\n"
        << [&] {
             std::string all;
