@@ -180,11 +180,19 @@ TEST_CASE("a flood with overflow drop stays under the stated memory and counts d
   std::vector<char> stalled(n_sources, 0);  // a send ZeroMQ did not take for 5 s
   {
     rss_sampler rss(d.pid());
+    // The sockets stay connected until the daemon has accounted for everything: closing a PUSH
+    // hands what ZeroMQ still holds for it to the transport's teardown, which is not the daemon's
+    // accounting under test (one run in six lost the last 104 envelopes of a source, neither
+    // received nor dropped by the daemon, after its sender had closed its socket).
+    std::vector<zmq::socket_t> pushes;
+    for (int s = 0; s < n_sources; ++s) {
+      pushes.push_back(test::connect_raw(zmq::socket_type::push, d.ingest()));
+      pushes.back().set(zmq::sockopt::sndtimeo, 5000);
+    }
     std::vector<std::jthread> senders;
     for (int s = 0; s < n_sources; ++s) {
       senders.emplace_back([&, s] {
-        zmq::socket_t push = test::connect_raw(zmq::socket_type::push, d.ingest());
-        push.set(zmq::sockopt::sndtimeo, 5000);
+        zmq::socket_t& push = pushes[static_cast<std::size_t>(s)];
         const std::string source = "flood/" + std::to_string(s);
         const auto until = std::chrono::steady_clock::now() + flood_for;
         std::uint64_t seq = 0;
@@ -198,7 +206,6 @@ TEST_CASE("a flood with overflow drop stays under the stated memory and counts d
           }
         }
         sent[s] = seq;
-        push.set(zmq::sockopt::linger, 10000);  // everything sent reaches the daemon
       });
     }
     senders.clear();  // joins
