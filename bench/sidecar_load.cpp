@@ -1061,8 +1061,9 @@ int run_soak(const args& a) {
         if (cv.wait_for(lock, 2s, [&] { return opened > before; })) {
           trip_ms.push_back(std::chrono::duration<double, std::milli>(opened_at - sent).count());
         } else {
+          // Late (or lost): reset anyway, or a breaker that opened after the wait would stay
+          // open and every later trip would time out too.
           ++trip_timeouts;
-          continue;  // not open (yet): nothing to reset
         }
       }
       if (!reset_ctl.reset(breaker, run_id)) continue;
