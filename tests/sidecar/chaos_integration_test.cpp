@@ -11,8 +11,9 @@
 //     is still there in that state; a used approval still refuses a second use;
 //   - `loopwarden audit verify --expect-head` passes after every restart, anchored at the last
 //     head the daemon reported before it died (nothing committed was cut off);
-//   - at the end, every trip and every reset the store committed, and every approval the host
-//     was given an id for, has its alert delivered to a real HTTP receiver at least once, the
+//   - at the end, every trip and every reset the store committed, every approval the host was
+//     given an id for, and the resolve of every approval an operator decided with an ok reply,
+//     has its alert delivered to a real HTTP receiver at least once, the
 //     receiver can deduplicate them by fingerprint (one fingerprint per incident or approval,
 //     one incident or approval per fingerprint), and the outbox is empty.
 //
@@ -89,6 +90,7 @@ struct delivery {
   std::string run_id;
   std::uint64_t trips = 0;
   std::string approval_id;  // kind "approval": the evidence's approval_id
+  std::string status;       // firing | resolved
 };
 
 // A webhook receiver on 127.0.0.1 that refuses (503) a share of requests and answers some
@@ -121,7 +123,8 @@ class flaky_receiver {
         }
         deliveries_.push_back({j.value("fingerprint", ""), j.value("kind", ""),
                                j.value("breaker", ""), j.value("run_id", ""),
-                               j.value("trips", std::uint64_t{0}), approval_id});
+                               j.value("trips", std::uint64_t{0}), approval_id,
+                               j.value("status", "")});
         res.status = 200;
       } catch (const nlohmann::json::exception&) {
         ++unreadable_;
@@ -345,8 +348,10 @@ class chaos_driver {
 
   std::vector<in_flight>& uncertain() { return uncertain_; }
   std::map<std::string, approval_fact>& approvals() { return approvals_; }
-  // The approvals whose id the gate gave the host (their alert was queued before the reply).
+  // The approvals whose id the gate gave the host, and those an operator decided with an ok
+  // reply (their alert, firing or resolved, was queued before the reply).
   const std::set<std::string>& acknowledged_approvals() const { return acknowledged_approvals_; }
+  const std::set<std::string>& acknowledged_decisions() const { return acknowledged_decisions_; }
 
   // Status, recorded (its breakers and audit head count as acknowledged).
   std::optional<v1::ControlResponse> status() {
@@ -524,6 +529,7 @@ class chaos_driver {
       return "idle";
     }
     approvals_[id].state = approve ? "approved" : "denied";
+    acknowledged_decisions_.insert(id);
     ++out_.acknowledged[approve ? "approve" : "deny"];
     return "idle";
   }
@@ -563,6 +569,7 @@ class chaos_driver {
   std::vector<in_flight> uncertain_;
   std::map<std::string, approval_fact> approvals_;
   std::set<std::string> acknowledged_approvals_;
+  std::set<std::string> acknowledged_decisions_;
 };
 
 // The state `b` may have after `op` ran on a breaker whose acknowledged state was `known`.
@@ -889,15 +896,17 @@ TEST_CASE("chaos: SIGKILL at random points loses nothing the daemon acknowledged
   CHECK(db.count("SELECT COUNT(*) FROM outbox WHERE state != 'delivered'") == 0);
 
   const auto got = receiver.deliveries();
-  std::map<std::pair<std::string, std::string>, int> by_fingerprint;  // (fingerprint, kind)
+  // (fingerprint, kind and status): an approval's page and its resolve share a fingerprint.
+  std::map<std::pair<std::string, std::string>, int> by_fingerprint;
   std::map<std::string, std::tuple<std::string, std::string, std::uint64_t>> incident_of;
   std::set<incident_key> delivered;
   int duplicates = 0;
   // Approval alerts: one fingerprint per approval id, and the other way round.
   std::map<std::string, std::string> approval_of;  // fingerprint -> approval id
   std::map<std::string, std::string> approval_fp;  // approval id -> fingerprint
+  std::set<std::string> approvals_resolved;        // approval ids whose resolve arrived
   for (const auto& a : got) {
-    if (++by_fingerprint[{a.fingerprint, a.kind}] > 1) ++duplicates;
+    if (++by_fingerprint[{a.fingerprint, a.kind + "/" + a.status}] > 1) ++duplicates;
     if (a.kind == "approval") {
       const auto [it, fresh] = approval_of.emplace(a.fingerprint, a.approval_id);
       const auto [jt, new_id] = approval_fp.emplace(a.approval_id, a.fingerprint);
@@ -906,6 +915,7 @@ TEST_CASE("chaos: SIGKILL at random points loses nothing the daemon acknowledged
         out.violations.push_back("approval alert " + a.fingerprint + " for approval '" +
                                  a.approval_id + "' does not name one approval by one fingerprint");
       }
+      if (a.status == "resolved") approvals_resolved.insert(a.approval_id);
       continue;
     }
     delivered.insert({a.breaker, a.run_id, a.trips, a.kind});
@@ -950,6 +960,12 @@ TEST_CASE("chaos: SIGKILL at random points loses nothing the daemon acknowledged
       out.violations.push_back("approval " + id + " was given to the host but never alerted");
     }
   }
+  for (const auto& id : driver.acknowledged_decisions()) {
+    if (approvals_resolved.count(id) == 0) {
+      out.violations.push_back("approval " + id +
+                               " was decided with an ok reply, but its page was never resolved");
+    }
+  }
   for (const auto& [id, fp] : approval_fp) {
     if (stored_approvals.count(id) == 0) {
       out.violations.push_back("the receiver got an alert for approval " + id +
@@ -966,9 +982,9 @@ TEST_CASE("chaos: SIGKILL at random points loses nothing the daemon acknowledged
   std::cout << " in flight at a kill: " << out.uncertain << "\nchaos: alerts: " << committed.size()
             << " committed incidents (triggers and resolves) and " << approval_fp.size()
             << " approvals alerted (" << driver.acknowledged_approvals().size()
-            << " given to the host), " << got.size() << " deliveries of " << receiver.requests()
-            << " requests, " << duplicates << " duplicate(s) deduplicated by fingerprint"
-            << std::endl;
+            << " given to the host, " << approvals_resolved.size() << " resolved), " << got.size()
+            << " deliveries of " << receiver.requests() << " requests, " << duplicates
+            << " duplicate(s) deduplicated by fingerprint" << std::endl;
   INFO("violations:\n"
        << [&] {
             std::string all;
