@@ -8,9 +8,10 @@
 #
 #   bench/chaos.sh BUILD_DIR [KILLS] [SEED]
 #
-# KILLS defaults to 500 (about 12 minutes on 2 shared cores). SEED defaults to a random one; the
-# test prints it first, and the same seed replays the same schedule of operations and kills (the
-# machine's timing still varies). Extra knobs, passed through from the environment:
+# KILLS defaults to 500 (about 15 minutes on 2 shared cores: 200 took 326 s). SEED defaults to
+# a random one; the test prints it first, and the same seed replays the same schedule of
+# operations and kills (the machine's timing still varies).
+# Extra knobs, passed through from the environment:
 #   LOOPWARDEN_CHAOS_MAX_RUN_MS   the longest a daemon lives before its kill (default 1200)
 #   LOOPWARDEN_CHAOS_PACE_MS      the longest random pause before each operation (default 5; 0:
 #                                 as fast as the daemon answers)
