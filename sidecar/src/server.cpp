@@ -576,6 +576,7 @@ void server::impl::run_engine(std::stop_token stop,
           for (const auto& a : *expired) {
             core::log_message(sdk::log_level::warn,
                               "approval " + a.id + " expired undecided: " + a.summary);
+            alert_approval(a.id);  // resolves its page
           }
         }
         next_expiry = now + std::chrono::seconds(5);
@@ -1020,6 +1021,7 @@ v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& reque
       const auto& a = request.approval();
       auto decided = store->decide_approval(a.approval_id(), a.approve(), who, a.note(), now);
       if (!decided.ok()) return fail(decided.error());
+      alert_approval(decided->id);  // resolves the page that asked for it
       fill_approval(*decided, *r.add_approvals());
       r.set_message(std::string(a.approve() ? "approved " : "denied ") + decided->id + " as " +
                     who + ": the host learns it when it asks the gate again");
@@ -1027,7 +1029,9 @@ v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& reque
       return r;
     }
     case v1::ControlRequest::kApprovals: {
-      (void)store->expire_approvals(now);
+      if (auto expired = store->expire_approvals(now); expired.ok()) {
+        for (const auto& e : *expired) alert_approval(e.id);
+      }
       auto list = store->list_approvals(!request.approvals().all());
       if (!list.ok()) return fail(list.error());
       for (const auto& a : *list) fill_approval(a, *r.add_approvals());
