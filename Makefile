@@ -1,13 +1,13 @@
 # loopwarden — the two commands a newcomer needs:
 #   make demo   install dependencies, build, and run the demo
 #   make test   install dependencies, build, and run the whole test suite
-# Both use the `ci` preset (warnings are errors). Other targets: build, deps, test-asan, bench,
-# clean.
+# Both use the `ci` preset (warnings are errors). Other targets: build, deps, test-asan, test-tsan,
+# bench, clean.
 
 PRESET ?= ci
 BUILD_DIR := build/$(PRESET)
 
-.PHONY: all deps build test demo test-asan bench bench-quick format clean example-pytorch
+.PHONY: all deps build test demo test-asan test-tsan bench bench-quick format clean example-pytorch
 
 all: build
 
@@ -42,6 +42,11 @@ example-pytorch: build
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan:
 	$(MAKE) test PRESET=asan
+
+# The threading tests (ctest label `threads`: engine workers and watchdog, process isolation,
+# alert delivery, the clients and the real daemon) under ThreadSanitizer (docs/sanitizers.md).
+test-tsan:
+	$(MAKE) test PRESET=tsan
 
 # The sidecar benchmark (docs/benchmarks.md): figures on this machine, not a pass/fail test.
 # bench-quick shrinks the counts (1 M events instead of 10 M for the memory run).

@@ -213,6 +213,7 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
     event_batch* raw = batch.get();
     const std::size_t n_events = raw->events.size();
     zmq::message_t msg(&raw, sizeof raw);
+    raw->handoff.publish();
     while (true) {
       auto sent = queue.send(msg, block ? zmq::send_flags::none : zmq::send_flags::dontwait);
       if (sent) {

@@ -22,6 +22,8 @@
 #include <loopwarden/core/replay_file.hpp>
 #include <loopwarden/core/status.hpp>
 
+#include "handoff.hpp"
+
 namespace loopwarden::sidecar::detail {
 
 // The inproc endpoint between the ingest thread and the engine thread. Each message is one
@@ -40,6 +42,7 @@ struct event_batch {
   std::unique_ptr<google::protobuf::Arena> arena;
   std::vector<v1::Envelope*> events;  // on the arena
   std::size_t bytes = 0;              // wire bytes parsed into it
+  handoff_fence handoff;              // published before each send to the engine thread
   bool full() const { return events.size() >= max_events || bytes >= block_size / 4; }
 };
 // A bounded, thread-safe free list of batches (the ingest thread takes, the engine returns).

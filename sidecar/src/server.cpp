@@ -52,6 +52,7 @@ std::int64_t wall_now() {
 struct engine_command {
   std::unique_ptr<core::engine> next;           // the engine to swap in
   std::promise<std::vector<std::string>> done;  // the monitors that kept their state
+  detail::handoff_fence handoff;                // published before it is sent to the engine
 };
 
 core::result<core::config> load_config(const serve_options& o) {
@@ -515,6 +516,7 @@ void server::impl::run_engine(std::stop_token stop,
     while (commands.recv(msg, zmq::recv_flags::dontwait)) {
       engine_command* cmd = nullptr;
       std::memcpy(&cmd, msg.data(), sizeof cmd);
+      cmd->handoff.accept();
       auto kept = cmd->next->adopt_unchanged(*engine);
       {
         std::unique_lock lock(engine_mu);
@@ -568,6 +570,7 @@ void server::impl::run_engine(std::stop_token stop,
         end_of_stream = true;
         break;
       }
+      raw->handoff.accept();
       // The monitors' workers share the batch; the last one done with it recycles it.
       std::shared_ptr<detail::event_batch> batch(raw, [](detail::event_batch* b) {
         detail::recycle_batch(std::unique_ptr<detail::event_batch>(b));
@@ -640,6 +643,7 @@ void server::impl::run_engine(std::stop_token stop,
     detail::event_batch* raw = nullptr;
     std::memcpy(&raw, msg.data(), sizeof raw);
     if (raw != nullptr) {
+      raw->handoff.accept();
       discarded_at_shutdown.fetch_add(raw->events.size(), std::memory_order_relaxed);
       delete raw;
     }
@@ -712,13 +716,14 @@ core::status server::reload() {
   auto next = core::engine::create(*cfg, eo);
   if (!next.ok()) return fail(next.error());
 
-  auto* cmd = new engine_command{std::move(*next), {}};
+  auto* cmd = new engine_command{std::move(*next), {}, {}};
   auto done = cmd->done.get_future();
   {
     zmq::socket_t push(detail::zmq_context(), zmq::socket_type::push);
     push.set(zmq::sockopt::linger, 0);
     push.connect(command_endpoint);
     zmq::message_t msg(&cmd, sizeof cmd);
+    cmd->handoff.publish();
     if (!push.send(msg, zmq::send_flags::none)) {
       delete cmd;
       return fail(core::make_error(core::status_code::internal, "the engine thread is gone"));
