@@ -13,6 +13,7 @@ packages=(
   libcpp-httplib-dev libsqlite3-dev libsodium-dev libre2-dev
   python3 python3-zmq python3-protobuf python3-numpy
   sqlite3 prometheus prometheus-alertmanager chromium
+  clang-14 libclang-rt-14-dev llvm-14
 )
 
 missing=()

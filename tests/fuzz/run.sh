@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Runs each libFuzzer target for a bounded time and prints what it did (`make fuzz`).
+#
+#   tests/fuzz/run.sh BUILD_DIR SECONDS [TARGET...]      default targets: every tests/fuzz/*_fuzz.cpp
+#
+# Each target starts from its committed seeds (tests/fuzz/corpus/<target>) plus what earlier runs
+# found (BUILD_DIR/fuzz-corpus/<target>, which grows; the committed corpus is never written).
+# Crashes, leaks, timeouts and out-of-memory inputs go to BUILD_DIR/fuzz-artifacts/<target>/ and
+# make the script fail. Environment: FUZZ_JOBS (parallel workers per target, default 1),
+# FUZZ_ARGS (extra libFuzzer flags).
+set -uo pipefail
+
+build=${1:?usage: run.sh BUILD_DIR SECONDS [TARGET...]}
+seconds=${2:?usage: run.sh BUILD_DIR SECONDS [TARGET...]}
+shift 2
+here=$(cd "$(dirname "$0")" && pwd)
+if [ "$#" -gt 0 ]; then
+  targets=("$@")
+else
+  targets=()
+  for f in "$here"/*_fuzz.cpp; do
+    n=$(basename "$f" _fuzz.cpp)
+    targets+=("$n")
+  done
+fi
+
+# Per target: the largest input (bytes) and the dictionary, if any.
+max_len_of() {
+  case "$1" in
+    envelope) echo 16384 ;;
+    replay) echo 65536 ;;
+    config) echo 8192 ;;
+    control) echo 4096 ;;
+    *) echo 4096 ;;
+  esac
+}
+
+# Symbolized stack traces in sanitizer reports.
+if [ -z "${ASAN_SYMBOLIZER_PATH:-}" ] && [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
+  export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
+fi
+
+failed=0
+summary=()
+for t in "${targets[@]}"; do
+  bin="$build/bin/${t}_fuzz"
+  if [ ! -x "$bin" ]; then
+    echo "run.sh: $bin is not built (cmake --build --preset fuzz)" >&2
+    exit 2
+  fi
+  corpus="$build/fuzz-corpus/$t"
+  artifacts="$build/fuzz-artifacts/$t"
+  mkdir -p "$corpus" "$artifacts"
+  log="$build/fuzz-logs/$t.log"
+  mkdir -p "$(dirname "$log")"
+  args=(-max_total_time="$seconds" -max_len="$(max_len_of "$t")" -rss_limit_mb=2048 -timeout=25
+        -print_final_stats=1 -artifact_prefix="$artifacts/")
+  [ -f "$here/$t.dict" ] && args+=(-dict="$here/$t.dict")
+  if [ "${FUZZ_JOBS:-1}" -gt 1 ]; then
+    args+=(-fork="${FUZZ_JOBS}" -ignore_crashes=0)
+  fi
+  # shellcheck disable=SC2206
+  extra=(${FUZZ_ARGS:-})
+  echo "== $t: ${seconds}s, max_len $(max_len_of "$t"), log $log"
+  start=$(date +%s)
+  "$bin" "${args[@]}" "${extra[@]}" "$corpus" "$here/corpus/$t" >"$log" 2>&1
+  rc=$?
+  elapsed=$(( $(date +%s) - start ))
+  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+  rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+  rss=$(grep -o 'stat::peak_rss_mb: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+  last=$(grep -E '^#[0-9]+' "$log" | tail -1)
+  cov=$(echo "$last" | grep -o 'cov: [0-9]*' | awk '{print $2}')
+  ft=$(echo "$last" | grep -o 'ft: [0-9]*' | awk '{print $2}')
+  corp=$(echo "$last" | grep -o 'corp: [0-9]*' | awk '{print $2}')
+  line=$(printf '%-10s %8ss %12s execs %8s exec/s  cov %6s  ft %7s  corpus %6s  rss %5s MB  exit %s' \
+    "$t" "$elapsed" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" "$rc")
+  echo "$line"
+  summary+=("$line")
+  if [ "$rc" -ne 0 ] || ls "$artifacts" | grep -qE '^(crash|leak|timeout|oom)-'; then
+    echo "run.sh: $t found a problem; see $log and $artifacts" >&2
+    grep -E 'ERROR|SUMMARY|fuzz: ' "$log" | head -5 >&2
+    failed=1
+  fi
+done
+
+echo
+echo "fuzz summary (target, seconds, executions, exec/s, edge coverage, features, corpus, rss):"
+printf '%s\n' "${summary[@]}"
+exit "$failed"
