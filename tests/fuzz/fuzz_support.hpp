@@ -104,7 +104,10 @@ inline void pin_bundled_plugins() {
 }
 
 // Only errors reach the log: a fuzz run feeds millions of bad inputs, and the engine logs each
-// refusal at warn level.
-inline void quiet_logs() { core::set_log_level(sdk::log_level::error); }
+// refusal at warn level. Protobuf's own lines go through the same logger, as in the daemon.
+inline void quiet_logs() {
+  core::log_to_stderr();
+  core::set_log_level(sdk::log_level::error);
+}
 
 }  // namespace loopwarden::fuzz
