@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <system_error>
 
 #include <loopwarden/v1/control.pb.h>
 #include <loopwarden/core/alert_config.hpp>
@@ -148,8 +149,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::error_code ec;
   for (const char* suffix : {"-wal", "-shm"}) fs::remove(fx->work_db.string() + suffix, ec);
-  if (!fs::copy_file(fx->template_db, fx->work_db, fs::copy_options::overwrite_existing, ec)) {
-    fuzz::die("can't copy the template database: " + ec.message());
+  // libFuzzer's timer signal can interrupt the copy (EINTR), which copy_file does not retry.
+  for (int attempt = 0;; ++attempt) {
+    if (fs::copy_file(fx->template_db, fx->work_db, fs::copy_options::overwrite_existing, ec)) {
+      break;
+    }
+    if (ec != std::errc::interrupted || attempt == 100) {
+      fuzz::die("can't copy the template database: " + ec.message());
+    }
   }
   auto store = open_store(fx->work_db);
   core::breaker_registry registry(*store, fx->cfg.probation);

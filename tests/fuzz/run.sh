@@ -66,9 +66,9 @@ for t in "${targets[@]}"; do
   "$bin" "${args[@]}" "${extra[@]}" "$corpus" "$here/corpus/$t" >"$log" 2>&1
   rc=$?
   elapsed=$(( $(date +%s) - start ))
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}')
-  rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -1 | awk '{print $2}')
-  rss=$(grep -o 'stat::peak_rss_mb: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | tail -1 | awk '{print $2}')
+  rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | tail -1 | awk '{print $2}')
+  rss=$(grep -oE 'stat::peak_rss_mb: *[0-9]+' "$log" | tail -1 | awk '{print $2}')
   last=$(grep -E '^#[0-9]+' "$log" | tail -1)
   cov=$(echo "$last" | grep -o 'cov: [0-9]*' | awk '{print $2}')
   ft=$(echo "$last" | grep -o 'ft: [0-9]*' | awk '{print $2}')
@@ -79,7 +79,8 @@ for t in "${targets[@]}"; do
   summary+=("$line")
   if [ "$rc" -ne 0 ] || ls "$artifacts" | grep -qE '^(crash|leak|timeout|oom)-'; then
     echo "run.sh: $t found a problem; see $log and $artifacts" >&2
-    grep -E 'ERROR|SUMMARY|fuzz: ' "$log" | head -5 >&2
+    grep -E 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error|SUMMARY|^fuzz: ' "$log" |
+      head -5 >&2
     failed=1
   fi
 done
