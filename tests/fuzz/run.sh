@@ -63,8 +63,13 @@ for t in "${targets[@]}"; do
   extra=(${FUZZ_ARGS:-})
   echo "== $t: ${seconds}s, max_len $(max_len_of "$t"), log $log"
   start=$(date +%s)
-  "$bin" "${args[@]}" "${extra[@]}" "$corpus" "$here/corpus/$t" >"$log" 2>&1
+  # libFuzzer stops itself at -max_total_time; the outer timeout only ends a run whose timeout
+  # report itself hung (it symbolizes from a signal handler, which can deadlock on a lock the
+  # hung input holds). The log then ends with the hung input, printed before the report.
+  timeout --signal=KILL $((seconds + 600)) "$bin" "${args[@]}" "${extra[@]}" "$corpus" \
+    "$here/corpus/$t" >"$log" 2>&1
   rc=$?
+  if [ "$rc" -eq 0 ] && grep -q '^ALARM: working on the last Unit' "$log"; then rc=1; fi
   elapsed=$(( $(date +%s) - start ))
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | tail -1 | awk '{print $2}')
   rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | tail -1 | awk '{print $2}')
