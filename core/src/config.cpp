@@ -43,6 +43,11 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Self-improvement loops (cycle reports): rolls back to the last trusted candidate on goal
+  # drift or a regression, halts on a failed critical constraint and after cycle 8.
+  - name: goal_drift
+    plugin: goal_drift
+    on_error: fail_closed
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";

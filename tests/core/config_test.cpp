@@ -421,10 +421,16 @@ monitors:
       non_finite: true
       breaker: training.nonfinite_loss
       action: halt
+  # Self-improvement loops (cycle reports): rolls back to the last trusted candidate on goal
+  # drift or a regression, halts on a failed critical constraint and after cycle 8.
+  - name: goal_drift
+    plugin: goal_drift
+    on_error: fail_closed
 )");
 }
 
-TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[config]") {
+TEST_CASE("config embedded default parses with the nonfinite_loss and goal_drift monitors",
+          "[config]") {
   auto got = default_config();
   REQUIRE(got.ok());
   const config& c = *got;
@@ -435,7 +441,11 @@ TEST_CASE("config embedded default parses with the nonfinite_loss monitor", "[co
   CHECK(c.plugin_paths.empty());
   CHECK(c.probation == 5min);
   CHECK(c.breakers.empty());
-  REQUIRE(c.monitors.size() == 1);
+  REQUIRE(c.monitors.size() == 2);
+  CHECK(c.monitors[1].name == "goal_drift");
+  CHECK(c.monitors[1].plugin == "goal_drift");
+  CHECK(c.monitors[1].on_error == error_policy::fail_closed);
+  CHECK(c.monitors[1].config.is_missing());  // its documented defaults
   const auto& m = c.monitors[0];
   CHECK(m.name == "nonfinite_loss");
   CHECK(m.plugin == "threshold");

@@ -6,13 +6,16 @@
 // baselines, dispersion uses Eigen (O(d²) per d-dimensional vector). See docs/statistics.md for
 // the formulas, costs, parameters and references.
 
+#include <loopwarden/stats/cosine.hpp>        // cosine similarity, embedding-set cosine distances
 #include <loopwarden/stats/cusum.hpp>         // two-sided tabular CUSUM
 #include <loopwarden/stats/dispersion.hpp>    // embedding mean/covariance, Vendi score, effective rank
 #include <loopwarden/stats/divergence.hpp>    // KL, Jensen-Shannon, PSI; histograms; bootstrap thresholds
 #include <loopwarden/stats/diversity.hpp>     // distinct-n, entropy, Gini-Simpson with O(1) updates
 #include <loopwarden/stats/ewma.hpp>          // EWMA mean/variance, EWMA control chart
 #include <loopwarden/stats/page_hinkley.hpp>  // Page-Hinkley change-in-mean test
+#include <loopwarden/stats/set_overlap.hpp>   // Jaccard and weighted Jaccard on keys and n-grams
 #include <loopwarden/stats/signal.hpp>        // signal_side, direction
+#include <loopwarden/stats/sparse_histogram.hpp>  // sparse histograms on shared keys; JS in bits
 #include <loopwarden/stats/tail_mass.hpp>     // share of samples beyond baseline quantiles
 #include <loopwarden/stats/trend.hpp>         // windowed line fit, generations until a floor
 #include <loopwarden/stats/welford.hpp>       // running count, mean, variance, min, max

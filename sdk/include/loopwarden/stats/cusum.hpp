@@ -20,6 +20,17 @@ struct cusum_options {
   bool reset_after_signal = false;
 };
 
+// The statistics of a cusum at one moment, to carry it across a restart (a monitor's
+// snapshot): what cusum::state() returns and cusum::restore() takes back.
+struct cusum_state {
+  double upper = 0.0;  // S⁺
+  double lower = 0.0;  // S⁻
+  signal_side last = signal_side::none;
+  std::uint64_t count = 0;
+  std::uint64_t ignored = 0;
+  std::uint64_t signals = 0;
+};
+
 // The two-sided tabular CUSUM (Page 1954; Montgomery, Introduction to Statistical Quality
 // Control, 9.1). For each finite x, with z = (x − μ0) / σ:
 //   S⁺_t = max(0, S⁺_{t−1} + z − k),   S⁻_t = max(0, S⁻_{t−1} − z − k),   S⁺_0 = S⁻_0 = 0
@@ -64,6 +75,24 @@ class cusum {
     count_ = 0;
     ignored_ = 0;
     signals_ = 0;
+  }
+
+  // The statistics now; restore() of it on a cusum with the same options continues exactly
+  // (bit for bit) as this one would.
+  cusum_state state() const { return {upper_, lower_, last_, count_, ignored_, signals_}; }
+
+  // Puts back statistics taken by state(). Throws std::invalid_argument, and changes nothing,
+  // when upper or lower is negative or not finite.
+  void restore(const cusum_state& s) {
+    if (!(s.upper >= 0.0 && std::isfinite(s.upper) && s.lower >= 0.0 && std::isfinite(s.lower))) {
+      throw std::invalid_argument("cusum: restored statistics must be finite and >= 0");
+    }
+    upper_ = s.upper;
+    lower_ = s.lower;
+    last_ = s.last;
+    count_ = s.count;
+    ignored_ = s.ignored;
+    signals_ = s.signals;
   }
 
   // S⁺_t, the upper statistic (detects an increase), in σ units.
