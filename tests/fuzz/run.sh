@@ -51,6 +51,7 @@ for t in "${targets[@]}"; do
   corpus="$build/fuzz-corpus/$t"
   artifacts="$build/fuzz-artifacts/$t"
   mkdir -p "$corpus" "$artifacts"
+  touch "$artifacts/.run-start"  # findings are the artifacts newer than this
   log="$build/fuzz-logs/$t.log"
   mkdir -p "$(dirname "$log")"
   args=(-max_total_time="$seconds" -max_len="$(max_len_of "$t")" -rss_limit_mb=2048 -timeout=25
@@ -82,7 +83,8 @@ for t in "${targets[@]}"; do
     "$t" "$elapsed" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" "$rc")
   echo "$line"
   summary+=("$line")
-  if [ "$rc" -ne 0 ] || ls "$artifacts" | grep -qE '^(crash|leak|timeout|oom)-'; then
+  if [ "$rc" -ne 0 ] || [ -n "$(find "$artifacts" -newer "$artifacts/.run-start" \
+      \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \))" ]; then
     echo "run.sh: $t found a problem; see $log and $artifacts" >&2
     grep -E 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error|SUMMARY|^fuzz: ' "$log" |
       head -5 >&2
