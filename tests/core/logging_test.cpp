@@ -49,7 +49,7 @@ std::size_t count_lines_with(const std::string& text, const std::string& needle)
 // Found by the envelope fuzz target (docs/fuzzing.md): protobuf logs a string field with invalid
 // UTF-8 itself, to stderr, once per message parsed, so a producer sending such envelopes wrote one
 // line per message past the ingest's rate-limited log.
-TEST_CASE("protobuf parse complaints reach the log rate-limited, not once per message",
+TEST_CASE("protobuf parse complaints reach the log rate-limited and not once per message",
           "[core][logging][fuzz]") {
   core::log_to_stderr();
   core::set_log_level(sdk::log_level::info);
