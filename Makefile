@@ -27,6 +27,7 @@ demo: build
 	bash examples/replay_demo/run.sh $(BUILD_DIR)
 	bash examples/recursive_trainer/run.sh $(BUILD_DIR)
 	bash examples/self_improver/run.sh $(BUILD_DIR)
+	bash examples/delivery_pipeline/run.sh $(BUILD_DIR)
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan:

@@ -11,6 +11,7 @@ packages=(
   libeigen3-dev libspdlog-dev libfmt-dev
   catch2 libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libcpp-httplib-dev libsqlite3-dev libsodium-dev libre2-dev
+  libtree-sitter-dev libpg-query-dev
   python3 python3-zmq python3-protobuf python3-numpy
   sqlite3 prometheus prometheus-alertmanager chromium
   clang-14 libclang-rt-14-dev llvm-14
@@ -22,9 +23,15 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# npm fetches the pinned tree-sitter bash grammar at configure time (plugins/destructive_action).
+# Any npm will do (Debian's, or one that came with another Node.js package): only ask for
+# Debian's when there is none, so a Node.js that ships its own npm is not fought over.
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-deps: all ${#packages[@]} packages present"
+  echo "install-deps: all ${#packages[@]} packages (and npm) present"
   exit 0
 fi
 

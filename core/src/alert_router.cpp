@@ -15,6 +15,7 @@
 #include <sodium.h>
 #include <nlohmann/json.hpp>
 
+#include <loopwarden/core/sqlite_store.hpp>
 #include <loopwarden/types.hpp>
 
 #include "alert_sinks.hpp"
@@ -420,6 +421,64 @@ outbox_alert make_test_alert(const alerts_config& config, std::string_view sink,
   if (!config.cluster.empty()) p["cluster"] = config.cluster;
   a.payload_json = p.dump();
   return a;
+}
+
+std::vector<outbox_alert> make_approval_alerts(const alerts_config& config,
+                                               std::string_view sidecar_id, const approval& a) {
+  const std::string sid = effective_sidecar_id(config, sidecar_id);
+  // Routed as if it were a warning-level breaker named after the asking monitor.
+  v1::BreakerStatus pseudo;
+  pseudo.set_name("approval." + (a.monitor.empty() ? std::string("gate") : a.monitor));
+  pseudo.set_severity(v1::SEVERITY_WARNING);
+  std::vector<outbox_alert> out;
+  const std::vector<std::string> sinks = route(config, pseudo);
+  if (sinks.empty()) return out;
+  const std::string fp = fingerprint(sid, pseudo.name(), a.run_id, a.id, 0);
+  json p;
+  p["version"] = 1;
+  p["fingerprint"] = fp;
+  p["kind"] = "approval";
+  p["status"] = "firing";
+  p["shadow"] = false;
+  p["summary"] = "approval " + a.id + " pending: " + a.summary;
+  p["breaker"] = pseudo.name();
+  p["run_id"] = a.run_id;
+  p["scope"] = "run";
+  p["monitor"] = a.monitor;
+  p["state"] = "pending";
+  p["cause"] = "approval_requested";
+  p["action"] = "require_approval";
+  p["severity"] = "warning";
+  p["reason"] = a.summary;
+  json evidence = json::array();
+  auto add = [&](const char* k, const std::string& v) {
+    if (!v.empty()) evidence.push_back({{"key", k}, {"value", v}});
+  };
+  add("approval_id", a.id);
+  add("requested_by", a.requested_by);
+  add("run_id", a.run_id);
+  if (a.expires_unix_nano > 0) add("expires", detail::format_rfc3339(a.expires_unix_nano));
+  add("approve", "loopwarden approve " + a.id + " --reason \"...\"");
+  add("deny", "loopwarden deny " + a.id + " --reason \"...\"");
+  p["evidence"] = std::move(evidence);
+  p["epoch"] = 0;
+  p["trips"] = 0;
+  p["time"] = detail::format_rfc3339(a.created_unix_nano);
+  p["time_unix_nano"] = a.created_unix_nano;
+  if (!config.runbook_url.empty()) p["runbook_url"] = config.runbook_url + "#approvals";
+  p["sidecar_id"] = sid;
+  if (!config.cluster.empty()) p["cluster"] = config.cluster;
+  const std::string payload = p.dump();
+  for (const auto& sink : sinks) {
+    outbox_alert row;
+    row.sink = sink;
+    row.fingerprint = fp;
+    row.kind = "approval";
+    row.payload_json = payload;
+    row.created_unix_nano = a.created_unix_nano;
+    out.push_back(std::move(row));
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

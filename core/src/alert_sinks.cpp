@@ -154,7 +154,8 @@ class log_sink final : public alert_sink {
 
   delivery_result deliver(const alert_delivery& d) override {
     const std::string kind = str(d.alert, "kind");
-    const auto level = kind == "trigger" ? spdlog::level::warn : spdlog::level::info;
+    const auto level =
+        kind == "trigger" || kind == "approval" ? spdlog::level::warn : spdlog::level::info;
     log().log(level, "{}", render_log_line(d.alert));
     return delivered();
   }
@@ -552,6 +553,7 @@ json render_alertmanager(const json& alert, std::int64_t now, std::chrono::nanos
   const std::string kind = str(alert, "kind");
   json labels;
   labels["alertname"] = kind == "test"             ? "LoopwardenTest"
+                        : kind == "approval"       ? "LoopwardenApprovalPending"
                         : bool_of(alert, "shadow") ? "LoopwardenShadowBreakerOpen"
                                                    : "LoopwardenBreakerOpen";
   labels["breaker"] = str(alert, "breaker");

@@ -48,6 +48,15 @@ monitors:
   - name: goal_drift
     plugin: goal_drift
     on_error: fail_closed
+  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
+  # approval when merges skip review or reviews become rubber stamps (stage timings).
+  - name: review_bottleneck
+    plugin: review_bottleneck
+  # Answers gate requests for shell, SQL, git, file and HTTP actions (allow, deny, or ask a
+  # human) from its shipped rules; trips agent.evasion on varied denied attempts in one session.
+  - name: destructive_action
+    plugin: destructive_action
+    on_error: fail_closed
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";

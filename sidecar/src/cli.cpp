@@ -22,6 +22,7 @@
 #include <loopwarden/version.hpp>
 
 #include "audit_command.hpp"
+#include "gate_commands.hpp"
 #include "operator_commands.hpp"
 
 namespace loopwarden::sidecar {
@@ -299,6 +300,62 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   add_audit_options(audit_export_cmd);
   audit_export_cmd->add_option("-o,--out", ao.out_file, "write to this file instead of stdout");
 
+  // check / hook: the gate from scripts and from Claude Code
+  detail::gate_command_options go;
+  auto add_gate_options = [&](CLI::App* cmd) {
+    cmd->add_option("--gate", go.gate, "the gate endpoint (default: from the config)")
+        ->envname("LOOPWARDEN_GATE");
+    cmd->add_option("-c,--config", go.config_file, "the sidecar's configuration file")
+        ->envname("LOOPWARDEN_CONFIG");
+    cmd->add_option("--state-dir", go.state_dir, "the sidecar's state directory")
+        ->envname("LOOPWARDEN_STATE_DIR");
+    cmd->add_option("--timeout-ms", go.timeout_ms, "how long one gate request may take")
+        ->envname("LOOPWARDEN_GATE_TIMEOUT_MS");
+    cmd->add_option("--wait", go.wait_seconds,
+                    "on require_approval, wait up to this many seconds for an operator's\n"
+                    "`loopwarden approve/deny` (default 0: do not wait)")
+        ->envname("LOOPWARDEN_APPROVAL_WAIT");
+    cmd->add_option("--workspace", go.workspace,
+                    "the task's workspace root (default: the working directory)");
+    cmd->add_option("--environment", go.environment, "the environment acted on, e.g. prod");
+    cmd->add_option("--session", go.session, "the session id sent with the action");
+  };
+  std::string check_kind = "shell";
+  std::vector<std::string> check_words;
+  bool check_json = false;
+  auto* gate_check_cmd = app.add_subcommand(
+      "check",
+      "ask the gate whether a command may run: loopwarden check -- rm -rf build\n"
+      "(one word: a whole shell line; several: an argv). Exit status: 0 allow, 1 deny,\n"
+      "3 waiting for approval, 2 the gate could not be asked");
+  add_gate_options(gate_check_cmd);
+  gate_check_cmd->add_option("--kind", check_kind, "what the command is: shell, sql or git")
+      ->check(CLI::IsMember({"shell", "sql", "git"}));
+  gate_check_cmd->add_option("--on-unreachable", go.on_unreachable,
+                             "when the sidecar does not answer: deny (exit 2) or allow (exit 0)")
+      ->check(CLI::IsMember({"deny", "allow"}));
+  gate_check_cmd->add_flag("--json", check_json, "print the decision as JSON");
+  gate_check_cmd->add_option("command", check_words, "the command (after --)")->required();
+  auto* hook_cmd = app.add_subcommand("hook", "hooks for agent harnesses");
+  hook_cmd->require_subcommand(1);
+  bool hook_grant = false;
+  auto* claude_hook_cmd = hook_cmd->add_subcommand(
+      "claude-code",
+      "a Claude Code PreToolUse hook: reads the tool call JSON on stdin, asks the gate about\n"
+      "Bash commands and file writes, prints the hook decision (deny / ask) on stdout.\n"
+      "Fails closed: an unreachable sidecar denies unless --on-unreachable says otherwise.\n"
+      "In .claude/settings.json: {\"hooks\": {\"PreToolUse\": [{\"matcher\": \"Bash|Write|Edit|MultiEdit\",\n"
+      "  \"hooks\": [{\"type\": \"command\", \"command\": \"loopwarden hook claude-code\"}]}]}}");
+  add_gate_options(claude_hook_cmd);
+  claude_hook_cmd
+      ->add_option("--on-unreachable", go.on_unreachable,
+                   "when the sidecar does not answer: deny (default), ask (the user decides)\n"
+                   "or allow")
+      ->check(CLI::IsMember({"deny", "ask", "allow"}));
+  claude_hook_cmd->add_flag("--grant", hook_grant,
+                            "answer permissionDecision allow for allowed calls (skipping Claude\n"
+                            "Code's own prompt); default: say nothing, so its rules still apply");
+
   std::string keygen_out;
   auto* keygen_cmd =
       app.add_subcommand("keygen",
@@ -346,6 +403,8 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   if (*audit_verify_cmd) return detail::run_audit_verify(ao, out, err);
   if (*audit_export_cmd) return detail::run_audit_export(ao, out, err);
   if (*keygen_cmd) return run_keygen(keygen_out, out, err);
+  if (*gate_check_cmd) return detail::run_check(go, check_kind, check_words, check_json, out, err);
+  if (*claude_hook_cmd) return detail::run_claude_code_hook(go, hook_grant, std::cin, out, err);
   if (*serve) {
     if (!serve_log_level.empty()) so.log_level = sdk::parse_log_level(serve_log_level);
     core::set_log_level(so.log_level.value_or(sdk::log_level::info));

@@ -188,6 +188,9 @@ struct server::impl {
   // Saves every monitor's state; on the engine thread (the monitors' only caller).
   void save_monitor_states();
   void audit(std::string_view kind, std::string_view actor, std::string_view payload_json);
+  // Tells on-call that an action waits for a human: the approval's alerts go to the outbox, and
+  // the router is woken. On the engine thread, right after the approval was stored.
+  void alert_approval(const std::string& approval_id);
   detail::readiness readiness() const;
   std::vector<v1::BreakerTransition> recent_transitions(std::size_t limit) const;
 };
@@ -491,6 +494,10 @@ void server::impl::run_engine(std::stop_token stop,
         // "Ask a human" becomes a stored approval the host can wait on (approval_gate.hpp).
         decision = detail::settle_approval(*store, request, std::move(decision), wall_now(),
                                            sections.approvals);
+        if (request.approval_id().empty() && !decision.approval_id().empty() &&
+            decision.verdict() == v1::GATE_VERDICT_REQUIRE_APPROVAL) {
+          alert_approval(decision.approval_id());
+        }
       }
       const std::string payload = decision.SerializeAsString();
       std::vector<zmq::const_buffer> reply;
@@ -838,6 +845,19 @@ v1::SidecarStatus server::status() const {
     }
   }
   return s;
+}
+
+void server::impl::alert_approval(const std::string& approval_id) {
+  auto a = store->get_approval(approval_id);
+  if (!a.ok()) return;
+  auto rows = core::make_approval_alerts(sections.alerts, stable_sidecar_id(cfg), *a);
+  if (rows.empty()) return;
+  if (auto st = store->enqueue(std::move(rows)); !st.ok()) {
+    core::log_message(sdk::log_level::error,
+                      "can't queue the alert for approval " + approval_id + ": " + st.message());
+    return;
+  }
+  if (router) router->notify();
 }
 
 void server::impl::audit(std::string_view kind, std::string_view actor,

@@ -1,6 +1,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -426,11 +428,19 @@ monitors:
   - name: goal_drift
     plugin: goal_drift
     on_error: fail_closed
+  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
+  # approval when merges skip review or reviews become rubber stamps (stage timings).
+  - name: review_bottleneck
+    plugin: review_bottleneck
+  # Answers gate requests for shell, SQL, git, file and HTTP actions (allow, deny, or ask a
+  # human) from its shipped rules; trips agent.evasion on varied denied attempts in one session.
+  - name: destructive_action
+    plugin: destructive_action
+    on_error: fail_closed
 )");
 }
 
-TEST_CASE("config embedded default parses with the nonfinite_loss and goal_drift monitors",
-          "[config]") {
+TEST_CASE("config embedded default parses with every bundled monitor at its defaults", "[config]") {
   auto got = default_config();
   REQUIRE(got.ok());
   const config& c = *got;
@@ -441,11 +451,20 @@ TEST_CASE("config embedded default parses with the nonfinite_loss and goal_drift
   CHECK(c.plugin_paths.empty());
   CHECK(c.probation == 5min);
   CHECK(c.breakers.empty());
-  REQUIRE(c.monitors.size() == 2);
-  CHECK(c.monitors[1].name == "goal_drift");
-  CHECK(c.monitors[1].plugin == "goal_drift");
-  CHECK(c.monitors[1].on_error == error_policy::fail_closed);
-  CHECK(c.monitors[1].config.is_missing());  // its documented defaults
+  // After the threshold guard, each bundled monitor once, named after its plugin, on its
+  // documented defaults (no config: section).
+  const std::vector<std::string> bundled = {"goal_drift", "review_bottleneck",
+                                            "destructive_action"};
+  REQUIRE(c.monitors.size() == 1 + bundled.size());
+  for (const auto& name : bundled) {
+    INFO(name);
+    const auto it = std::find_if(c.monitors.begin(), c.monitors.end(),
+                                 [&](const auto& m) { return m.name == name; });
+    REQUIRE(it != c.monitors.end());
+    CHECK(it->plugin == name);
+    CHECK(it->on_error == error_policy::fail_closed);
+    CHECK(it->config.is_missing());
+  }
   const auto& m = c.monitors[0];
   CHECK(m.name == "nonfinite_loss");
   CHECK(m.plugin == "threshold");

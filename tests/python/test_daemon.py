@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -309,6 +310,37 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(approved.verdict, "allow")
         self.assertIn("build dir only", approved.reason)
         self.assertEqual(gate.ask(action, approval_id=first.approval_id).verdict, "deny")
+
+    def test_gate_client_wait_for_approval_returns_the_operators_decision(self):
+        gate = GateClient(self.ep.gate, timeout=5.0, source="py/agent", run_id="run-wait")
+        self.addCleanup(gate.close)
+        action = shell("please approve rm -rf dist/")
+        first = gate.ask(action)
+        self.assertEqual(first.verdict, "require_approval")
+        decisions = []
+        waiter = threading.Thread(target=lambda: decisions.append(
+            gate.wait_for_approval(action, first.approval_id, timeout=20.0, poll=0.05)))
+        waiter.start()
+        r = self.daemon.cli("deny", first.approval_id, "--reason", "dist is shared")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        waiter.join(timeout=30)
+        self.assertEqual(len(decisions), 1)
+        self.assertEqual(decisions[0].verdict, "deny")
+        self.assertFalse(decisions[0].timed_out)
+        self.assertIn("dist is shared", decisions[0].reason)
+
+    def test_gate_client_ask_and_wait_fails_closed_when_nobody_decides(self):
+        gate = GateClient(self.ep.gate, timeout=5.0, source="py/agent", run_id="run-nobody")
+        self.addCleanup(gate.close)
+        started = time.monotonic()
+        d = gate.ask_and_wait(shell("please approve rm -rf out/"), timeout=0.5, poll=0.05)
+        self.assertLess(time.monotonic() - started, 5.0)
+        self.assertEqual(d.verdict, "deny")
+        self.assertTrue(d.timed_out)
+        self.assertEqual(d.rule_id, "client.approval_timeout")
+        self.assertTrue(d.approval_id.startswith("ap-"))
+        # The helper for a command line: allowed commands come back at once.
+        self.assertEqual(gate.check("ls -la", cwd="/work", wait=1.0).verdict, "allow")
 
     def test_breaker_watch_fails_closed_after_the_daemon_is_killed(self):
         watch = BreakerWatch(self.ep.breakers, "run-kill", timeout=0.5)

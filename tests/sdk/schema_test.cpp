@@ -276,6 +276,7 @@ v1::StageTiming stage_timing() {
   t.set_stage("review");
   t.set_enter_unix_nano(1'700'000'000'000'000'000);
   t.set_exit_unix_nano(1'700'000'360'000'000'000);
+  t.set_start_unix_nano(1'700'000'120'000'000'000);
   t.set_actor(v1::ACTOR_KIND_HUMAN);
   t.set_size(420);
   t.set_reviewer("carol");

@@ -694,7 +694,7 @@ TEST_CASE("operator commands through the real command line: status, explain, ack
     REQUIRE(b != nullptr);
     CHECK(b->acknowledged());
     CHECK(b->acknowledged_by() == "unix:" + current_user());  // from the peer credentials
-    CHECK(b->state() == v1::BREAKER_STATE_OPEN);  // acknowledged is still open
+    CHECK(b->state() == v1::BREAKER_STATE_OPEN);              // acknowledged is still open
   }
   {
     auto no_reason = lw("reset fixture.trip --run run-1");  // refused by the command line
@@ -859,9 +859,17 @@ TEST_CASE("serve --record writes a file that loopwarden replay reproduces",
     in.send("metrics", test::metric_envelope("recorded", run, ++seq, name));
   }
   in.send("heartbeat", test::heartbeat_envelope("recorded", "run-3", ++seq));
+  // The monitor runs on its own worker: wait for its trips, not only for the dispatcher's count.
   REQUIRE(d.wait_status([&](const auto& s) {
     const auto* src = test::find_source(s, "recorded");
-    return src != nullptr && src->received() == seq;
+    return src != nullptr && src->received() == seq &&
+           test::breaker_open(s, "fixture.trip", "run-1") &&
+           test::breaker_open(s, "fixture.trip", "run-2");
+  }));
+  // The monitor runs on its own worker and trails the dispatcher: wait for its trips too.
+  REQUIRE(d.wait_status([](const auto& s) {
+    return test::breaker_open(s, "fixture.trip", "run-1") &&
+           test::breaker_open(s, "fixture.trip", "run-2");
   }));
 
   // The live trips, from each open breaker's timeline.

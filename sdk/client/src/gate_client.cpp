@@ -6,6 +6,7 @@
 #include <limits>
 #include <optional>
 #include <random>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -200,6 +201,49 @@ gate_decision gate_client::ask(const v1::ActionRequest& action, std::chrono::mil
 gate_decision gate_client::ask(const v1::ActionRequest& action, std::chrono::milliseconds timeout,
                                const std::string& approval_id) {
   return impl_->ask(action, timeout, approval_id);
+}
+
+gate_decision gate_client::wait_for_approval(const v1::ActionRequest& action,
+                                             const std::string& approval_id,
+                                             std::chrono::milliseconds max_wait,
+                                             std::chrono::milliseconds poll) {
+  const auto deadline = steady::now() + max_wait;
+  if (poll.count() <= 0) poll = std::chrono::milliseconds(1);
+  gate_decision last;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+    const auto per_ask = std::max(std::chrono::milliseconds(1), std::min(impl_->options.timeout, left));
+    last = impl_->ask(action, per_ask, approval_id);
+    if (!last.timed_out && last.verdict != sdk::gate_verdict::require_approval) return last;
+    const auto now = steady::now();
+    if (now >= deadline) break;
+    std::this_thread::sleep_for(std::min<steady::duration>(poll, deadline - now));
+    if (steady::now() >= deadline) break;
+  }
+  gate_decision d;
+  d.verdict = sdk::gate_verdict::deny;
+  d.rule_id = "client.approval_timeout";
+  d.reason = "no decision on approval '" + approval_id + "' within " +
+             std::to_string(max_wait.count()) + " ms" +
+             (last.reason.empty() ? std::string() : " (last answer: " + last.reason + ")");
+  d.approval_id = approval_id;
+  d.monitor = last.monitor;
+  d.request_id = last.request_id;
+  d.timed_out = true;
+  return d;
+}
+
+gate_decision gate_client::ask_and_wait(const v1::ActionRequest& action,
+                                        std::chrono::milliseconds max_wait,
+                                        std::chrono::milliseconds poll) {
+  const auto start = steady::now();
+  gate_decision first = ask(action);
+  if (first.verdict != sdk::gate_verdict::require_approval || first.approval_id.empty()) {
+    return first;
+  }
+  const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
+  return wait_for_approval(action, first.approval_id,
+                           std::max(std::chrono::milliseconds(0), max_wait - spent), poll);
 }
 
 gate_client_stats gate_client::stats() const { return impl_->stats; }

@@ -7,6 +7,7 @@
 // the formulas, costs, parameters and references.
 
 #include <loopwarden/stats/cosine.hpp>        // cosine similarity, embedding-set cosine distances
+#include <loopwarden/stats/amdahl.hpp>        // Amdahl speed-up, ceiling, and their inverses
 #include <loopwarden/stats/cusum.hpp>         // two-sided tabular CUSUM
 #include <loopwarden/stats/dispersion.hpp>    // embedding mean/covariance, Vendi score, effective rank
 #include <loopwarden/stats/divergence.hpp>    // KL, Jensen-Shannon, PSI; histograms; bootstrap thresholds
@@ -14,8 +15,12 @@
 #include <loopwarden/stats/ewma.hpp>          // EWMA mean/variance, EWMA control chart
 #include <loopwarden/stats/page_hinkley.hpp>  // Page-Hinkley change-in-mean test
 #include <loopwarden/stats/set_overlap.hpp>   // Jaccard and weighted Jaccard on keys and n-grams
+#include <loopwarden/stats/quantile_sketch.hpp>  // relative-error quantiles in bounded memory
+#include <loopwarden/stats/queueing.hpp>      // M/M/1, Little's law, net-flow growth test
 #include <loopwarden/stats/signal.hpp>        // signal_side, direction
 #include <loopwarden/stats/sparse_histogram.hpp>  // sparse histograms on shared keys; JS in bits
 #include <loopwarden/stats/tail_mass.hpp>     // share of samples beyond baseline quantiles
+#include <loopwarden/stats/time_buckets.hpp>  // sliding time window of per-bucket summaries
 #include <loopwarden/stats/trend.hpp>         // windowed line fit, generations until a floor
 #include <loopwarden/stats/welford.hpp>       // running count, mean, variance, min, max
+#include <loopwarden/stats/windowed_quantile.hpp>  // quantiles over a sliding time window

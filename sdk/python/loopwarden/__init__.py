@@ -31,6 +31,7 @@ _EXPORTS = {
     "GateClient": "client",
     "Publisher": "client",
     "SILENCE_BREAKER": "client",
+    "shell_action": "client",
     "Transition": "client",
     "BreakerOpen": "guard",
     "Endpoints": "guard",

@@ -40,7 +40,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import zmq
 from google.protobuf.message import DecodeError
 
-from loopwarden.v1 import breaker_pb2, common_pb2, envelope_pb2, gate_pb2
+from loopwarden.v1 import agent_pb2, breaker_pb2, common_pb2, envelope_pb2, gate_pb2
 
 __all__ = [
     "Breaker",
@@ -973,6 +973,32 @@ class Decision:
         return self.verdict == "deny"
 
 
+def shell_action(command: str, *, cwd: Optional[str] = None, workspace: Optional[str] = None,
+                 session_id: str = "", agent_id: str = "", environment: str = "",
+                 allowed_hosts=(), resources=(), environments=(), description: str = "",
+                 tool: str = "bash"):
+    """A loopwarden.v1.ActionRequest for a shell command line, ready for GateClient.ask().
+
+    ``cwd`` defaults to the current directory and ``workspace`` (the task's declared root) to
+    ``cwd``; paths in the command are judged against them. The scope fields (``allowed_hosts``,
+    ``resources``, ``environments``, ``description``) declare what the session may touch;
+    ``environment`` names the environment acted on (e.g. "prod"). $HOME is sent so "~" is
+    resolved like the shell would."""
+    cwd = os.getcwd() if cwd is None else cwd
+    action = agent_pb2.ActionRequest(
+        kind=agent_pb2.ACTION_KIND_SHELL, tool=tool, command=command, working_directory=cwd,
+        session_id=session_id, agent_id=agent_id, environment=environment)
+    action.scope.workspace_root = cwd if workspace is None else workspace
+    action.scope.allowed_hosts.extend(allowed_hosts)
+    action.scope.resources.extend(resources)
+    action.scope.environments.extend(environments)
+    action.scope.description = description
+    home = os.environ.get("HOME", "")
+    if home.startswith("/"):
+        action.attributes.add(key="home", value=home)
+    return action
+
+
 class GateClient:
     """Asks the sidecar's gate whether an action may run ("may I?"), over a DEALER socket.
 
@@ -1067,6 +1093,62 @@ class GateClient:
                 decision = self._read(socket.recv_multipart(), request_id)
                 if decision is not None:
                     return decision
+
+    def wait_for_approval(self, action, approval_id: str, *, timeout: float,
+                          poll: float = 1.0) -> Decision:
+        """Waits up to ``timeout`` seconds for a human's decision on an action that got
+        "require_approval": asks again with ``approval_id`` every ``poll`` seconds until the
+        answer is "allow" (approved, for this same action, once) or "deny" (denied, expired, or
+        a monitor now refuses). Past the timeout the answer is Decision("deny",
+        rule_id="client.approval_timeout", timed_out=True): fail closed; the approval stays
+        pending, so asking again later with the same id still gets the human's decision.
+        Unanswered polls (sidecar down) are retried, never taken for a decision."""
+        deadline = _monotonic() + float(timeout)
+        poll = max(0.001, float(poll))
+        last = None
+        while True:
+            left = deadline - _monotonic()
+            last = self.ask(action, timeout=max(0.001, min(self.timeout, left)),
+                            approval_id=approval_id)
+            if not last.timed_out and last.verdict != "require_approval":
+                return last
+            left = deadline - _monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(poll, left))
+            if _monotonic() >= deadline:
+                break
+        reason = f"no decision on approval {approval_id!r} within {timeout:g} s"
+        if last is not None and last.reason:
+            reason += f" (last answer: {last.reason})"
+        return Decision(verdict="deny", reason=reason, rule_id="client.approval_timeout",
+                        monitor=last.monitor if last else "", approval_id=approval_id,
+                        timed_out=True, request_id=last.request_id if last else "")
+
+    def check(self, command: str, *, wait: float = 0.0, poll: float = 1.0, **action_fields
+              ) -> Decision:
+        """Asks about a shell command line (see shell_action() for ``action_fields``: cwd,
+        workspace, session_id, environment, allowed_hosts, ...). With ``wait`` > 0, a
+        "require_approval" answer is waited on for up to ``wait`` seconds (wait_for_approval)::
+
+            d = gate.check("git reset --hard", session_id="s-7", wait=300)
+            if not d.allowed:
+                raise RuntimeError(f"{d.rule_id}: {d.reason} (instead: {d.alternative})")
+        """
+        action = shell_action(command, **action_fields)
+        if wait > 0:
+            return self.ask_and_wait(action, timeout=wait, poll=poll)
+        return self.ask(action)
+
+    def ask_and_wait(self, action, *, timeout: float, poll: float = 1.0) -> Decision:
+        """ask(action), then wait_for_approval() when the answer is "require_approval"; the
+        whole call takes at most about ``timeout`` seconds (plus one ask)."""
+        start = _monotonic()
+        first = self.ask(action)
+        if first.verdict != "require_approval" or not first.approval_id:
+            return first
+        left = max(0.0, float(timeout) - (_monotonic() - start))
+        return self.wait_for_approval(action, first.approval_id, timeout=left, poll=poll)
 
     def _read(self, frames, request_id: str) -> Optional[Decision]:
         if len(frames) == 2 and frames[0] == b"":

@@ -37,6 +37,17 @@ alert_planner make_alert_planner(const alerts_config& config, std::string sideca
 outbox_alert make_test_alert(const alerts_config& config, std::string_view sink,
                              std::string_view sidecar_id, std::int64_t now_unix_nano);
 
+struct approval;  // sqlite_store.hpp
+
+// The alerts for an action waiting for a human (a stored require_approval): one "approval" row
+// per sink that routes the name "approval.<monitor>" at severity warning, so operators route
+// them like breakers (routes: [{breakers: ["approval.*"], sinks: [pager]}]); the default route
+// sends them to the log. The payload is the sink-neutral alert object with state "pending",
+// action "require_approval", the approval's id, requester, run and expiry as evidence, and the
+// commands that decide it. The fingerprint is unique per approval id.
+std::vector<outbox_alert> make_approval_alerts(const alerts_config& config,
+                                               std::string_view sidecar_id, const approval& a);
+
 // Delivery counters of one sink, for /metrics. Counters only grow.
 struct alert_sink_stats {
   std::string name;

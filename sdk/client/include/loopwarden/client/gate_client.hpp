@@ -86,6 +86,21 @@ class gate_client {
   gate_decision ask(const v1::ActionRequest& action, std::chrono::milliseconds timeout,
                     const std::string& approval_id);
 
+  // Waits for a human's decision on an action that got require_approval: asks again with
+  // `approval_id` every `poll` until the answer is allow (approved, for this same action, once)
+  // or deny (denied, expired, or a monitor now refuses), or until `max_wait` has passed. Never
+  // fails: past max_wait the answer is deny with rule_id "client.approval_timeout" and timed_out
+  // set (fail closed; the approval stays pending, so asking again later with the same id still
+  // gets the human's decision). Unanswered polls (sidecar down) are retried, never taken for a
+  // decision. Blocks the calling thread.
+  gate_decision wait_for_approval(const v1::ActionRequest& action, const std::string& approval_id,
+                                  std::chrono::milliseconds max_wait,
+                                  std::chrono::milliseconds poll = std::chrono::seconds(1));
+  // ask(action), then wait_for_approval when the answer is require_approval. The decision's
+  // approval_id names the approval either way.
+  gate_decision ask_and_wait(const v1::ActionRequest& action, std::chrono::milliseconds max_wait,
+                             std::chrono::milliseconds poll = std::chrono::seconds(1));
+
   gate_client_stats stats() const;
   const gate_client_options& options() const;
 
