@@ -31,6 +31,8 @@ max_len_of() {
     replay) echo 65536 ;;
     config) echo 8192 ;;
     control) echo 4096 ;;
+    shell) echo 2048 ;;
+    sql) echo 2048 ;;
     *) echo 4096 ;;
   esac
 }
