@@ -7,7 +7,8 @@
 PRESET ?= ci
 BUILD_DIR := build/$(PRESET)
 
-.PHONY: all deps build test demo test-asan bench bench-quick fuzz fuzz-build fuzz-smoke format clean
+.PHONY: all deps build test demo test-asan bench bench-quick fuzz fuzz-build fuzz-smoke format clean \
+        example-pytorch
 
 all: build
 
@@ -28,6 +29,15 @@ demo: build
 	bash examples/recursive_trainer/run.sh $(BUILD_DIR)
 	bash examples/self_improver/run.sh $(BUILD_DIR)
 	bash examples/delivery_pipeline/run.sh $(BUILD_DIR)
+	bash examples/agent_harness/run.sh $(BUILD_DIR)
+	bash examples/ngram_collapse/run.sh $(BUILD_DIR)
+
+# The n-gram collapse demo with a small PyTorch model instead of counts. Optional: it installs
+# Debian's python3-torch (large) first.
+example-pytorch: build
+	dpkg-query -W -f='$${Status}' python3-torch 2>/dev/null | grep -q "install ok installed" || \
+	  $$( [ "$$(id -u)" -eq 0 ] || echo sudo ) apt-get install -y -q --no-install-recommends python3-torch
+	bash examples/ngram_collapse/run.sh $(BUILD_DIR) 12 torch
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan:
@@ -37,6 +47,7 @@ test-asan:
 # bench-quick shrinks the counts (1 M events instead of 10 M for the memory run).
 bench: build
 	bash bench/sidecar_bench.sh $(BUILD_DIR)
+	$(BUILD_DIR)/bench/variance_collapse_bench
 
 bench-quick: build
 	bash bench/sidecar_bench.sh $(BUILD_DIR) --quick

@@ -57,6 +57,15 @@ monitors:
   - name: destructive_action
     plugin: destructive_action
     on_error: fail_closed
+  # From the agent steps a harness sends: pauses an agent whose behaviour drifts from its own
+  # baseline (agent.drift) and halts a session that loops or runs over budget (agent.runaway).
+  - name: agent_drift
+    plugin: agent_drift
+  # Recursive training (generation summaries, embeddings): rolls back when the generated
+  # distribution loses its spread, tails or diversity; pauses a generation with < 10 % real data.
+  - name: variance_collapse
+    plugin: variance_collapse
+    on_error: fail_closed
 )";
 
 constexpr std::string_view embedded_default_source = "<embedded default>";

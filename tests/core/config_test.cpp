@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <loopwarden/core/config.hpp>
 #include <string>
 #include <vector>
@@ -403,41 +404,20 @@ TEST_CASE("config parser refuses a stream yaml-cpp cannot get past instead of lo
 }
 
 TEST_CASE("config embedded default is the documented text", "[config]") {
-  CHECK(default_config_yaml() ==
-        R"(# loopwarden default configuration (print it with `loopwarden config default`).
-version: 1
-log_level: info
-# Durable state (breakers, audit log) lives here.
-state_dir: ./loopwarden-state
-# Directories searched for monitor plugins (<plugin>.so). Empty: the bundled plugin directory.
-plugin_paths: []
-# After an operator resets a breaker it stays half-open this long: a new trip re-opens it at once.
-probation: 5m
-monitors:
-  # Halts a run whose loss (any metric whose name ends in "loss") becomes NaN or infinite.
-  - name: nonfinite_loss
-    plugin: threshold
-    on_error: fail_closed
-    config:
-      metric: "*loss"
-      non_finite: true
-      breaker: training.nonfinite_loss
-      action: halt
-  # Self-improvement loops (cycle reports): rolls back to the last trusted candidate on goal
-  # drift or a regression, halts on a failed critical constraint and after cycle 8.
-  - name: goal_drift
-    plugin: goal_drift
-    on_error: fail_closed
-  # Throttles generation when human review becomes a delivery pipeline's bottleneck, and asks for
-  # approval when merges skip review or reviews become rubber stamps (stage timings).
-  - name: review_bottleneck
-    plugin: review_bottleneck
-  # Answers gate requests for shell, SQL, git, file and HTTP actions (allow, deny, or ask a
-  # human) from its shipped rules; trips agent.evasion on varied denied attempts in one session.
-  - name: destructive_action
-    plugin: destructive_action
-    on_error: fail_closed
-)");
+  // docs/configuration.md promises that `loopwarden config default` prints exactly its block under
+  // "## The embedded default": the test reads the doc, so neither can change without the other.
+  std::ifstream in(std::string(LOOPWARDEN_SOURCE_DIR) + "/docs/configuration.md");
+  REQUIRE(in);
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto section = doc.find("\n## The embedded default\n");
+  REQUIRE(section != std::string::npos);
+  const std::string open = "```yaml\n";
+  const auto begin = doc.find(open, section);
+  REQUIRE(begin != std::string::npos);
+  const auto end = doc.find("\n```", begin + open.size());
+  REQUIRE(end != std::string::npos);
+  const std::string documented = doc.substr(begin + open.size(), end + 1 - (begin + open.size()));
+  CHECK(default_config_yaml() == documented);
 }
 
 TEST_CASE("config embedded default parses with every bundled monitor at its defaults", "[config]") {
@@ -454,7 +434,8 @@ TEST_CASE("config embedded default parses with every bundled monitor at its defa
   // After the threshold guard, each bundled monitor once, named after its plugin, on its
   // documented defaults (no config: section).
   const std::vector<std::string> bundled = {"goal_drift", "review_bottleneck",
-                                            "destructive_action"};
+                                            "destructive_action", "agent_drift",
+                                            "variance_collapse"};
   REQUIRE(c.monitors.size() == 1 + bundled.size());
   for (const auto& name : bundled) {
     INFO(name);

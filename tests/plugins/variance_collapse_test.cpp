@@ -10,83 +10,16 @@
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/engine.hpp>
 
+#include "variance_collapse_fixture.hpp"
+
 using namespace loopwarden;
+using vc_test::engine_with;
+using vc_test::evidence_of;
+using vc_test::feeder;
+using vc_test::gaussian_summary;
+using vc_test::yaml_for;
 
 namespace {
-
-std::string yaml_for(const std::string& monitor_config) {
-  return "version: 1\nplugin_paths: [\"" + std::string(LOOPWARDEN_BINARY_DIR) +
-         "/lib/loopwarden/plugins\"]\nmonitors:\n  - name: vc\n    plugin: "
-         "variance_collapse\n    config: " +
-         monitor_config + "\n";
-}
-
-std::unique_ptr<core::engine> engine_with(const std::string& monitor_config) {
-  const std::string yaml = yaml_for(monitor_config);
-  auto cfg = core::parse_config(yaml, "vc.yaml");
-  INFO(yaml);
-  REQUIRE(cfg.ok());
-  core::engine_options opts;
-  opts.search_bundled_plugins = false;
-  auto e = core::engine::create(*cfg, opts);
-  INFO((e.ok() ? std::string() : e.error().message()));
-  REQUIRE(e.ok());
-  return std::move(*e);
-}
-
-// Builds generation summaries for one engine: one source, a strictly increasing seq.
-class feeder {
- public:
-  explicit feeder(core::engine& e) : engine_(e) {
-    e.breakers().add_listener([this](const v1::BreakerTransition& t) {
-      if (t.breaker().state() != v1::BREAKER_STATE_OPEN) return;
-      auto& first = opened_[t.breaker().name()];
-      if (first.count(t.breaker().run_id()) == 0) first[t.breaker().run_id()] = generation_;
-    });
-  }
-
-  void send(const std::string& run, v1::GenerationSummary summary) {
-    generation_ = summary.generation();
-    v1::Envelope e;
-    e.set_source("trainer/rank0");
-    e.set_run_id(run);
-    e.set_seq(++seq_);
-    e.set_time_unix_nano(static_cast<std::int64_t>(seq_) * 1'000'000);
-    *e.mutable_generation() = std::move(summary);
-    engine_.process(e);
-  }
-
-  // The generation whose summary opened `breaker` for `run`, or -1.
-  std::int64_t opened_at(const std::string& breaker, const std::string& run) const {
-    auto b = opened_.find(breaker);
-    if (b == opened_.end()) return -1;
-    auto r = b->second.find(run);
-    return r == b->second.end() ? -1 : r->second;
-  }
-
- private:
-  core::engine& engine_;
-  std::uint64_t seq_ = 0;
-  std::int64_t generation_ = -1;
-  std::map<std::string, std::map<std::string, std::int64_t>> opened_;
-};
-
-v1::GenerationSummary gaussian_summary(std::int64_t generation, std::uint64_t n, double mean,
-                                       double variance, double real_share) {
-  v1::GenerationSummary g;
-  g.set_generation(generation);
-  g.set_sample_count(n);
-  g.set_checkpoint_id("ckpt-" + std::to_string(generation));
-  auto* s = g.add_statistics();
-  s->set_name("x");
-  s->set_count(n);
-  s->set_mean(mean);
-  s->set_variance(variance);
-  s->set_ddof(0);
-  g.set_real_share(real_share);
-  g.set_synthetic_share(1.0 - real_share);
-  return g;
-}
 
 // One recursive run: generation 0 is N(0, 1) itself; each later generation fits a Gaussian
 // (mean, ddof-0 variance) to N samples, (1 - real_share) N of them drawn from the previous fit
@@ -115,15 +48,6 @@ std::int64_t run_recursion(feeder& f, const std::string& run, std::mt19937_64& r
                                  static_cast<double>(real) / n));
   }
   return f.opened_at("training.collapse", run);
-}
-
-std::map<std::string, std::string> evidence_of(core::engine& e, const std::string& breaker,
-                                               const std::string& run) {
-  std::map<std::string, std::string> out;
-  auto b = e.breakers().find({breaker, run});
-  if (!b) return out;
-  for (const auto& kv : b->evidence()) out[kv.key()] = kv.value();
-  return out;
 }
 
 }  // namespace
@@ -309,6 +233,45 @@ TEST_CASE("variance_collapse trips training.provenance below the real-data floor
   }
 }
 
+TEST_CASE("variance_collapse opens a breaker again when an operator resets it while the cause persists",
+          "[plugins][variance_collapse]") {
+  // The published KL series keeps rising after the first trip; the operator resets each breaker
+  // right after it opens (as if they misjudged it). The next generation that still crosses must
+  // open it again, escalated from probation, and a generation that does not must leave it be.
+  const std::vector<double> kl = {0.00, 0.12, 0.28, 0.49, 0.73, 1.01, 1.30};
+  auto e = engine_with("{}");
+  feeder f(*e);
+  std::map<std::string, std::vector<std::int64_t>> opened;  // breaker -> generations it opened at
+  std::int64_t generation = 0;
+  e->breakers().add_listener([&](const v1::BreakerTransition& t) {
+    if (t.breaker().state() == v1::BREAKER_STATE_OPEN) {
+      opened[t.breaker().name()].push_back(generation);
+    }
+  });
+  const auto reset_if_open = [&](const std::string& breaker) {
+    auto b = e->breakers().find({breaker, "r"});
+    if (b && b->state() == v1::BREAKER_STATE_OPEN) {
+      REQUIRE(e->breakers().reset({breaker, "r"}, "alice", "looked fine to me", 1).ok());
+    }
+  };
+  for (generation = 0; generation <= 6; ++generation) {
+    v1::GenerationSummary s;
+    s.set_generation(generation);
+    if (generation > 0) s.set_kl_from_baseline(kl[static_cast<std::size_t>(generation)]);
+    // Real data below the floor at generations 2 and 3, back above it from 4 on.
+    if (generation > 0) s.set_real_share(generation == 2 || generation == 3 ? 0.02 : 0.5);
+    f.send("r", s);
+    reset_if_open("training.collapse");
+    reset_if_open("training.provenance");
+  }
+  // KL crosses 0.25 from generation 2 on: two in a row decide at 3, then every later one.
+  CHECK(opened["training.collapse"] == std::vector<std::int64_t>{3, 4, 5, 6});
+  CHECK(opened["training.provenance"] == std::vector<std::int64_t>{2, 3});
+  auto b = e->breakers().find({"training.collapse", "r"});
+  REQUIRE(b);
+  CHECK(b->severity() == v1::SEVERITY_CRITICAL);  // re-opened during probation
+}
+
 TEST_CASE("variance_collapse uses a declared baseline without generation 0",
           "[plugins][variance_collapse]") {
   auto e = engine_with(
@@ -329,11 +292,12 @@ TEST_CASE("variance_collapse uses a declared baseline without generation 0",
   f.send("d", g2);
   CHECK(f.opened_at("training.collapse", "d") == 2);
   const auto ev = evidence_of(*e, "training.collapse", "d");
-  CHECK(ev.at("crossed") == "dispersion_ratio,log_dispersion_cusum");
+  // The EWMA chart on the same standardised increments signals too.
+  CHECK(ev.at("crossed") == "dispersion_ratio,log_dispersion_cusum,log_dispersion_ewma");
   CHECK(ev.at("dispersion_ratio") == "0.25");
   CHECK(ev.at("dispersion_ratio_limit") == "0.3");
   CHECK(ev.at("dispersion_ratio_excess") == "0.1667");
-  CHECK(ev.at("log_dispersion_cusum_limit") == "5");
+  CHECK(ev.at("log_dispersion_cusum_limit") == "7");
   CHECK(ev.at("last_healthy_generation") == "1");
 }
 
@@ -348,8 +312,8 @@ TEST_CASE("variance_collapse refuses bad config naming the field and line",
        "monitors[0].config.dispersion_flor: unknown key (allowed: statistic, baseline, "
        "dispersion_floor, observed_dispersion_floor, tail_floor, diversity_floor, ngram_order, "
        "kl_ceiling, histogram_smoothing, metric_ceilings, consecutive, trend_window, cusum, "
-       "real_share_floor, real_sources, collapse_breaker, provenance_breaker, max_runs) "
-       "(vc.yaml:6)"},
+       "real_share_floor, real_sources, collapse_breaker, provenance_breaker, max_runs, ewma, "
+       "alpha, max_histogram_keys, embeddings, scalar_streams) (vc.yaml:6)"},
       {"{dispersion_floor: 1.5}",
        "monitors[0].config.dispersion_floor: expected a number in (0, 1), got \"1.5\" (vc.yaml:6)"},
       {"{dispersion_floor: 0.3, observed_dispersion_floor: 0.4}",
@@ -360,7 +324,7 @@ TEST_CASE("variance_collapse refuses bad config naming the field and line",
       {"{consecutive: 0}",
        "monitors[0].config.consecutive: expected a positive integer, got \"0\" (vc.yaml:6)"},
       {"{trend_window: 1}",
-       "monitors[0].config.trend_window: expected an integer >= 2, got \"1\" (vc.yaml:6)"},
+       "monitors[0].config.trend_window: expected an integer in [2, 1024], got \"1\" (vc.yaml:6)"},
       {"{cusum: {h: 0}}",
        "monitors[0].config.cusum.h: expected a number > 0, got \"0\" (vc.yaml:6)"},
       {"{cusum: {hh: 4}}", "monitors[0].config.cusum.hh: unknown key (allowed: k, h) (vc.yaml:6)"},

@@ -114,6 +114,14 @@ struct ewma_chart_options {
   control_limits limits = control_limits::time_varying;
 };
 
+// Everything an ewma_chart has learned, for monitor snapshots (see ewma_chart::state()).
+struct ewma_chart_state {
+  double statistic = 0.0;  // z_t
+  double decay = 1.0;      // (1 − λ)^(2t), kept as the running product the chart uses
+  std::uint64_t count = 0;
+  std::uint64_t ignored = 0;
+};
+
 // The EWMA control chart (Roberts 1959; Montgomery, Introduction to Statistical Quality
 // Control, 9.2). For each finite x, with t counting finite samples:
 //   z_t = λ·x_t + (1 − λ)·z_{t−1},  z_0 = μ0
@@ -154,6 +162,20 @@ class ewma_chart {
     decay_ = 1.0;
     count_ = 0;
     ignored_ = 0;
+  }
+
+  // The state, and its inverse: a chart with the same options given restore(state()) continues
+  // exactly as this one would. restore() throws std::invalid_argument (and changes nothing) when
+  // z is not finite or the decay is outside [0, 1].
+  ewma_chart_state state() const { return {z_, decay_, count_, ignored_}; }
+  void restore(const ewma_chart_state& s) {
+    if (!std::isfinite(s.statistic) || !(s.decay >= 0.0 && s.decay <= 1.0)) {
+      throw std::invalid_argument("ewma_chart: restore: bad statistic or decay");
+    }
+    z_ = s.statistic;
+    decay_ = s.decay;
+    count_ = s.count;
+    ignored_ = s.ignored;
   }
 
   // z_t, the smoothed statistic (μ0 before the first sample).

@@ -27,6 +27,16 @@ struct line_fit {
   std::size_t count = 0;
 };
 
+// Everything a trend holds, for monitor snapshots (see trend::state()): the ring buffer as
+// stored (so a restored trend sums in the same order and fits bit for bit the same line).
+struct trend_state {
+  std::vector<double> xs;  // window() slots
+  std::vector<double> ys;  // window() slots
+  std::size_t size = 0;    // points held
+  std::size_t next = 0;    // slot the next point goes to
+  std::uint64_t ignored = 0;
+};
+
 // The least-squares line through the last `window` finite points (x, y) added, typically
 // x = generation and y = log_dispersion_ratio() of that generation: a negative slope is the
 // per-generation rate at which the spread shrinks (slope ln r for a geometric decay r^g).
@@ -93,6 +103,27 @@ class trend {
     size_ = 0;
     next_ = 0;
     ignored_ = 0;
+  }
+
+  // The state, and its inverse: restore(state()) on a trend of the same window continues exactly
+  // as this one would. restore() throws std::invalid_argument (and changes nothing) when the
+  // slots do not match window(), size or next are out of range, or a held point is not finite.
+  trend_state state() const { return {xs_, ys_, size_, next_, ignored_}; }
+  void restore(const trend_state& s) {
+    if (s.xs.size() != xs_.size() || s.ys.size() != ys_.size() || s.size > xs_.size() ||
+        s.next >= xs_.size() || (s.size < xs_.size() && s.next != s.size)) {
+      throw std::invalid_argument("trend: restore: state does not fit the window");
+    }
+    for (std::size_t i = 0; i < s.size; ++i) {
+      if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) {
+        throw std::invalid_argument("trend: restore: non-finite point");
+      }
+    }
+    xs_ = s.xs;
+    ys_ = s.ys;
+    size_ = s.size;
+    next_ = s.next;
+    ignored_ = s.ignored;
   }
 
   // Points currently in the window (≤ window()).

@@ -4,8 +4,19 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
 
 namespace loopwarden::sdk::stats {
+
+// Everything a welford holds, for monitor snapshots (see welford::state()).
+struct welford_state {
+  std::uint64_t count = 0;
+  std::uint64_t ignored = 0;
+  double mean = 0.0;
+  double m2 = 0.0;
+  double min = std::numeric_limits<double>::infinity();
+  double max = -std::numeric_limits<double>::infinity();
+};
 
 // Running moments of a stream by Welford's update (Welford 1962; Knuth TAOCP vol. 2, 4.2.2).
 // For the n finite samples seen so far it holds the mean and M2 = Σ (x_i − mean)²:
@@ -90,6 +101,22 @@ class welford {
   // Smallest and largest sample; NaN when empty.
   double min() const { return count_ == 0 ? nan() : min_; }
   double max() const { return count_ == 0 ? nan() : max_; }
+
+  // The state, and its inverse: restore(state()) continues exactly as this one would. restore()
+  // throws std::invalid_argument (and changes nothing) for a negative or non-finite M2, or a
+  // non-finite mean.
+  welford_state state() const { return {count_, ignored_, mean_, m2_, min_, max_}; }
+  void restore(const welford_state& s) {
+    if (!std::isfinite(s.mean) || !(s.m2 >= 0.0) || !std::isfinite(s.m2)) {
+      throw std::invalid_argument("welford: restore: bad mean or M2");
+    }
+    count_ = s.count;
+    ignored_ = s.ignored;
+    mean_ = s.mean;
+    m2_ = s.m2;
+    min_ = s.min;
+    max_ = s.max;
+  }
 
  private:
   static constexpr double nan() { return std::numeric_limits<double>::quiet_NaN(); }
