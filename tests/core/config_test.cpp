@@ -374,11 +374,11 @@ TEST_CASE("config parser turns pathological nesting into a syntax error", "[conf
 
 // Found by the config fuzz target (docs/fuzzing.md): yaml-cpp 0.7's LoadAll loops forever on a
 // stream it cannot get past (a lone ','), keeping an empty document per turn until memory runs
-// out. tests/fixtures/fuzz-regressions/config-comma-hang.yaml is the input that found it.
+// out. tests/fixtures/fuzz-regressions/config/comma-hang.yaml is the input that found it.
 TEST_CASE("config parser refuses a stream yaml-cpp cannot get past instead of looping",
           "[config][fuzz]") {
   const std::string fixture =
-      std::string(LOOPWARDEN_FIXTURES_DIR) + "/fuzz-regressions/config-comma-hang.yaml";
+      std::string(LOOPWARDEN_FIXTURES_DIR) + "/fuzz-regressions/config/comma-hang.yaml";
   auto from_file = load_config_file(fixture);
   REQUIRE_FALSE(from_file.ok());
   CHECK(from_file.error().code() == status_code::invalid_argument);

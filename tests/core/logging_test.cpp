@@ -53,10 +53,10 @@ TEST_CASE("protobuf parse complaints reach the log rate-limited and not once per
           "[core][logging][fuzz]") {
   core::log_to_stderr();
   core::set_log_level(sdk::log_level::info);
-  // tests/fixtures/fuzz-regressions/envelope-invalid-utf8-source: an envelope whose source
+  // tests/fixtures/fuzz-regressions/envelope/invalid-utf8-source: an envelope whose source
   // (field 2) is the single byte 0xff.
   std::ifstream in(
-      std::string(LOOPWARDEN_FIXTURES_DIR) + "/fuzz-regressions/envelope-invalid-utf8-source",
+      std::string(LOOPWARDEN_FIXTURES_DIR) + "/fuzz-regressions/envelope/invalid-utf8-source",
       std::ios::binary);
   REQUIRE(in);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
