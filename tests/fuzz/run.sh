@@ -7,7 +7,8 @@
 # found (BUILD_DIR/fuzz-corpus/<target>, which grows; the committed corpus is never written).
 # Crashes, leaks, timeouts and out-of-memory inputs go to BUILD_DIR/fuzz-artifacts/<target>/ and
 # make the script fail. Environment: FUZZ_JOBS (parallel workers per target, default 1),
-# FUZZ_ARGS (extra libFuzzer flags).
+# FUZZ_ARGS (extra libFuzzer flags), FUZZ_TIMEOUT (seconds one input may take, default 25; it is
+# wall-clock time, so raise it on a loaded machine or the load reports timeouts).
 set -uo pipefail
 
 build=${1:?usage: run.sh BUILD_DIR SECONDS [TARGET...]}
@@ -56,7 +57,7 @@ for t in "${targets[@]}"; do
   touch "$artifacts/.run-start"  # findings are the artifacts newer than this
   log="$build/fuzz-logs/$t.log"
   mkdir -p "$(dirname "$log")"
-  args=(-max_total_time="$seconds" -max_len="$(max_len_of "$t")" -rss_limit_mb=2048 -timeout=25
+  args=(-max_total_time="$seconds" -max_len="$(max_len_of "$t")" -rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-25}"
         -print_final_stats=1 -artifact_prefix="$artifacts/")
   [ -f "$here/$t.dict" ] && args+=(-dict="$here/$t.dict")
   if [ "${FUZZ_JOBS:-1}" -gt 1 ]; then
@@ -69,9 +70,13 @@ for t in "${targets[@]}"; do
   # libFuzzer stops itself at -max_total_time; the outer timeout only ends a run whose timeout
   # report itself hung (it symbolizes from a signal handler, which can deadlock on a lock the
   # hung input holds). The log then ends with the hung input, printed before the report.
-  timeout --signal=KILL $((seconds + 600)) "$bin" "${args[@]}" "${extra[@]}" "$corpus" \
-    "$here/corpus/$t" >"$log" 2>&1
+  # Bash's `time` also gives the CPU seconds the target had: on a shared machine exec/s measures
+  # the load as much as the target, executions per CPU second less so.
+  TIMEFORMAT='%U %S'
+  { time timeout --signal=KILL $((seconds + 600)) "$bin" "${args[@]}" "${extra[@]}" "$corpus" \
+      "$here/corpus/$t" >"$log" 2>&1; } 2>"$log.cpu"
   rc=$?
+  cpu=$(awk '{printf "%d", $1 + $2}' "$log.cpu" 2>/dev/null)
   if [ "$rc" -eq 0 ] && grep -q '^ALARM: working on the last Unit' "$log"; then rc=1; fi
   elapsed=$(( $(date +%s) - start ))
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | tail -1 | awk '{print $2}')
@@ -81,8 +86,9 @@ for t in "${targets[@]}"; do
   cov=$(echo "$last" | grep -o 'cov: [0-9]*' | awk '{print $2}')
   ft=$(echo "$last" | grep -o 'ft: [0-9]*' | awk '{print $2}')
   corp=$(echo "$last" | grep -o 'corp: [0-9]*' | awk '{print $2}')
-  line=$(printf '%-10s %8ss %12s execs %8s exec/s  cov %6s  ft %7s  corpus %6s  rss %5s MB  exit %s' \
-    "$t" "$elapsed" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" "$rc")
+  line=$(printf '%-10s %6ss %6ss cpu %12s execs %8s exec/s  cov %6s  ft %7s  corpus %6s  rss %5s MB  exit %s' \
+    "$t" "$elapsed" "${cpu:-?}" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" \
+    "$rc")
   echo "$line"
   summary+=("$line")
   if [ "$rc" -ne 0 ] || [ -n "$(find "$artifacts" -newer "$artifacts/.run-start" \
@@ -95,6 +101,7 @@ for t in "${targets[@]}"; do
 done
 
 echo
-echo "fuzz summary (target, seconds, executions, exec/s, edge coverage, features, corpus, rss):"
+echo "fuzz summary (target, wall seconds, CPU seconds, executions, exec/s, edge coverage, features,"
+echo "corpus, rss):"
 printf '%s\n' "${summary[@]}"
 exit "$failed"
