@@ -31,6 +31,7 @@ demo: build
 	bash examples/delivery_pipeline/run.sh $(BUILD_DIR)
 	bash examples/agent_harness/run.sh $(BUILD_DIR)
 	bash examples/ngram_collapse/run.sh $(BUILD_DIR)
+	bash examples/gate_demo/run.sh $(BUILD_DIR)
 
 # The n-gram collapse demo with a small PyTorch model instead of counts. Optional: it installs
 # Debian's python3-torch (large) first.

@@ -431,22 +431,37 @@ std::vector<outbox_alert> make_approval_alerts(const alerts_config& config,
   pseudo.set_name("approval." + (a.monitor.empty() ? std::string("gate") : a.monitor));
   pseudo.set_severity(v1::SEVERITY_WARNING);
   std::vector<outbox_alert> out;
+  // Pending: the page. Decided or expired: the same incident resolved, so the page closes where
+  // it was opened. Used (an approval the host already acted on): it was resolved when decided.
+  if (a.state == approval_state::used) return out;
+  const bool firing = a.state == approval_state::pending;
   const std::vector<std::string> sinks = route(config, pseudo);
   if (sinks.empty()) return out;
   const std::string fp = fingerprint(sid, pseudo.name(), a.run_id, a.id, 0);
+  std::string outcome;
+  if (a.state == approval_state::expired) {
+    outcome = "expired undecided";
+  } else if (!firing) {
+    outcome = std::string(to_string(a.state)) + " by " +
+              (a.decided_by.empty() ? std::string("an operator") : a.decided_by);
+    if (!a.reason.empty()) outcome += ": " + a.reason;
+  }
   json p;
   p["version"] = 1;
   p["fingerprint"] = fp;
+  // The kind stays "approval" when resolved, so sinks that key on it (Alertmanager's alertname)
+  // resolve the alert they opened; the status says which.
   p["kind"] = "approval";
-  p["status"] = "firing";
+  p["status"] = firing ? "firing" : "resolved";
   p["shadow"] = false;
-  p["summary"] = "approval " + a.id + " pending: " + a.summary;
+  p["summary"] = firing ? "approval " + a.id + " pending: " + a.summary
+                        : "approval " + a.id + " " + outcome + ": " + a.summary;
   p["breaker"] = pseudo.name();
   p["run_id"] = a.run_id;
   p["scope"] = "run";
   p["monitor"] = a.monitor;
-  p["state"] = "pending";
-  p["cause"] = "approval_requested";
+  p["state"] = std::string(to_string(a.state));
+  p["cause"] = firing ? "approval_requested" : "approval_" + std::string(to_string(a.state));
   p["action"] = "require_approval";
   p["severity"] = "warning";
   p["reason"] = a.summary;
@@ -465,6 +480,10 @@ std::vector<outbox_alert> make_approval_alerts(const alerts_config& config,
   p["trips"] = 0;
   p["time"] = detail::format_rfc3339(a.created_unix_nano);
   p["time_unix_nano"] = a.created_unix_nano;
+  if (!firing) {
+    p["resolution"] = outcome;
+    if (a.decided_unix_nano > 0) p["decided"] = detail::format_rfc3339(a.decided_unix_nano);
+  }
   if (!config.runbook_url.empty()) p["runbook_url"] = config.runbook_url + "#approvals";
   p["sidecar_id"] = sid;
   if (!config.cluster.empty()) p["cluster"] = config.cluster;
@@ -473,9 +492,10 @@ std::vector<outbox_alert> make_approval_alerts(const alerts_config& config,
     outbox_alert row;
     row.sink = sink;
     row.fingerprint = fp;
-    row.kind = "approval";
+    // A resolve row is ordered behind its trigger and stops any re-send of it (the router).
+    row.kind = firing ? "approval" : "resolve";
     row.payload_json = payload;
-    row.created_unix_nano = a.created_unix_nano;
+    row.created_unix_nano = firing ? a.created_unix_nano : a.decided_unix_nano;
     out.push_back(std::move(row));
   }
   return out;

@@ -154,8 +154,9 @@ class log_sink final : public alert_sink {
 
   delivery_result deliver(const alert_delivery& d) override {
     const std::string kind = str(d.alert, "kind");
-    const auto level =
-        kind == "trigger" || kind == "approval" ? spdlog::level::warn : spdlog::level::info;
+    const auto level = (kind == "trigger" || kind == "approval") && !is_resolved(d.alert)
+                           ? spdlog::level::warn
+                           : spdlog::level::info;
     log().log(level, "{}", render_log_line(d.alert));
     return delivered();
   }

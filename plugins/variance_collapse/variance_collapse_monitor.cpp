@@ -687,10 +687,16 @@ class variance_collapse_monitor final : public sdk::monitor {
   void check_provenance(const v1::GenerationSummary& g, run_state& run, sdk::context& ctx) const {
     const double real = real_share_of(g, s_.real_sources);
     ctx.set_gauge("real_share", real);
-    // Every breaching summary trips: the registry ignores a trip on an open breaker, and after an
-    // operator's reset a generation still below the floor opens it again.
-    run.below_real_floor = real < s_.real_share_floor;
-    if (!run.below_real_floor) return;
+    // Once per stretch of generations below the floor. Unlike a collapse, which deepens, the real
+    // share is a property of the run's data mix: an operator who resets the breaker has accepted
+    // that mix for this run (a deliberate experiment), so the same stretch does not trip again; a
+    // generation back at or above the floor re-arms it.
+    if (!(real < s_.real_share_floor)) {
+      run.below_real_floor = false;
+      return;
+    }
+    if (run.below_real_floor) return;
+    run.below_real_floor = true;
     sdk::trip_request req;
     req.breaker = s_.provenance_breaker;
     req.reason = "generation " + std::to_string(g.generation()) + " trained on " +

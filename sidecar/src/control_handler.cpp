@@ -125,6 +125,7 @@ v1::ControlResponse control_handler::handle(const v1::ControlRequest& request,
       const auto& a = request.approval();
       auto decided = store_.decide_approval(a.approval_id(), a.approve(), who, a.note(), now);
       if (!decided.ok()) return fail(decided.error());
+      hooks_.approval_settled(decided->id);  // resolves the page that asked for it
       fill_approval(*decided, *r.add_approvals());
       r.set_message(std::string(a.approve() ? "approved " : "denied ") + decided->id + " as " +
                     who + ": the host learns it when it asks the gate again");
@@ -132,7 +133,9 @@ v1::ControlResponse control_handler::handle(const v1::ControlRequest& request,
       return r;
     }
     case v1::ControlRequest::kApprovals: {
-      (void)store_.expire_approvals(now);
+      if (auto expired = store_.expire_approvals(now); expired.ok()) {
+        for (const auto& e : *expired) hooks_.approval_settled(e.id);
+      }
       auto list = store_.list_approvals(!request.approvals().all());
       if (!list.ok()) return fail(list.error());
       for (const auto& a : *list) fill_approval(a, *r.add_approvals());

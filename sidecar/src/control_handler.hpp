@@ -16,11 +16,13 @@
 namespace loopwarden::sidecar::detail {
 
 // What the commands reach beyond the registry, the store and the router: the daemon's own status,
-// its reload, and its clock.
+// its reload, its clock, and its approval alerts.
 struct control_hooks {
   std::function<v1::SidecarStatus()> status;  // the figures added to every successful answer
   std::function<core::status()> reload;       // re-reads the config (ReloadRequest)
   std::function<std::int64_t()> now_unix_nano;
+  // An approval was decided or expired by a command: the daemon resolves the page that asked.
+  std::function<void(const std::string& approval_id)> approval_settled;
 };
 
 // Thread-safety: handle() may be called from one thread at a time (the control thread); what it

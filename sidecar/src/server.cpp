@@ -350,6 +350,8 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          hooks.status = [owner] { return owner->status(); };
          hooks.reload = [owner] { return owner->reload(); };
          hooks.now_unix_nano = wall_now;
+         impl* daemon = &m;
+         hooks.approval_settled = [daemon](const std::string& id) { daemon->alert_approval(id); };
          m.control_commands = std::make_unique<detail::control_handler>(
              *m.registry, *m.store, *m.router, m.cfg.source, std::move(hooks));
          auto* commands = m.control_commands.get();
@@ -584,6 +586,7 @@ void server::impl::run_engine(std::stop_token stop,
           for (const auto& a : *expired) {
             core::log_message(sdk::log_level::warn,
                               "approval " + a.id + " expired undecided: " + a.summary);
+            alert_approval(a.id);  // resolves its page
           }
         }
         next_expiry = now + std::chrono::seconds(5);

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -90,4 +91,51 @@ TEST_CASE("approval alerts follow the default route and are unique per approval"
   routes: [{min_severity: critical, sinks: [log]}]
 )");
   CHECK(core::make_approval_alerts(critical_only, "host:/state", pending()).empty());
+}
+
+TEST_CASE("a decided or expired approval resolves the alert that asked for it", "[core][alerts]") {
+  const auto config = alerts_from(R"(  sinks:
+    - {name: pager, type: webhook, url: "http://127.0.0.1:9/hook"}
+  routes:
+    - {breakers: ["approval.*"], sinks: [pager]}
+)");
+  const auto asked = core::make_approval_alerts(config, "host:/state", pending());
+  REQUIRE(asked.size() == 1);
+  struct row {
+    core::approval_state state;
+    std::string decided_by;
+    std::string reason;
+    std::string resolution;
+  };
+  const std::vector<row> rows = {
+      {core::approval_state::approved, "alice", "backup verified",
+       "approved by alice: backup verified"},
+      {core::approval_state::denied, "bob", "", "denied by bob"},
+      {core::approval_state::expired, "", "", "expired undecided"},
+  };
+  for (const auto& r : rows) {
+    INFO(r.resolution);
+    auto a = pending();
+    a.state = r.state;
+    a.decided_by = r.decided_by;
+    a.reason = r.reason;
+    a.decided_unix_nano = a.created_unix_nano + 60'000'000'000LL;
+    const auto out = core::make_approval_alerts(config, "host:/state", a);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].sink == "pager");
+    CHECK(out[0].kind == "resolve");  // the router orders it behind its trigger
+    CHECK(out[0].fingerprint == asked[0].fingerprint);
+    CHECK(out[0].created_unix_nano == a.decided_unix_nano);
+    const auto p = nlohmann::json::parse(out[0].payload_json);
+    CHECK(p["status"] == "resolved");
+    CHECK(p["kind"] == "approval");  // Alertmanager's alertname must match the firing one
+    CHECK(p["fingerprint"] == asked[0].fingerprint);
+    CHECK(p["resolution"] == r.resolution);
+    CHECK(p["summary"] == "approval ap-000042 " + r.resolution + ": " + a.summary);
+    CHECK(p["state"] == std::string(core::to_string(r.state)));
+  }
+  // Used: the host acted on an approval already resolved when it was decided.
+  auto used = pending();
+  used.state = core::approval_state::used;
+  CHECK(core::make_approval_alerts(config, "host:/state", used).empty());
 }

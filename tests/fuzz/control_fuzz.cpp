@@ -180,6 +180,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto c = core::parse_config(config_yaml, "control-fuzz.yaml", fx->dir.string());
     return c.ok() ? core::status::success() : c.error();
   };
+  // The daemon pages about a settled approval (server.cpp); here the approval must exist and no
+  // longer be pending.
+  hooks.approval_settled = [&store](const std::string& id) {
+    auto a = store->get_approval(id);
+    if (!a.ok()) fuzz::die("settled approval '" + id + "' is not in the store");
+    if (a->state == core::approval_state::pending) {
+      fuzz::die("settled approval '" + id + "' is still pending");
+    }
+  };
   sidecar::detail::control_handler commands(registry, *store, router, fx->cfg.source,
                                             std::move(hooks));
   const sidecar::detail::control_service::handler handler = [&commands](const v1::ControlRequest& r,

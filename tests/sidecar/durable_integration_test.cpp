@@ -179,7 +179,11 @@ TEST_CASE("kill -9 after a trip: the breaker is still open, and its alert arrive
 
 TEST_CASE("an action that needs approval waits for a human, then runs once",
           "[integration][sidecar][approvals]") {
-  daemon_process d;
+  receiver hook;
+  hook.accept();
+  daemon_options o;
+  o.config = daemon_config() + webhook_alerts(hook.port());
+  daemon_process d(o);
   auto gate = client::gate_client::create({.endpoint = d.gate(), .timeout = 5000ms});
   REQUIRE(gate.ok());
   const auto action = shell("please approve rm -rf build/");
@@ -220,6 +224,30 @@ TEST_CASE("an action that needs approval waits for a human, then runs once",
   REQUIRE(all.code == 0);
   CHECK(all.out.find("\"used\"") != std::string::npos);
   CHECK(all.out.find("\"denied\"") != std::string::npos);
+
+  // On-call was paged for each approval, and each page was resolved when it was decided: the
+  // same fingerprint, firing then resolved, with who decided and why.
+  const auto paged = [&](const std::string& id, const std::string& status) {
+    for (const auto& a : hook.delivered()) {
+      if (a.value("kind", "") == "approval" && a.value("status", "") == status &&
+          a.value("summary", "").find(id) != std::string::npos) {
+        return a;
+      }
+    }
+    return nlohmann::json();
+  };
+  for (const auto& [id, resolution] :
+       std::vector<std::pair<std::string, std::string>>{
+           {first.approval_id, "approved by "}, {second.approval_id, "denied by "}}) {
+    INFO(id);
+    REQUIRE(wait_until([&] { return !paged(id, "resolved").is_null(); }, 15s));
+    const auto fired = paged(id, "firing");
+    const auto resolved = paged(id, "resolved");
+    REQUIRE_FALSE(fired.is_null());
+    CHECK(fired.value("fingerprint", "") == resolved.value("fingerprint", ""));
+    CHECK(resolved.value("resolution", "").starts_with(resolution));
+  }
+  CHECK(paged(first.approval_id, "resolved").value("resolution", "").ends_with(": build dir only"));
 }
 
 TEST_CASE("the audit chain of a real run verifies, and a tampered copy names the bad record",

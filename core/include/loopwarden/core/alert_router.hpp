@@ -44,7 +44,9 @@ struct approval;  // sqlite_store.hpp
 // them like breakers (routes: [{breakers: ["approval.*"], sinks: [pager]}]); the default route
 // sends them to the log. The payload is the sink-neutral alert object with state "pending",
 // action "require_approval", the approval's id, requester, run and expiry as evidence, and the
-// commands that decide it. The fingerprint is unique per approval id.
+// commands that decide it. The fingerprint is unique per approval id. For an approval that was
+// approved, denied or expired: resolve rows for the same fingerprint (status "resolved", the
+// outcome in "resolution"), so the page closes; for a used one, nothing.
 std::vector<outbox_alert> make_approval_alerts(const alerts_config& config,
                                                std::string_view sidecar_id, const approval& a);
 
