@@ -10,6 +10,10 @@
 //                         [--breaker NAME]
 //   sidecar_load gate     --loopwarden BIN --config FILE [--samples S] [--background EV_PER_S]
 //   sidecar_load rtt      [--samples S] [--bytes B]   (raw DEALER->ROUTER echo: the floor of gate)
+//   sidecar_load soak     --loopwarden BIN --config FILE [--minutes M] [--interval S]
+//                         [--rate EV_PER_S] [--publishers P] [--trip-every-ms MS]
+//                         [--gate-rate ASKS_PER_S] [--max-slope KIB_PER_MIN]
+//                         (bench/soak.sh; docs/reliability.md)
 //   sidecar_load envelope [--batch K]         (prints the size of one batch envelope)
 //
 // Every subcommand prints readable lines and, for the script, lines "RESULT <key> <value>".
@@ -405,10 +409,11 @@ std::unique_ptr<client::publisher> make_publisher(const std::string& endpoint,
 // paced in 1 ms slots, until destroyed: the "moderate background load".
 class background_load {
  public:
-  background_load(const std::string& endpoint, long rate, std::size_t batch) {
+  background_load(const std::string& endpoint, long rate, std::size_t batch,
+                  const std::string& source = "bench/background") {
     if (rate <= 0) return;
     thread_ = std::jthread([=, this](const std::stop_token& stop) {
-      auto pub = make_publisher(endpoint, "bench/background", "bench-bg", batch, 100000);
+      auto pub = make_publisher(endpoint, source, "bench-bg", batch, 100000);
       auto next = steady::now();
       double owed = 0;
       std::uint64_t i = 0;
@@ -418,6 +423,11 @@ class background_load {
           for (std::size_t s = 0; s < batch; ++s, ++i) {
             pub->metric(metric_names[i % 4], normal_value(i), static_cast<std::int64_t>(i / 4));
           }
+        }
+        if ((i & 1023) < batch) {  // now and then: live counters for the soak's report
+          const auto st = pub->stats();
+          sent_ = st.events_sent;
+          dropped_ = st.dropped();
         }
         next += 1ms;
         std::this_thread::sleep_until(next);
@@ -952,6 +962,283 @@ int run_rtt(const args& a) {
   return 0;
 }
 
+// ---- soak: a steady load for a long time; memory, queues and latency over time ----------------
+
+// The least-squares slope of y over x (0 with fewer than two distinct x).
+double fitted_slope(const std::vector<std::pair<double, double>>& points) {
+  if (points.size() < 2) return 0;
+  double sx = 0, sy = 0;
+  for (const auto& [x, y] : points) {
+    sx += x;
+    sy += y;
+  }
+  const double n = static_cast<double>(points.size());
+  const double mx = sx / n, my = sy / n;
+  double sxy = 0, sxx = 0;
+  for (const auto& [x, y] : points) {
+    sxy += (x - mx) * (y - my);
+    sxx += (x - mx) * (x - mx);
+  }
+  return sxx == 0 ? 0 : sxy / sxx;
+}
+
+int run_soak(const args& a) {
+  const double minutes = std::atof(a.get("minutes", "10").c_str());
+  const long interval_s = std::max(1L, a.num("interval", 10));
+  const long rate = a.num("rate", 2000);  // metrics envelopes per second, all publishers together
+  const long publishers = std::max(1L, a.num("publishers", 2));
+  const auto batch = static_cast<std::size_t>(a.num("batch", 8));
+  const long trip_every_ms = a.num("trip-every-ms", 500);
+  const long gate_rate = a.num("gate-rate", 20);
+  const double max_slope = std::atof(a.get("max-slope", "32").c_str());  // KiB per minute
+  const std::string breaker = a.get("breaker", "training.nonfinite_loss");
+  const std::string run_id = "soak-latency";
+  const auto duration =
+      std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(minutes * 60.0));
+
+  auto d = start_daemon(a);
+  control_channel ctl(d->control());
+
+  // Event -> breaker latency, as in `latency`: a trip event, the OPEN at a breaker watch, a reset.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::uint64_t opened = 0, closed = 0;
+  steady::time_point opened_at{};
+  std::vector<double> trip_ms, gate_ms;       // guarded by mu: samples of the current interval
+  long trip_timeouts = 0, gate_timeouts = 0;  // guarded by mu
+  auto watch = client::breaker_watch::create(
+      {.endpoint = d->breakers(),
+       .timeout = 5000ms,
+       .on_transition = [&](const v1::BreakerTransition& t) {
+         const auto now = steady::now();
+         if (t.breaker().name() != breaker || t.breaker().run_id() != run_id) return;
+         std::lock_guard lock(mu);
+         if (t.breaker().state() == v1::BREAKER_STATE_OPEN) {
+           opened_at = now;
+           ++opened;
+         } else if (t.breaker().state() == v1::BREAKER_STATE_CLOSED) {
+           ++closed;
+         }
+         cv.notify_all();
+       }});
+  if (!watch) die(watch.error().message());
+  const auto ready_by = steady::now() + 5s;
+  while ((*watch)->snapshot_sequence() == 0 && steady::now() < ready_by) {
+    std::this_thread::sleep_for(5ms);
+  }
+  if ((*watch)->snapshot_sequence() == 0) die("no breaker snapshot from the daemon");
+
+  std::vector<std::unique_ptr<background_load>> loads;
+  for (long p = 0; p < publishers; ++p) {
+    loads.push_back(std::make_unique<background_load>(d->ingest(), rate / publishers, batch,
+                                                      "soak/publisher-" + std::to_string(p)));
+  }
+
+  std::atomic<bool> stop{false};
+  std::jthread tripper([&] {
+    control_channel reset_ctl(d->control());
+    auto pub = make_publisher(d->ingest(), "soak/trip", run_id, 1, 1000);
+    std::int64_t k = 0;
+    while (!stop) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(trip_every_ms));
+      if (stop) break;
+      v1::Envelope e;
+      e.set_run_id(run_id);
+      auto* s = e.mutable_metrics()->add_samples();
+      s->set_name("train/loss");
+      s->set_value(std::numeric_limits<double>::quiet_NaN());
+      s->set_step(++k);
+      std::uint64_t before, closed_before;
+      {
+        std::lock_guard lock(mu);
+        before = opened;
+        closed_before = closed;
+      }
+      const auto sent = steady::now();
+      if (!pub->publish(std::move(e))) continue;
+      {
+        std::unique_lock lock(mu);
+        if (cv.wait_for(lock, 2s, [&] { return opened > before; })) {
+          trip_ms.push_back(std::chrono::duration<double, std::milli>(opened_at - sent).count());
+        } else {
+          // Late (or lost): reset anyway, or a breaker that opened after the wait would stay
+          // open and every later trip would time out too.
+          ++trip_timeouts;
+        }
+      }
+      if (!reset_ctl.reset(breaker, run_id)) continue;
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, 2s, [&] { return closed > closed_before; });
+    }
+  });
+  std::jthread asker([&] {
+    if (gate_rate <= 0) return;
+    auto gate = client::gate_client::create(
+        {.endpoint = d->gate(), .source = "soak/agent", .run_id = "soak-gate", .timeout = 1000ms});
+    if (!gate) return;
+    v1::ActionRequest action;
+    action.set_kind(v1::ACTION_KIND_SHELL);
+    action.set_command("ls -la build/");
+    const auto gap = std::chrono::microseconds(1'000'000 / gate_rate);
+    auto next = steady::now();
+    while (!stop) {
+      next += gap;
+      std::this_thread::sleep_until(next);
+      const auto t0 = steady::now();
+      const auto dec = (*gate)->ask(action);
+      const double ms = std::chrono::duration<double, std::milli>(steady::now() - t0).count();
+      std::lock_guard lock(mu);
+      if (dec.timed_out) {
+        ++gate_timeouts;
+      } else {
+        gate_ms.push_back(ms);
+      }
+    }
+  });
+
+  std::printf(
+      "soak: %.1f min, %ld metrics envelopes/s (%zu samples each) from %ld publishers, a trip "
+      "every %ld ms, %ld gate requests/s; a row every %ld s\n",
+      minutes, rate, batch, publishers, trip_every_ms, gate_rate, interval_s);
+  std::printf("%7s %8s %8s %8s %7s %-22s %9s %6s %-22s %-14s\n", "t min", "RSS MiB", "HWM MiB",
+              "ev/s", "queue", "monitor queues", "dropped", "trips", "trip ms p50/p99/max",
+              "gate ms p50/p99");
+  std::fflush(stdout);
+
+  const auto start = steady::now();
+  std::vector<std::pair<double, double>> rss_series;  // (minutes, KiB), every second
+  std::uint64_t events0 = 0, last_events = 0;
+  if (auto st = ctl.status()) events0 = last_events = st->events();
+  std::vector<double> all_trip_ms;
+  long max_queue = 0, max_monitor_queue = 0;
+  bool lost_daemon = false;
+  auto next_row = start + std::chrono::seconds(interval_s);
+  auto last_row = start;
+  while (steady::now() - start < duration) {
+    std::this_thread::sleep_for(1s);
+    if (!d->alive()) {
+      lost_daemon = true;
+      std::printf("!! the daemon died:\n%s\n", d->log_tail().c_str());
+      break;
+    }
+    const auto now = steady::now();
+    const double t_min = std::chrono::duration<double>(now - start).count() / 60.0;
+    const memory_kib mem = read_memory(d->pid());
+    rss_series.push_back({t_min, static_cast<double>(mem.rss)});
+    if (now < next_row) continue;
+    next_row += std::chrono::seconds(interval_s);
+    auto st = ctl.status(5000ms);
+    std::vector<double> trips, gates;
+    long t_timeouts = 0, g_timeouts = 0;
+    {
+      std::lock_guard lock(mu);
+      trips.swap(trip_ms);
+      gates.swap(gate_ms);
+      t_timeouts = std::exchange(trip_timeouts, 0);
+      g_timeouts = std::exchange(gate_timeouts, 0);
+    }
+    all_trip_ms.insert(all_trip_ms.end(), trips.begin(), trips.end());
+    const summary ts = summarize(trips), gs = summarize(gates);
+    std::string monitor_queues = "-";
+    std::uint64_t dropped = 0;
+    double ev_rate = 0;
+    long queue = -1;
+    if (st) {
+      monitor_queues.clear();
+      long worst = 0;
+      for (const auto& m : st->monitors()) {
+        worst = std::max(worst, static_cast<long>(m.queue_depth()));
+        dropped += m.dropped();
+      }
+      monitor_queues =
+          "max " + std::to_string(worst) + " of " + std::to_string(st->monitors_size());
+      max_monitor_queue = std::max(max_monitor_queue, worst);
+      queue = static_cast<long>(st->queue_depth());
+      max_queue = std::max(max_queue, queue);
+      dropped += st->dropped();
+      for (const auto& src : st->sources()) dropped += src.lost();
+      ev_rate = static_cast<double>(st->events() - last_events) /
+                std::chrono::duration<double>(now - last_row).count();
+      last_events = st->events();
+    }
+    for (const auto& l : loads) dropped += l->dropped();
+    last_row = now;
+    char trip_text[64], gate_text[48];
+    std::snprintf(trip_text, sizeof trip_text, "%.1f/%.1f/%.1f%s", ts.p50, ts.p99, ts.max,
+                  t_timeouts > 0 ? " !" : "");
+    std::snprintf(gate_text, sizeof gate_text, "%.2f/%.2f%s", gs.p50, gs.p99,
+                  g_timeouts > 0 ? " !" : "");
+    std::printf("%7.2f %8.1f %8.1f %8.0f %7ld %-22s %9llu %6zu %-22s %-14s\n", t_min,
+                static_cast<double>(mem.rss) / 1024.0, static_cast<double>(mem.hwm) / 1024.0,
+                ev_rate, queue, monitor_queues.c_str(), static_cast<unsigned long long>(dropped),
+                ts.n, trip_text, gate_text);
+    if (t_timeouts > 0 || g_timeouts > 0) {
+      std::printf("        (timeouts this interval: %ld trips, %ld gate requests)\n", t_timeouts,
+                  g_timeouts);
+    }
+    std::fflush(stdout);
+  }
+  stop = true;
+  tripper.join();
+  asker.join();
+  for (auto& l : loads) l->stop();
+  auto final_status = ctl.status(5000ms);
+
+  // Flat after warm-up: the fitted slope of RSS over the second half of the run.
+  std::vector<std::pair<double, double>> second_half;
+  const double half = minutes / 2.0;
+  for (const auto& p : rss_series) {
+    if (p.first >= half) second_half.push_back(p);
+  }
+  const double slope = fitted_slope(second_half);  // KiB per minute
+  double lo = 0, hi = 0, first_mean = 0;
+  std::size_t first_n = 0;
+  for (const auto& [t, kib] : rss_series) {
+    if (t < half) {
+      first_mean += kib;
+      ++first_n;
+    }
+  }
+  if (!second_half.empty()) {
+    lo = hi = second_half.front().second;
+    for (const auto& p : second_half) {
+      lo = std::min(lo, p.second);
+      hi = std::max(hi, p.second);
+    }
+  }
+  const bool flat = !lost_daemon && second_half.size() >= 2 && std::fabs(slope) <= max_slope;
+  const summary all = summarize(all_trip_ms);
+  std::uint64_t sent = 0, client_dropped = 0;
+  for (const auto& l : loads) {
+    sent += l->sent();
+    client_dropped += l->dropped();
+  }
+  std::printf(
+      "soak summary: %.1f min, %llu envelopes sent (%llu dropped by the publishers), "
+      "%llu evaluated\n",
+      minutes, static_cast<unsigned long long>(sent),
+      static_cast<unsigned long long>(client_dropped),
+      static_cast<unsigned long long>(final_status ? final_status->events() - events0 : 0));
+  std::printf(
+      "  RSS: first half mean %.1f MiB; second half %.1f .. %.1f MiB, fitted slope "
+      "%+.1f KiB/min (threshold %.0f KiB/min)\n",
+      first_n > 0 ? first_mean / static_cast<double>(first_n) / 1024.0 : 0.0, lo / 1024.0,
+      hi / 1024.0, slope, max_slope);
+  std::printf("  queues: engine at most %ld, monitors at most %ld (at the rows)\n", max_queue,
+              max_monitor_queue);
+  print_summary("event -> breaker (all rows)", "ms", all);
+  std::printf("  RSS flat after warm-up: %s\n", flat ? "yes" : "NO");
+  result("rss_slope_kib_per_min", slope);
+  result("rss_second_half_min_mib", lo / 1024.0);
+  result("rss_second_half_max_mib", hi / 1024.0);
+  result("trip_p50_ms", all.p50);
+  result("trip_p99_ms", all.p99);
+  result("flat", flat ? 1 : 0);
+  watch->reset();
+  d->stop();
+  return flat ? 0 : 1;
+}
+
 int run_envelope(const args& a) {
   const int batch = static_cast<int>(a.num("batch", 8));
   const auto size = batch_envelope(batch).ByteSizeLong();
@@ -965,7 +1252,9 @@ int run_envelope(const args& a) {
 int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
-    std::fprintf(stderr, "usage: sidecar_load ceiling|ingest|latency|gate|envelope [--opt value]...\n");
+    std::fprintf(stderr,
+                 "usage: sidecar_load ceiling|ingest|latency|gate|rtt|soak|envelope "
+                 "[--opt value]...\n");
     return 2;
   }
   const std::string cmd = argv[1];
@@ -976,5 +1265,6 @@ int main(int argc, char** argv) {
   if (cmd == "gate") return run_gate(a);
   if (cmd == "envelope") return run_envelope(a);
   if (cmd == "rtt") return run_rtt(a);
+  if (cmd == "soak") return run_soak(a);
   die("unknown subcommand '" + cmd + "'");
 }

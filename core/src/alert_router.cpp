@@ -27,8 +27,10 @@ namespace {
 using json = nlohmann::ordered_json;
 
 // Duplicate suppression remembers this many deliveries (and resolves); older ones are forgotten
-// first. Alerts are rare, so this spans far more than any retry window.
-constexpr std::size_t remembered_deliveries = 65536;
+// first. The duplicates it is there for come minutes apart (a probation_end resolve after the
+// reset's), and one it misses is only a second delivery, which receivers deduplicate anyway; a
+// larger window costs memory that grows for hours (about 250 bytes an entry).
+constexpr std::size_t remembered_deliveries = 4096;
 
 std::int64_t system_now() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -708,8 +710,9 @@ struct alert_router::impl {
     auto next_resend = steady::now();  // once at start: Alertmanager may have expired our alerts
                                        // while we were down
     auto last_scan = steady::now() - min_scan_gap;
+    steady::duration scan_gap = min_scan_gap;
     while (!st.stop_requested()) {
-      if (const auto earliest = last_scan + min_scan_gap; steady::now() < earliest) {
+      if (const auto earliest = last_scan + scan_gap; steady::now() < earliest) {
         std::unique_lock lock(mu);
         dispatch_cv.wait_until(lock, st, earliest, [] { return false; });
         if (st.stop_requested()) break;
@@ -732,6 +735,10 @@ struct alert_router::impl {
       } catch (...) {
         detail::log().error("alert router: dispatching failed");
       }
+      // A scan costs in proportion to the backlog (a slow receiver can leave thousands of
+      // alerts pending): the next one waits at least four times as long as this one took, so the
+      // dispatcher uses at most a fifth of a core however large the backlog grows.
+      scan_gap = std::max<steady::duration>(min_scan_gap, 4 * (steady::now() - last_scan));
       std::unique_lock lock(mu);
       dispatch_cv.wait_until(lock, st, wake, [&] { return dirty; });
       dirty = false;
@@ -815,9 +822,9 @@ struct alert_router::impl {
         in_flight.erase(id);
         continue;
       }
-      if (is_resolve) {
+      if (is_resolve && has_alertmanager) {
         // From here on, no re-send may fire this incident again: the resolve is queued behind
-        // any re-send already queued, and later ones check this set.
+        // any re-send already queued, and later ones check this set (only re-sends do).
         std::lock_guard lock(mu);
         resolved.insert(resolved_key);
       }
@@ -1073,15 +1080,18 @@ void alert_router::start() {
 }
 
 void alert_router::stop() {
+  stop(std::chrono::steady_clock::now() +
+       std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+           impl_->options.stop_deadline));
+}
+
+void alert_router::stop(std::chrono::steady_clock::time_point deadline) {
   impl& m = *impl_;
   std::lock_guard lock(m.lifecycle_mu);
   if (!m.running) return;
   // First no new hand-overs, then the workers drain what they hold until the deadline.
   m.dispatcher.request_stop();
   m.dispatcher.join();
-  const auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(m.options.stop_deadline);
   for (auto& s : m.slots) s->worker.request_stop();
   bool drained = false;
   {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <thread>
 #include <typeinfo>
+#include <unordered_map>
 
 #include <loopwarden/core/plugin_host.hpp>
 
@@ -33,6 +34,34 @@ std::int64_t steady_ns() {
 }
 
 struct runner;
+
+// Deliveries to monitors that were dropped, per source of the envelope (source_stats::
+// monitor_dropped). Shared by an engine's runners and handed on with them at a reload. Bounded:
+// past max_sources names only the sources already known are counted. Thread-safety: every
+// method locks; the dispatcher, the workers and the watchdog all count into it.
+class drop_ledger {
+ public:
+  explicit drop_ledger(std::size_t max_sources) : max_sources_(max_sources) {}
+  void add(const std::string& source, std::uint64_t n) {
+    std::lock_guard lock(mu_);
+    auto it = by_source_.find(source);
+    if (it == by_source_.end()) {
+      if (by_source_.size() >= max_sources_) return;
+      it = by_source_.emplace(source, 0).first;
+    }
+    it->second += n;
+  }
+  std::uint64_t of(const std::string& source) const {
+    std::lock_guard lock(mu_);
+    auto it = by_source_.find(source);
+    return it == by_source_.end() ? 0 : it->second;
+  }
+
+ private:
+  const std::size_t max_sources_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::uint64_t> by_source_;  // guarded by mu_
+};
 
 // One call a monitor's worker makes: an event, a tick, or a piece of work the dispatcher waits
 // for (a gate answer, a snapshot, a restore).
@@ -63,6 +92,7 @@ struct runner {
   mutable std::mutex spec_mu;
   std::map<std::string, sdk::breaker_spec> specs;   // guarded by spec_mu
   std::map<std::string, breaker_config> overrides;  // guarded by spec_mu
+  std::shared_ptr<drop_ledger> drops;               // guarded by spec_mu: the engine's
 
   std::atomic<bool> disabled{false};
   std::atomic<bool> hung{false};
@@ -105,9 +135,18 @@ struct runner {
     std::lock_guard lock(stats_mu);
     stats.current = st;
   }
-  void count_dropped(std::uint64_t n = 1) {
-    std::lock_guard lock(stats_mu);
-    stats.dropped += n;
+  // Counts `e` as not delivered to this monitor, for the monitor and for the event's source.
+  void count_dropped(const v1::Envelope& e) {
+    {
+      std::lock_guard lock(stats_mu);
+      ++stats.dropped;
+    }
+    std::shared_ptr<drop_ledger> ledger;
+    {
+      std::lock_guard lock(spec_mu);
+      ledger = drops;
+    }
+    if (ledger) ledger->add(e.source(), 1);
   }
 };
 
@@ -363,7 +402,7 @@ void worker_loop(runner& r) {
     }
     r.space_cv.notify_all();
     if (r.disabled && t.what == task::kind::event) {
-      r.count_dropped();
+      r.count_dropped(*t.event);
     } else {
       execute(r, t);
     }
@@ -382,13 +421,13 @@ void worker_loop(runner& r) {
 // Drops every queued event of a hung or disabled monitor (releasing what they pin); returns how
 // many. Work the dispatcher waits for stays queued: it is answered when the worker comes back.
 std::uint64_t drop_queued_events(runner& r) {
-  std::uint64_t dropped = 0;
+  std::vector<std::shared_ptr<const v1::Envelope>> dropped;
   {
     std::lock_guard lock(r.queue_mu);
     for (auto it = r.queue.begin(); it != r.queue.end();) {
       if (it->what == task::kind::event) {
+        dropped.push_back(std::move(it->event));
         it = r.queue.erase(it);
-        ++dropped;
       } else {
         ++it;
       }
@@ -396,8 +435,8 @@ std::uint64_t drop_queued_events(runner& r) {
     r.queued_events = 0;
   }
   r.space_cv.notify_all();
-  if (dropped > 0) r.count_dropped(dropped);
-  return dropped;
+  for (const auto& e : dropped) r.count_dropped(*e);
+  return dropped.size();
 }
 
 // Runs `work` on the runner's worker (threaded) or here, and waits up to `timeout` for it.
@@ -460,7 +499,8 @@ struct engine::impl {
   engine_counters counters;  // guarded by counters_mu
 
   mutable std::mutex accounting_mu;
-  std::unique_ptr<source_accounting> accounting;             // guarded by accounting_mu
+  std::unique_ptr<source_accounting> accounting;  // guarded by accounting_mu
+  std::shared_ptr<drop_ledger> drops;  // set at creation; replaced only by adopt_unchanged
   std::map<std::string, sdk::breaker_spec> telemetry_specs;  // telemetry.silence, telemetry.loss
 
   std::jthread watchdog;  // threaded engines: marks monitors hung
@@ -472,7 +512,10 @@ struct engine::impl {
   void start_worker(runner& r);
   void stop_workers();
   void watch(std::stop_token stop);
-  void dispatch(runner& r, const std::shared_ptr<const v1::Envelope>& e, std::int64_t clock);
+  // Queues `e` for `r` (threaded) or runs it (synchronous). `copy` is the event's own copy for
+  // lagging monitors, made by the first that needs it and shared by the rest.
+  void dispatch(runner& r, const std::shared_ptr<const v1::Envelope>& e, std::int64_t clock,
+                std::shared_ptr<const v1::Envelope>& copy);
 };
 
 engine::impl::~impl() {
@@ -501,8 +544,9 @@ void engine::impl::stop_workers() {
   for (auto& r : runners) {
     if (!r || !r->worker.joinable()) continue;
     {
+      // A monitor the watchdog marked hung is not waited for: it has already had its deadline.
       std::unique_lock lock(r->queue_mu);
-      r->space_cv.wait_until(lock, deadline, [&] { return r->finished.load(); });
+      r->space_cv.wait_until(lock, deadline, [&] { return r->finished.load() || r->hung.load(); });
     }
     if (r->finished) {
       r->worker.join();
@@ -572,14 +616,27 @@ void engine::impl::watch(std::stop_token stop) {
   }
 }
 
+namespace {
+
+// With overflow: drop, a monitor this many events behind gets its own copy of each further
+// envelope instead of sharing the caller's. The live daemon's envelopes share one ingest batch
+// (up to 64 envelopes parsed into one 64 KiB arena) that stays alive while any of them is queued
+// anywhere. Under back-pressure (block) a queue holds consecutive envelopes, a few batches; but a
+// lagging monitor that drops most of a flood keeps one envelope of each of queue_capacity
+// different batches, and pinned queue_capacity whole batches (64 MiB at the default 1024). With
+// copies it pins at most this many batches plus the copies' own size (docs/reliability.md).
+constexpr std::size_t shared_queue_limit = 64;
+
+}  // namespace
+
 void engine::impl::dispatch(runner& r, const std::shared_ptr<const v1::Envelope>& e,
-                            std::int64_t clock) {
+                            std::int64_t clock, std::shared_ptr<const v1::Envelope>& copy) {
   if (!threaded) {
     run_event(r, *e, clock);
     return;
   }
   if (r.disabled || r.hung) {
-    r.count_dropped();
+    r.count_dropped(*e);
     return;
   }
   {
@@ -587,7 +644,7 @@ void engine::impl::dispatch(runner& r, const std::shared_ptr<const v1::Envelope>
     if (r.queued_events >= r.cfg.queue_capacity) {
       if (options.overflow == overflow_policy::drop) {
         lock.unlock();
-        r.count_dropped();
+        r.count_dropped(*e);
         return;
       }
       // Back-pressure, but never behind a monitor that hangs or gets disabled meanwhile.
@@ -596,13 +653,29 @@ void engine::impl::dispatch(runner& r, const std::shared_ptr<const v1::Envelope>
       }
       if (r.hung || r.disabled || r.stopping) {
         lock.unlock();
-        r.count_dropped();
+        r.count_dropped(*e);
         return;
       }
     }
-    task t;
-    t.event = e;
-    t.clock = clock;
+    if (options.overflow != overflow_policy::drop || r.queued_events < shared_queue_limit) {
+      task t;
+      t.event = e;
+      t.clock = clock;
+      r.queue.push_back(std::move(t));
+      ++r.queued_events;
+      lock.unlock();
+      r.work_cv.notify_one();
+      return;
+    }
+  }
+  // Copied outside the lock, so the worker keeps taking events meanwhile; only this thread adds
+  // events, so the room found above is still there.
+  if (!copy) copy = std::make_shared<const v1::Envelope>(*e);
+  task t;
+  t.event = copy;
+  t.clock = clock;
+  {
+    std::lock_guard lock(r.queue_mu);
     r.queue.push_back(std::move(t));
     ++r.queued_events;
   }
@@ -633,6 +706,7 @@ void engine::impl::apply_specs(runner& r) {
   r.specs = std::move(specs);
   r.overrides = std::move(own_overrides);
   r.registry = registry;
+  r.drops = drops;
 }
 
 void engine::impl::trip_telemetry(const std::string& breaker, const source_stats& s,
@@ -692,6 +766,7 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
 
   // The engine's own breakers, for the event stream itself.
   m.accounting = std::make_unique<source_accounting>(m.cfg.telemetry);
+  m.drops = std::make_shared<drop_ledger>(m.cfg.telemetry.max_sources);
   m.telemetry_specs["telemetry.silence"] = {"telemetry.silence", sdk::breaker_action::pause,
                                             sdk::severity::warning, sdk::breaker_scope::run,
                                             "a source stopped sending events and heartbeats"};
@@ -864,8 +939,9 @@ void engine::process(std::shared_ptr<const v1::Envelope> event, std::int64_t rec
                          std::to_string(m.cfg.telemetry.loss_threshold));
   }
   if (verdict == seq_verdict::duplicate) return;
+  std::shared_ptr<const v1::Envelope> copy;
   for (runner* r : m.routes[static_cast<std::size_t>(*kind)])
-    m.dispatch(*r, event, m.clock_unix_nano);
+    m.dispatch(*r, event, m.clock_unix_nano, copy);
 }
 
 bool engine::wait_idle(std::chrono::milliseconds timeout) {
@@ -880,6 +956,17 @@ bool engine::wait_idle(std::chrono::milliseconds timeout) {
     all = all && idle && !r->hung;
   }
   return all;
+}
+
+std::uint64_t engine::discard_queued_events() {
+  impl& m = *impl_;
+  if (!m.threaded) return 0;
+  std::uint64_t dropped = 0;
+  std::lock_guard runners_lock(m.runners_mu);
+  for (auto& r : m.runners) {
+    if (r) dropped += drop_queued_events(*r);
+  }
+  return dropped;
 }
 
 gate_outcome engine::gate(const v1::GateRequest& request) {
@@ -1049,8 +1136,13 @@ void engine::tick(std::int64_t now_unix_nano) {
 }
 
 std::vector<source_stats> engine::sources() const {
-  std::lock_guard lock(impl_->accounting_mu);
-  return impl_->accounting->sources();
+  std::vector<source_stats> out;
+  {
+    std::lock_guard lock(impl_->accounting_mu);
+    out = impl_->accounting->sources();
+  }
+  for (auto& s : out) s.monitor_dropped = impl_->drops->of(s.source);
+  return out;
 }
 
 namespace {
@@ -1098,6 +1190,8 @@ std::vector<std::string> engine::adopt_unchanged(engine& old) {
   impl& o = *old.impl_;
   std::vector<std::string> kept;
   std::scoped_lock runners_lock(m.runners_mu, o.runners_mu);
+  // The drop counts carry over like the sources they belong to (swapped below).
+  m.drops = o.drops;
   for (auto& fresh : m.runners) {
     for (auto& previous : o.runners) {
       if (!previous || identity(previous->cfg) != identity(fresh->cfg)) continue;
@@ -1113,6 +1207,10 @@ std::vector<std::string> engine::adopt_unchanged(engine& old) {
       kept.push_back(fresh->cfg.name);
       break;
     }
+  }
+  for (auto& r : m.runners) {
+    std::lock_guard lock(r->spec_mu);
+    r->drops = m.drops;
   }
   std::scoped_lock lock(m.accounting_mu, o.accounting_mu);
   std::swap(m.accounting, o.accounting);

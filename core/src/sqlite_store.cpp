@@ -667,6 +667,13 @@ struct sqlite_state_store::impl {
   alert_planner planner;                                           // guarded by mu
   std::uint64_t planner_errors = 0;                                // guarded by mu
 
+  // A second, read-only connection for the alert router's outbox scans. In WAL mode a reader
+  // never blocks the writer, so a scan over a large backlog (a slow receiver) does not hold `mu`
+  // while a trip waits to be recorded. Opened on first use.
+  std::mutex read_mu;
+  connection read_db;          // guarded by read_mu
+  statement_ptr read_pending;  // guarded by read_mu
+
   status error(int rc, std::string_view doing) const {
     return sqlite_error(db.get(), rc, path, doing);
   }
@@ -872,6 +879,11 @@ sqlite_state_store::sqlite_state_store(std::unique_ptr<impl> state) : impl_(std:
 
 sqlite_state_store::~sqlite_state_store() {
   if (!impl_) return;
+  {
+    std::lock_guard lock(impl_->read_mu);
+    impl_->read_pending.reset();
+    impl_->read_db.reset();
+  }
   std::lock_guard lock(impl_->mu);
   // Statements before the connection: closing a connection with live statements leaves it a
   // zombie until they are finalized.
@@ -1100,12 +1112,29 @@ status sqlite_state_store::enqueue(std::vector<outbox_alert> alerts) {
 
 result<std::vector<outbox_alert>> sqlite_state_store::pending(std::size_t limit) {
   auto& s = *impl_;
-  std::lock_guard lock(s.mu);
+  const std::string doing = "can't read pending alerts";
+  // On the reader connection (see impl::read_db), not under `mu`. Each call is its own read
+  // transaction, so it sees every update committed before it started.
+  std::lock_guard lock(s.read_mu);
+  if (!s.read_pending) {
+    sqlite3* raw = nullptr;
+    int rc = sqlite3_open_v2(s.path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
+    connection db(raw);
+    if (rc != SQLITE_OK) return sqlite_error(db.get(), rc, s.path, doing);
+    sqlite3_extended_result_codes(db.get(), 1);
+    sqlite3_busy_timeout(db.get(), 5000);
+    sqlite3_stmt* st = nullptr;
+    rc = sqlite3_prepare_v3(db.get(), sql_pending_outbox, -1, SQLITE_PREPARE_PERSISTENT, &st,
+                            nullptr);
+    if (rc != SQLITE_OK) return sqlite_error(db.get(), rc, s.path, doing);
+    s.read_pending.reset(st);
+    s.read_db = std::move(db);
+  }
   std::vector<outbox_alert> out;
-  const int rc = s.execute(
-      sql_pending_outbox, [&](const query& q) { out.push_back(read_outbox_alert(q)); },
+  const int rc = run(
+      s.read_pending.get(), [&](const query& q) { out.push_back(read_outbox_alert(q)); },
       clamp_limit(limit));
-  if (rc != SQLITE_OK) return s.error(rc, "can't read pending alerts");
+  if (rc != SQLITE_OK) return sqlite_error(s.read_db.get(), rc, s.path, doing);
   return out;
 }
 

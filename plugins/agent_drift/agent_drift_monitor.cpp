@@ -54,7 +54,9 @@ constexpr std::uint64_t max_tokens_per_step = 1'000'000'000;
 constexpr double max_cost_per_step = 1e9;
 constexpr std::uint64_t max_length = 1'000'000'000;
 constexpr std::size_t max_id_length = 256;
-constexpr std::uint32_t snapshot_version = 1;
+// Format 2 dropped the budgets' and the iteration cap's "already tripped" flags (they trip at
+// every step past the limit; the registry latches an open breaker); format 1 is still read.
+constexpr std::uint32_t snapshot_version = 2;
 
 // A map key made of several ids, each length-prefixed so that no two id tuples share a key
 // ("a" + "b|c" and "a|b" + "c" differ whatever characters the ids hold).
@@ -79,8 +81,6 @@ std::string format_number(double v) {
 struct run_budget {
   std::uint64_t tokens = 0;
   double cost = 0.0;
-  bool tokens_tripped = false;
-  bool cost_tripped = false;
 };
 
 class agent_drift_monitor final : public sdk::monitor {
@@ -176,8 +176,6 @@ class agent_drift_monitor final : public sdk::monitor {
       w.write_string(key);
       w.write_u64(r.tokens);
       w.write_f64(r.cost);
-      w.write_bool(r.tokens_tripped);
-      w.write_bool(r.cost_tripped);
     });
     w.write_u64(sessions_.size());
     sessions_.for_each_by_recency([&](const std::string& key, const ad::session_guards& g) {
@@ -239,8 +237,8 @@ class agent_drift_monitor final : public sdk::monitor {
                       ? std::numeric_limits<std::uint64_t>::max()
                       : run->tokens + tokens;
     run->cost += cost;
-    if (g.run_tokens > 0 && !run->tokens_tripped && run->tokens > g.run_tokens) {
-      run->tokens_tripped = true;
+    // Every step of a run over its budget trips (see session_guards::observe for why).
+    if (g.run_tokens > 0 && run->tokens > g.run_tokens) {
       findings.push_back({"run_tokens",
                           "the run used " + std::to_string(run->tokens) + " tokens (budget " +
                               std::to_string(g.run_tokens) + ")",
@@ -248,8 +246,7 @@ class agent_drift_monitor final : public sdk::monitor {
                            {"count", std::to_string(run->tokens)},
                            {"limit", std::to_string(g.run_tokens)}}});
     }
-    if (g.run_cost > 0.0 && !run->cost_tripped && run->cost > g.run_cost) {
-      run->cost_tripped = true;
+    if (g.run_cost > 0.0 && run->cost > g.run_cost) {
       findings.push_back({"run_cost",
                           "the run cost " + format_number(run->cost) + " (budget " +
                               format_number(g.run_cost) + ")",
@@ -391,9 +388,8 @@ class agent_drift_monitor final : public sdk::monitor {
 
   sdk::status read_snapshot(std::string_view state) {
     sdk::state_reader r(state);
-    if (auto version = r.read_header("agent_drift", snapshot_version); !version.ok()) {
-      return version.error();
-    }
+    const auto version = r.read_header("agent_drift", snapshot_version);
+    if (!version.ok()) return version.error();
     if (r.read_u64() != ad::settings_digest(s_)) {
       r.fail("taken under other drift, cycle, storm or memory settings");
       return r.finish();
@@ -409,15 +405,17 @@ class agent_drift_monitor final : public sdk::monitor {
       run_budget b;
       b.tokens = r.read_u64();
       b.cost = r.read_f64();
-      b.tokens_tripped = r.read_bool();
-      b.cost_tripped = r.read_bool();
+      if (*version == 1) {
+        (void)r.read_bool();  // format 1's "run tokens tripped" and "run cost tripped": unused
+        (void)r.read_bool();
+      }
       if (r.ok()) runs_.insert(key, b);
     }
     n = r.read_count(s_.limits.max_sessions);
     for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
       std::string key = r.read_string(max_key);
       ad::session_guards g(s_);
-      if (g.load(r, s_)) sessions_.insert(key, std::move(g));
+      if (g.load(r, s_, *version)) sessions_.insert(key, std::move(g));
     }
     n = r.read_count(s_.limits.max_agents);
     for (std::uint64_t i = 0; i < n && r.ok(); ++i) {

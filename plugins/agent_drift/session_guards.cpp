@@ -476,16 +476,18 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     deferral_steps_ = 0;
   }
 
-  if (g.max_steps > 0 && !steps_tripped_ && steps_ >= g.max_steps) {
-    steps_tripped_ = true;
+  // The cap and the budgets trip at every step past them, not once: the registry ignores a trip
+  // on an open breaker, and one an operator reset while the session goes on past its cap or
+  // budget opens again at the session's next step. To continue past a budget, raise it (a config
+  // reload) or start a new session.
+  if (g.max_steps > 0 && steps_ >= g.max_steps) {
     report({"iteration_cap",
             "the session reached its cap of " + std::to_string(g.max_steps) + " steps",
             {{"pattern", "step " + std::to_string(steps_) + " of the session"},
              {"count", std::to_string(steps_)},
              {"limit", std::to_string(g.max_steps)}}});
   }
-  if (g.session_tokens > 0 && !tokens_tripped_ && tokens_ > g.session_tokens) {
-    tokens_tripped_ = true;
+  if (g.session_tokens > 0 && tokens_ > g.session_tokens) {
     report({"session_tokens",
             "the session used " + format_tokens(tokens_) + " tokens (budget " +
                 format_tokens(g.session_tokens) + ")",
@@ -493,8 +495,7 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
              {"count", std::to_string(tokens_)},
              {"limit", std::to_string(g.session_tokens)}}});
   }
-  if (g.session_cost > 0.0 && !cost_tripped_ && cost_ > g.session_cost) {
-    cost_tripped_ = true;
+  if (g.session_cost > 0.0 && cost_ > g.session_cost) {
     report({"session_cost",
             "the session cost " + format_number(cost_) + " (budget " +
                 format_number(g.session_cost) + ")",
@@ -512,9 +513,6 @@ void session_guards::save(sdk::state_writer& w) const {
   w.write_u64(steps_);
   w.write_u64(tokens_);
   w.write_f64(cost_);
-  w.write_bool(steps_tripped_);
-  w.write_bool(tokens_tripped_);
-  w.write_bool(cost_tripped_);
   w.write_i64(now_);
   w.write_bool(has_hashes_);
   w.write_u64(last_hash_);
@@ -563,14 +561,16 @@ void session_guards::save(sdk::state_writer& w) const {
   w.write_u64(deferral_steps_);
 }
 
-bool session_guards::load(sdk::state_reader& r, const settings& s) {
+bool session_guards::load(sdk::state_reader& r, const settings& s, std::uint32_t version) {
   const std::size_t max_keys = s.limits.max_distinct_actions;
   steps_ = r.read_u64();
   tokens_ = r.read_u64();
   cost_ = r.read_f64();
-  steps_tripped_ = r.read_bool();
-  tokens_tripped_ = r.read_bool();
-  cost_tripped_ = r.read_bool();
+  if (version == 1) {
+    // The cap's and the budgets' "already tripped" flags: no longer kept (they trip at every step
+    // past the limit), read only so that a format 1 snapshot still restores.
+    for (int i = 0; i < 3; ++i) (void)r.read_bool();
+  }
   now_ = r.read_i64();
   has_hashes_ = r.read_bool();
   last_hash_ = r.read_u64();

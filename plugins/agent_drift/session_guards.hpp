@@ -65,14 +65,16 @@ class session_guards {
 
   // Runs every guard over one step, in call order; returns what tripped, at most one finding
   // per guard. A guard that trips starts counting afresh, so a loop that goes on trips again
-  // after another full count; the budgets and the iteration cap trip once per session.
+  // after another full count; the iteration cap and the budgets trip at every step past them.
   std::vector<guard_finding> observe(const step_input& in, const settings& s);
 
   std::uint64_t steps() const { return steps_; }
   std::uint64_t tokens() const { return tokens_; }
 
   void save(sdk::state_writer& w) const;
-  bool load(sdk::state_reader& r, const settings& s);
+  // Reads what save() wrote in the monitor's snapshot format `version` (1 or 2; 1 also held
+  // three flags, skipped).
+  bool load(sdk::state_reader& r, const settings& s, std::uint32_t version);
 
  private:
   struct error_streak {
@@ -86,9 +88,6 @@ class session_guards {
   std::uint64_t steps_ = 0;
   std::uint64_t tokens_ = 0;
   double cost_ = 0.0;
-  bool steps_tripped_ = false;
-  bool tokens_tripped_ = false;
-  bool cost_tripped_ = false;
   std::int64_t now_ = 0;  // the latest clock seen (the session's clock never moves back)
 
   bool has_hashes_ = false;  // the session has reported a workspace hash

@@ -694,20 +694,19 @@ void pipeline::evaluate(std::int64_t b, sdk::context& ctx) {
   overloaded_ = overloaded;
   const bool sustained = overloaded && b - overload_since_ >= s_.sustain_ns;
   const bool over_max = backlog >= s_.max_backlog && rv.utilisation > 1.0;
-  if ((sustained || over_max) && !bottleneck_tripped_) {
-    bottleneck_tripped_ = true;
+  // Each check trips at every evaluation where it holds, not once per episode: the registry
+  // ignores a trip on an open breaker (no transition, no alert), and one an operator reset while
+  // the cause persists opens again (from probation, escalated) at the next evaluation.
+  if (sustained || over_max) {
     trip_bottleneck(b, views, bottleneck, share, amdahl, flow, growth_per_hour, hours_to_max,
                     sustained ? (stalled ? "stalled" : "sustained_growth") : "max_backlog", ctx);
-  } else if (!overloaded && backlog < s_.max_backlog) {
-    bottleneck_tripped_ = false;
   }
 
   // Coverage: merged items with a human review.
   const double coverage = h.merges > 0.0 ? h.merges_reviewed / h.merges : nan_value;
   const bool low_coverage =
       h.merges >= static_cast<double>(s_.min_merges) && coverage < s_.coverage_floor;
-  if (low_coverage && !coverage_tripped_) {
-    coverage_tripped_ = true;
+  if (low_coverage) {
     sdk::trip_request req;
     req.breaker = s_.unreviewed_breaker;
     req.run_id = run_id_;
@@ -726,8 +725,6 @@ void pipeline::evaluate(std::int64_t b, sdk::context& ctx) {
                      "review the unreviewed merges; hold merges until coverage "
                      "is back above the floor"}};
     ctx.trip(std::move(req));
-  } else if (!low_coverage) {
-    coverage_tripped_ = false;
   }
 
   // Review depth and rubber stamps.
@@ -747,8 +744,7 @@ void pipeline::evaluate(std::int64_t b, sdk::context& ctx) {
                        depth_ratio < s_.depth_floor && depth_z >= s_.depth_z;
   const bool stamping =
       h.approvals >= static_cast<double>(s_.min_reviews) && stamp_share > s_.stamp_share_ceiling;
-  if ((shallow || stamping) && !stamp_tripped_) {
-    stamp_tripped_ = true;
+  if (shallow || stamping) {
     sdk::trip_request req;
     req.breaker = s_.rubber_stamp_breaker;
     req.run_id = run_id_;
@@ -782,8 +778,6 @@ void pipeline::evaluate(std::int64_t b, sdk::context& ctx) {
                      "re-review the recent approvals; reduce the review load "
                      "before reviewers are asked to go faster"}};
     ctx.trip(std::move(req));
-  } else if (!shallow && !stamping) {
-    stamp_tripped_ = false;
   }
 
   // Gauges: the latest evaluation of this pipeline.
@@ -899,7 +893,7 @@ void pipeline::trip_bottleneck(std::int64_t b, const std::vector<stage_view>& vi
 
 // --- snapshot ----------------------------------------------------------------------------------
 //
-// Everything learned, in a fixed order: the clock, the checks' latches, the baselines, every
+// Everything learned, in a fixed order: the clock, the overload state, the baselines, every
 // stage's buckets and sketches, the review-health buckets, the items and the finished ids. The
 // reader checks every count against the configured limits and every bucket against its slot.
 
@@ -998,9 +992,7 @@ void pipeline::encode(sdk::state_writer& w) const {
        {clock_, earliest_, last_eval_, anchor_engine_, anchor_clock_, overload_since_}) {
     w.write_i64(v);
   }
-  for (bool v : {overloaded_, bottleneck_tripped_, coverage_tripped_, stamp_tripped_}) {
-    w.write_bool(v);
-  }
+  w.write_bool(overloaded_);
   w.write_f64(baseline_depth_);
   w.write_f64(baseline_depth_n_);
   write_sketch(w, baseline_depth_sketch_);
@@ -1040,15 +1032,18 @@ void pipeline::encode(sdk::state_writer& w) const {
   for (const auto& id : done_order_) w.write_string(id);
 }
 
-void pipeline::decode(sdk::state_reader& r) {
+void pipeline::decode(sdk::state_reader& r, std::uint32_t version) {
   const std::size_t n_stages = stages_.size();
   started_ = r.read_bool();
   for (std::int64_t* v :
        {&clock_, &earliest_, &last_eval_, &anchor_engine_, &anchor_clock_, &overload_since_}) {
     *v = r.read_i64();
   }
-  for (bool* v : {&overloaded_, &bottleneck_tripped_, &coverage_tripped_, &stamp_tripped_}) {
-    *v = r.read_bool();
+  overloaded_ = r.read_bool();
+  if (version == 1) {
+    // The latches of the bottleneck, coverage and rubber-stamp checks: no longer kept (each
+    // check trips while it holds), read only so that a format 1 snapshot still restores.
+    for (int i = 0; i < 3; ++i) (void)r.read_bool();
   }
   baseline_depth_ = r.read_f64();
   baseline_depth_n_ = r.read_f64();

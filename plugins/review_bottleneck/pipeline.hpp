@@ -136,8 +136,9 @@ class pipeline {
   void evict_oldest();
 
   void encode(sdk::state_writer& w) const;
-  // Fails the reader on inconsistent data.
-  void decode(sdk::state_reader& r);
+  // Reads what encode() wrote in snapshot format `version` (1 or 2; 1 also held three latches,
+  // skipped). Fails the reader on inconsistent data.
+  void decode(sdk::state_reader& r, std::uint32_t version);
 
   const std::string& run_id() const { return run_id_; }
 
@@ -245,11 +246,10 @@ class pipeline {
   std::unordered_set<std::string> done_;
 
   // Checks.
+  // No "already tripped" latches: every evaluation where a check holds trips its breaker, and
+  // the registry keeps an open breaker open (a reset while the cause persists opens it again).
   bool overloaded_ = false;          // at the last evaluation
   std::int64_t overload_since_ = 0;  // the evaluation where the current overload began
-  bool bottleneck_tripped_ = false;  // latched until the overload clears
-  bool coverage_tripped_ = false;
-  bool stamp_tripped_ = false;
 };
 
 }  // namespace loopwarden::plugins::review_bottleneck

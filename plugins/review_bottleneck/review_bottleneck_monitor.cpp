@@ -48,7 +48,9 @@ namespace sdk = loopwarden::sdk;
 namespace v1 = loopwarden::v1;
 namespace rb = loopwarden::plugins::review_bottleneck;
 
-constexpr std::uint32_t snapshot_version = 1;
+// Format 2 dropped the checks' "already tripped" latches (the registry latches an open breaker);
+// format 1 is still read, its latches skipped.
+constexpr std::uint32_t snapshot_version = 2;
 constexpr std::size_t max_id_length = 256;
 constexpr std::uint64_t max_size = 100'000'000;  // changed lines: beyond this is absurd
 constexpr std::int64_t max_stage_duration = 10LL * 365 * 24 * rb::ns_per_hour;
@@ -140,7 +142,8 @@ class review_bottleneck_monitor final : public sdk::monitor {
 
   sdk::status restore(std::string_view state) override {
     sdk::state_reader r(state);
-    if (auto v = r.read_header("review_bottleneck", snapshot_version); !v.ok()) return v.error();
+    const auto version = r.read_header("review_bottleneck", snapshot_version);
+    if (!version.ok()) return version.error();
     const std::string fingerprint = r.read_string(4096);
     if (r.ok() && fingerprint != s_.fingerprint()) {
       return sdk::make_error(sdk::status_code::invalid_argument,
@@ -158,7 +161,7 @@ class review_bottleneck_monitor final : public sdk::monitor {
     for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
       std::string run = r.read_string(max_id_length);
       auto p = std::make_unique<rb::pipeline>(run, s_, counters_);
-      p->decode(r);
+      p->decode(r, *version);
       items += p->items();
       pipelines.emplace(std::move(run), std::move(p));
     }

@@ -125,6 +125,13 @@ core::status ingest_loop::start() {
   return s;
 }
 
+void ingest_loop::stop(std::chrono::steady_clock::time_point drain_deadline) {
+  drain_deadline_ns_ =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(drain_deadline.time_since_epoch())
+          .count();
+  stop();
+}
+
 void ingest_loop::stop() {
   if (thread_.joinable()) {
     thread_.request_stop();
@@ -218,8 +225,16 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
   std::vector<std::string_view> views;  // frames as text for check_ingest_message, reused
 
   // While running, a blocked send waits for the engine; once stop is requested, only until the
-  // drain deadline.
+  // drain deadline (a send blocked behind a slow monitor must not hold the shutdown past it).
   std::optional<std::chrono::steady_clock::time_point> give_up_at;
+  auto drain_deadline = [&] {
+    if (!give_up_at) {
+      const std::int64_t ns = drain_deadline_ns_.load();
+      give_up_at = ns != 0 ? std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns))
+                           : std::chrono::steady_clock::now() + transport_.drain_timeout;
+    }
+    return *give_up_at;
+  };
   std::unique_ptr<event_batch> batch = take_batch();
   // Sends the current batch (if it holds anything) and starts a new one.
   auto enqueue = [&] {
@@ -236,7 +251,7 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
         return;
       }
       if (!block) break;
-      if (give_up_at && std::chrono::steady_clock::now() >= *give_up_at) break;
+      if (stop.stop_requested() && std::chrono::steady_clock::now() >= drain_deadline()) break;
     }
     const auto n = dropped_.fetch_add(n_events, std::memory_order_relaxed) + n_events;
     {
@@ -332,9 +347,8 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
 
   // Stop requested: what already reached the sockets is still read and evaluated, until the
   // sockets are empty or the drain deadline passes.
-  give_up_at = std::chrono::steady_clock::now() + transport_.drain_timeout;
   bool emptied = false;
-  while (std::chrono::steady_clock::now() < *give_up_at) {
+  while (std::chrono::steady_clock::now() < drain_deadline()) {
     int read = 0;
     for (std::size_t i = 0; i < sockets.size(); ++i) read += read_socket(i);
     if (read == 0) {

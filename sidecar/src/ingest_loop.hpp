@@ -4,6 +4,7 @@
 // optionally records the stream, and hands envelopes to the engine thread over a bounded queue.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <future>
 #include <map>
@@ -81,8 +82,12 @@ class ingest_loop {
   // Binds/connects the ingest sockets and starts the thread. The engine thread must already
   // have bound the event queue. Errors name the endpoint.
   core::status start();
-  // Stops reading, closes the sockets, sends the end-of-stream marker, joins. Idempotent.
+  // Stops reading, closes the sockets, sends the end-of-stream marker, joins. What already
+  // reached the sockets is still read and handed on until transport.drain_timeout from now.
+  // Idempotent.
   void stop();
+  // The same, draining until `drain_deadline` (a shutdown's one budget for everything).
+  void stop(std::chrono::steady_clock::time_point drain_deadline);
 
   std::vector<ingest_endpoint_counters> counters() const;
   // Malformed messages per source, for envelopes that parsed far enough to name one.
@@ -105,6 +110,9 @@ class ingest_loop {
   std::atomic<std::uint64_t> malformed_{0};
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> enqueued_{0};
+  // When the drain after stop() ends, in steady-clock nanoseconds; 0: drain_timeout from the
+  // moment the thread sees the stop.
+  std::atomic<std::int64_t> drain_deadline_ns_{0};
 
   mutable std::mutex mu_;
   std::vector<ingest_endpoint_counters> endpoints_;           // guarded by mu_

@@ -154,6 +154,10 @@ void render_sources(const v1::SidecarStatus& s, writer& w) {
        "Messages naming a source that were dropped as malformed.", &v1::SourceStatus::malformed},
       {"loopwarden_source_dropped_events_total",
        "Envelopes of a source dropped because the queue was full.", &v1::SourceStatus::dropped},
+      {"loopwarden_source_monitor_dropped_events_total",
+       "Envelopes of a source a monitor did not evaluate (its queue was full, or it was hung or "
+       "disabled), once per monitor.",
+       &v1::SourceStatus::monitor_dropped},
   };
   for (const auto& f : counters) {
     w.family(f.name, "counter", f.help);

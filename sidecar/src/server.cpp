@@ -169,6 +169,8 @@ struct server::impl {
   std::unique_ptr<detail::control_service> control;
   std::jthread engine_thread;
   std::atomic<bool> draining{false};
+  // The end of the shutdown's drain (steady clock, ns); 0 until teardown starts.
+  std::atomic<std::int64_t> shutdown_deadline_ns{0};
   std::atomic<std::uint64_t> gate_requests{0};
   std::atomic<std::uint64_t> discarded_at_shutdown{0};
   std::atomic<std::uint64_t> queue_received{0};
@@ -423,18 +425,26 @@ void server::stop() {
 }
 
 void server::impl::teardown() {
+  // One budget for the whole drain, from here: the ingest sockets, the event queue, the
+  // monitors' queues and the alerts in flight all finish by drain_timeout (together, not one
+  // after the other); what is left is discarded (events, counted) or kept (alerts, in the
+  // outbox). Only the final saves come after it.
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.transport.drain_timeout);
+  shutdown_deadline_ns = deadline.time_since_epoch().count();
   // Reverse order of start-up. The operator socket goes first so nobody acts on a daemon that
   // is leaving; ingest next (no new events), then the engine drains what is queued.
   if (http) http->stop();
   if (control) control->stop();
-  if (ingest) ingest->stop();
+  if (ingest) ingest->stop(deadline);
   if (engine_thread.joinable()) {
     draining = true;
     engine_thread.request_stop();
     engine_thread.join();
   }
-  if (publisher) publisher->stop();  // sends a final snapshot
-  if (router) router->stop();        // undelivered alerts stay in the outbox for the next run
+  if (publisher) publisher->stop();    // sends a final snapshot
+  if (router) router->stop(deadline);  // undelivered alerts stay in the outbox for the next run
   if (store && restored) {
     audit("daemon_stop", "loopwarden", nlohmann::json{{"pid", ::getpid()}}.dump());
   }
@@ -533,15 +543,20 @@ void server::impl::run_engine(std::stop_token stop,
   std::array<zmq::pollitem_t, 3> items = {{{gate.handle(), 0, ZMQ_POLLIN, 0},
                                            {commands.handle(), 0, ZMQ_POLLIN, 0},
                                            {events.handle(), 0, ZMQ_POLLIN, 0}}};
+  // Once stop is requested: whether the drain deadline has passed (setting it the first time).
+  auto past_drain_deadline = [&] {
+    if (!stop.stop_requested()) return false;
+    if (drain_deadline == std::chrono::steady_clock::time_point{}) {
+      const std::int64_t ns = shutdown_deadline_ns.load();
+      drain_deadline =
+          ns != 0 ? std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ns))
+                  : std::chrono::steady_clock::now() + cfg.transport.drain_timeout;
+    }
+    return std::chrono::steady_clock::now() > drain_deadline;
+  };
   while (true) {
-    if (stop.stop_requested() && drain_deadline == std::chrono::steady_clock::time_point{}) {
-      drain_deadline = std::chrono::steady_clock::now() + cfg.transport.drain_timeout;
-    }
-    if (end_of_stream) break;
-    if (drain_deadline != std::chrono::steady_clock::time_point{} &&
-        std::chrono::steady_clock::now() > drain_deadline) {
-      break;
-    }
+    const bool past_deadline = past_drain_deadline();
+    if (end_of_stream || past_deadline) break;
     const auto wait = std::max(std::chrono::milliseconds(0),
                                std::chrono::duration_cast<std::chrono::milliseconds>(
                                    next_tick - std::chrono::steady_clock::now()));
@@ -570,6 +585,13 @@ void server::impl::run_engine(std::stop_token stop,
       last_dequeue_ns.store(std::chrono::steady_clock::now().time_since_epoch().count(),
                             std::memory_order_relaxed);
       for (std::size_t i = 0; i < batch->events.size(); ++i) {
+        // Checked per event, not per batch: under overflow: block each event can wait a whole
+        // monitor call for room in a full queue, so a batch alone could outlast the deadline
+        // by seconds. What is left of the batch is counted as not evaluated.
+        if (past_drain_deadline()) {
+          discarded_at_shutdown.fetch_add(batch->events.size() - i, std::memory_order_relaxed);
+          break;
+        }
         queue_received.fetch_add(1, std::memory_order_relaxed);
         engine->process(std::shared_ptr<const v1::Envelope>(batch, batch->events[i]), wall_now());
         if ((i & 15) == 15) serve_gate();
@@ -598,8 +620,14 @@ void server::impl::run_engine(std::stop_token stop,
     }
   }
   engine->tick(wall_now());
-  // The monitors finish what their workers hold, within what is left of the drain deadline.
+  // The monitors finish what their workers hold, within what is left of the drain deadline (the
+  // shutdown's, also when the end of the stream arrived before the stop request).
   {
+    if (const std::int64_t ns = shutdown_deadline_ns.load();
+        drain_deadline == std::chrono::steady_clock::time_point{} && ns != 0) {
+      drain_deadline =
+          std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ns));
+    }
     auto left = std::chrono::milliseconds(1000);
     if (drain_deadline != std::chrono::steady_clock::time_point{}) {
       left = std::max(std::chrono::milliseconds(0),
@@ -607,9 +635,13 @@ void server::impl::run_engine(std::stop_token stop,
                           drain_deadline - std::chrono::steady_clock::now()));
     }
     if (!engine->wait_idle(left)) {
+      // What they still hold is dropped (and counted), so that they are idle for the final
+      // snapshot below and the shutdown ends on time.
+      const auto dropped = engine->discard_queued_events();
       core::log_message(sdk::log_level::warn,
-                        "shutdown: some monitors had not finished their queued events by the "
-                        "drain deadline");
+                        fmt::format("shutdown: {} queued monitor deliveries were not evaluated "
+                                    "before the drain timeout (counted as dropped)",
+                                    dropped));
     }
   }
   // Whatever is still queued after the deadline is discarded (and counted), never leaked.
@@ -771,6 +803,7 @@ v1::SidecarStatus server::status() const {
         auto* o = s.add_sources();
         o->set_malformed(count_of(malformed, src.source));
         o->set_dropped(count_of(dropped, src.source));
+        o->set_monitor_dropped(src.monitor_dropped);
         o->set_source(src.source);
         o->set_run_id(src.run_id);
         o->set_received(src.received);

@@ -646,6 +646,7 @@ std::string render_status_json(const status_view& view) {
                          {"heartbeats", src.heartbeats()},
                          {"malformed", src.malformed()},
                          {"dropped", src.dropped()},
+                         {"monitor_dropped", src.monitor_dropped()},
                          {"last_seen", format_time(src.last_seen_unix_nano())},
                          {"last_seen_unix_nano", src.last_seen_unix_nano()},
                          {"silent", src.silent()},

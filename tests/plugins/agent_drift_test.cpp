@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <functional>
@@ -616,6 +617,104 @@ TEST_CASE("agent_drift run budgets add up the sessions of a run",
     CHECK(ev.at("guard") == r.guard);
     CHECK(ev.at("count") == r.count);
     CHECK(ev.at("limit") == r.limit);
+  }
+}
+
+TEST_CASE(
+    "agent_drift opens agent.runaway again at the next step when an operator resets it while a "
+    "session or run is still over its cap or budget",
+    "[plugins][agent_drift][guards]") {
+  // The operator resets agent.runaway right after each opening, as if they misjudged it. The
+  // session keeps stepping past its cap or budget: every next step opens the breaker again, from
+  // probation (escalated). A new session of the agent starts with its own counts and stays under
+  // the session guards; the run budgets add up every session of the run, so those trip on.
+  struct row {
+    std::string name;
+    std::string config;
+    std::string guard;
+    std::uint64_t tokens;  // per step
+    double cost;           // per step
+    int first_session_steps, second_session_steps;
+    std::vector<std::size_t> opens_at;  // 1-based steps, over both sessions
+  };
+  const std::vector<row> rows = {
+      {"iteration cap of 5",
+       "{guards: {max_steps: 5}}",
+       "iteration_cap",
+       2000,
+       0.0,
+       10,
+       4,
+       {5, 6, 7, 8, 9, 10}},
+      // 4 steps are 12 000 tokens > 10 000.
+      {"session tokens",
+       "{guards: {session_tokens: 10000}}",
+       "session_tokens",
+       3000,
+       0.0,
+       8,
+       3,
+       {4, 5, 6, 7, 8}},
+      // 4 steps cost 12 > 10.
+      {"session cost",
+       "{guards: {session_cost: 10}}",
+       "session_cost",
+       2000,
+       3.0,
+       8,
+       3,
+       {4, 5, 6, 7, 8}},
+      // 7 steps are 21 000 tokens > 20 000; the second session adds to the run.
+      {"run tokens",
+       "{guards: {run_tokens: 20000}}",
+       "run_tokens",
+       3000,
+       0.0,
+       8,
+       3,
+       {7, 8, 9, 10, 11}},
+      {"run cost", "{guards: {run_cost: 20}}", "run_cost", 2000, 3.0, 8, 3, {7, 8, 9, 10, 11}},
+  };
+  for (const auto& r : rows) {
+    INFO(r.name << " (config " << r.config << ")");
+    auto e = engine_with(r.config);
+    feeder f(*e);
+    std::vector<std::size_t> opened;
+    std::vector<bool> from_probation;
+    std::vector<std::string> guards;
+    e->breakers().add_listener([&](const v1::BreakerTransition& t) {
+      if (t.breaker().name() != runaway || t.breaker().state() != v1::BREAKER_STATE_OPEN) return;
+      opened.push_back(f.sent());
+      from_probation.push_back(t.previous() == v1::BREAKER_STATE_HALF_OPEN);
+      for (const auto& kv : t.breaker().evidence()) {
+        if (kv.key() == "guard") guards.push_back(kv.value());
+      }
+    });
+    const auto reset_if_open = [&] {
+      auto b = e->breakers().find({runaway, "r1"});
+      if (!b || b->state() != v1::BREAKER_STATE_OPEN) return;
+      REQUIRE(e->breakers()
+                  .reset({runaway, "r1"}, "alice", "looked fine to me", b->changed_unix_nano())
+                  .ok());
+    };
+    int i = 0;
+    for (const auto& [session, count] :
+         {std::pair{"s1", r.first_session_steps}, std::pair{"s2", r.second_session_steps}}) {
+      for (int k = 0; k < count; ++k, ++i) {
+        timed_step t = step({read_file(n("f", i))}, "ws-0", r.tokens);
+        t.step.set_cost(r.cost);
+        f.send(t, session);
+        reset_if_open();
+      }
+    }
+    CHECK(opened == r.opens_at);
+    CHECK(guards == std::vector<std::string>(r.opens_at.size(), r.guard));
+    REQUIRE(!from_probation.empty());
+    CHECK_FALSE(from_probation.front());
+    CHECK(std::all_of(from_probation.begin() + 1, from_probation.end(), [](bool p) { return p; }));
+    auto b = e->breakers().find({runaway, "r1"});
+    REQUIRE(b);
+    CHECK(b->state() != v1::BREAKER_STATE_OPEN);
   }
 }
 
@@ -1270,6 +1369,61 @@ std::pair<std::vector<opening>, std::string> run_split(const std::vector<v1::Env
 
 }  // namespace
 
+namespace {
+
+// `state` (a snapshot in the current format, 2) with its header's format version replaced.
+std::string with_format(std::string state, std::uint8_t version) {
+  // LWSTATE1, the plugin name as a u64 length and its bytes, then the version as a u64 (LE).
+  state[8 + 8 + std::string("agent_drift").size()] = static_cast<char>(version);
+  return state;
+}
+
+// The first occurrence of `key` written as a snapshot string (a u64 length, then the bytes).
+std::size_t find_key(const std::string& state, const std::string& key) {
+  std::string encoded(8, '\0');
+  encoded[0] = static_cast<char>(key.size());
+  encoded += key;
+  const std::size_t at = state.find(encoded);
+  REQUIRE(at != std::string::npos);
+  return at + encoded.size();
+}
+
+}  // namespace
+
+TEST_CASE("agent_drift restores a format 1 snapshot and trips at the next step over budget",
+          "[plugins][agent_drift][snapshot]") {
+  // Format 1 kept "already tripped" flags for the cap and the budgets (two per run, three per
+  // session) that silenced them for the rest of the session; format 2 has none. A format 1
+  // snapshot with every flag set restores to the same state (byte for byte once written again),
+  // and the next step over budget trips.
+  auto a = engine_with("{guards: {session_tokens: 10000, run_tokens: 20000}}");
+  feeder fa(*a);
+  for (int i = 0; i < 8; ++i) fa.send(step({read_file(n("f", i))}, "ws-0", 3000));
+  REQUIRE(fa.opened_at(runaway) == 4);
+  const auto saved = a->snapshot_monitors();
+  REQUIRE(saved.size() == 1);
+  std::string v1_state = with_format(saved[0].state, 1);
+  // The session first (it comes after the run): steps, tokens, cost, then the three flags.
+  v1_state.insert(find_key(v1_state, "2:r12:a12:s1") + 3 * 8, std::string(3, '\1'));
+  // The run (keyed by its id): tokens, cost, then the two flags.
+  v1_state.insert(find_key(v1_state, "r1") + 2 * 8, std::string(2, '\1'));
+  core::monitor_state old = saved[0];
+  old.state = v1_state;
+
+  auto b = engine_with("{guards: {session_tokens: 10000, run_tokens: 20000}}");
+  const auto restored = b->restore_monitor(old);
+  INFO(restored.message());
+  REQUIRE(restored.ok());
+  CHECK(b->snapshot_monitors()[0].state == saved[0].state);
+  feeder fb(*b);
+  fb.send(step({read_file("g.py")}, "ws-0", 3000));
+  CHECK(fb.opened_at(runaway) == 1);
+  const auto ev = evidence_of(*b, runaway);
+  CHECK(ev.at("guard") == "session_tokens");
+  CHECK(ev.at("also") == "run_tokens");
+  CHECK(ev.at("session_step") == "9");
+}
+
 TEST_CASE("agent_drift restored half way through trips exactly as one uninterrupted engine",
           "[plugins][agent_drift][snapshot]") {
   const auto events = mixed_stream();
@@ -1306,6 +1460,8 @@ TEST_CASE("agent_drift refuses a truncated, foreign or mismatched snapshot and s
   const std::vector<row> rows = {
       {"truncated", "{}", good.substr(0, good.size() / 2), "truncated"},
       {"trailing bytes", "{}", good + "x", "unread bytes"},
+      {"a newer format", "{}", with_format(good, 3),
+       "snapshot format version 3, this build reads 1 to 2"},
       {"another plugin's", "{}", "LWSTATE1" + std::string("\x0b\0\0\0\0\0\0\0", 8) + "goal_drifts",
        "truncated"},
       {"other drift settings", "{drift: {window: 40}}", good, "other drift"},

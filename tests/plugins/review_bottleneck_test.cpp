@@ -28,16 +28,18 @@ constexpr std::int64_t hour = 60 * minute;
 // 2023-11-14 00:00 UTC: on every bucket boundary the tests use.
 constexpr std::int64_t t0 = 1'699'920'000LL * second;
 
-std::string yaml_for(const std::string& monitor_config) {
-  return "version: 1\nplugin_paths: [\"" + std::string(LOOPWARDEN_BINARY_DIR) +
+// `top` adds lines at the top level of the config (e.g. "probation: 1h\n").
+std::string yaml_for(const std::string& monitor_config, const std::string& top = "") {
+  return "version: 1\n" + top + "plugin_paths: [\"" + std::string(LOOPWARDEN_BINARY_DIR) +
          "/lib/loopwarden/plugins\"]\nmonitors:\n  - name: rb\n    plugin: "
          "review_bottleneck\n    config: " +
          monitor_config + "\n";
 }
 
 std::unique_ptr<core::engine> engine_with(const std::string& monitor_config,
-                                          bool event_time_clock = true) {
-  const std::string yaml = yaml_for(monitor_config);
+                                          bool event_time_clock = true,
+                                          const std::string& top = "") {
+  const std::string yaml = yaml_for(monitor_config, top);
   auto cfg = core::parse_config(yaml, "rb.yaml");
   INFO(yaml);
   REQUIRE(cfg.ok());
@@ -665,6 +667,163 @@ TEST_CASE("review_bottleneck rubber-stamp rules on a table of reviews",
   }
 }
 
+namespace {
+
+// An operator who resets one breaker of run "pipe" whenever it is open after an event, as if
+// they misjudged it. Records each opening: the 10-minute bucket of its event time (the tests'
+// bucket width) and whether it re-opened from probation.
+class resetting_operator {
+ public:
+  resetting_operator(core::engine& e, std::string breaker) : e_(e), breaker_(std::move(breaker)) {
+    e.breakers().add_listener([this](const v1::BreakerTransition& t) {
+      if (t.breaker().name() != breaker_ || t.breaker().state() != v1::BREAKER_STATE_OPEN) return;
+      buckets.push_back(static_cast<int>((t.breaker().changed_unix_nano() - t0) / (10 * minute)));
+      from_probation.push_back(t.previous() == v1::BREAKER_STATE_HALF_OPEN);
+      severities.push_back(t.breaker().severity());
+    });
+  }
+
+  // Call after every event.
+  void look() {
+    auto b = e_.breakers().find({breaker_, "pipe"});
+    if (!b || b->state() != v1::BREAKER_STATE_OPEN) return;
+    REQUIRE(e_.breakers()
+                .reset({breaker_, "pipe"}, "alice", "looked fine to me", b->changed_unix_nano())
+                .ok());
+  }
+
+  bool open_now() const {
+    auto b = e_.breakers().find({breaker_, "pipe"});
+    return b && b->state() == v1::BREAKER_STATE_OPEN;
+  }
+
+  std::vector<int> buckets;  // of each opening, in order
+  std::vector<bool> from_probation;
+  std::vector<v1::Severity> severities;
+
+ private:
+  core::engine& e_;
+  std::string breaker_;
+};
+
+std::vector<int> range(int from, int to) {  // [from, to]
+  std::vector<int> out;
+  for (int i = from; i <= to; ++i) out.push_back(i);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "review_bottleneck opens a breaker again at the next evaluation when an operator resets it "
+    "while the cause persists",
+    "[plugins][review_bottleneck]") {
+  // Each section runs a cause for a while, with the operator resetting the breaker right after
+  // each opening, then removes it. Buckets are 10 minutes; a probation of 1 h spans the next
+  // evaluation, so every re-opening comes from probation, escalated to critical. The expected
+  // buckets are worked out in each section from the check's definition.
+  auto check_openings = [](const resetting_operator& op, const std::vector<int>& expected) {
+    CHECK(op.buckets == expected);
+    REQUIRE(!op.buckets.empty());
+    CHECK_FALSE(op.from_probation.front());
+    for (std::size_t i = 1; i < op.buckets.size(); ++i) {
+      INFO("opening " << i << " at bucket " << op.buckets[i]);
+      CHECK(op.from_probation[i]);
+      CHECK(op.severities[i] == v1::SEVERITY_CRITICAL);
+    }
+    CHECK_FALSE(op.open_now());
+  };
+
+  SECTION("pipeline.review_bottleneck: review stalls while work piles up, then catches up") {
+    // Item i enters review at minute 10 i + 5 and nobody reviews. The evaluation at minute 10 i
+    // (when item i arrives) sees i items waiting, i arrivals and no review: stalled once
+    // i >= min_flow (20), and with sustain 0 it trips at once. Then every item is reviewed within
+    // bucket 29 (5 s of work each): from bucket 30 on, ρ ≈ 0.01 and the backlog is empty.
+    auto e = engine_with("{stages: [generate, review], window: 8h, buckets: 48, sustain: 0s}", true,
+                         "probation: 1h\n");
+    feeder f(*e);
+    resetting_operator op(*e, "pipeline.review_bottleneck");
+    const auto arrival = [](int i) { return t0 + i * 10 * minute + 5 * minute; };
+    for (int i = 0; i < 30; ++i) {
+      const std::string id = "item-" + std::to_string(i);
+      v1::StageTiming g = timing(id, "generate", arrival(i) - minute, arrival(i));
+      g.set_actor(v1::ACTOR_KIND_MODEL);
+      f.send(g);
+      op.look();
+      f.send(timing(id, "review", arrival(i), 0));
+      op.look();
+    }
+    for (int i = 0; i < 30; ++i) {
+      const std::int64_t done = t0 + 296 * minute + i * 5 * second;
+      v1::StageTiming r = review("item-" + std::to_string(i), arrival(i), done, "alice", 5);
+      r.set_start_unix_nano(done - 5 * second);
+      f.send(r);
+      op.look();
+    }
+    for (int k = 30; k < 36; ++k) {
+      f.heartbeat(t0 + k * 10 * minute + 5 * minute);
+      op.look();
+    }
+    CHECK(gauge(*e, "review_backlog") == 0.0);
+    CHECK(gauge(*e, "review_utilisation") < 0.1);
+    check_openings(op, range(20, 29));
+  }
+
+  SECTION("pipeline.unreviewed_merge: coverage below the floor until the window is clean") {
+    // Four merges a bucket, none reviewed in buckets 0-7, all reviewed from bucket 8 on. The
+    // evaluation at bucket k covers buckets k-6..k-1: at least min_merges (10) from k = 3, and
+    // unreviewed merges in it until k = 13 (coverage 20/24); at k = 14 coverage is 1.
+    auto e =
+        engine_with("{require_review: false, window: 1h, buckets: 6}", true, "probation: 1h\n");
+    feeder f(*e);
+    resetting_operator op(*e, "pipeline.unreviewed_merge");
+    for (int k = 0; k < 16; ++k) {
+      for (int j = 0; j < 4; ++j) {
+        const std::string id = "pr-" + std::to_string(k) + "-" + std::to_string(j);
+        const std::int64_t t = t0 + k * 10 * minute + (1 + 2 * j) * minute;
+        f.send(timing(id, "generate", t, t + 30 * second));
+        op.look();
+        std::int64_t merge_at = t + 30 * second;
+        if (k >= 8) {
+          f.send(review(id, merge_at, merge_at + 30 * second, "alice", 50));
+          op.look();
+          merge_at += 30 * second;
+        }
+        v1::StageTiming m = timing(id, "merge", merge_at, merge_at + 30 * second);
+        m.set_outcome(v1::STAGE_OUTCOME_MERGED);
+        f.send(m);
+        op.look();
+      }
+    }
+    CHECK(gauge(*e, "review_coverage") == 1.0);
+    check_openings(op, range(3, 13));
+  }
+
+  SECTION("pipeline.rubber_stamp: stamped approvals until they leave the window") {
+    // Four approvals a bucket: 10 s for 200 lines (0.05 s a line, stamps) in buckets 0-7, 60 s
+    // for 20 lines (3 s a line) from bucket 8 on. With min_reviews 10 the evaluation at bucket k
+    // decides from k = 3; stamps are 4 (14 - k) of 24 approvals from k = 8, above the 30 %
+    // ceiling until k = 12 (8 of 24) and not at k = 13 (4 of 24).
+    auto e = engine_with("{window: 1h, buckets: 6, min_reviews: 10}", true, "probation: 1h\n");
+    feeder f(*e);
+    resetting_operator op(*e, "pipeline.rubber_stamp");
+    for (int k = 0; k < 16; ++k) {
+      for (int j = 0; j < 4; ++j) {
+        const std::string id = "pr-" + std::to_string(k) + "-" + std::to_string(j);
+        const std::int64_t t = t0 + k * 10 * minute + (1 + 2 * j) * minute;
+        const bool stamp = k < 8;
+        v1::StageTiming r = review(id, t, t + 30 * second + (stamp ? 10 : 60) * second,
+                                   "rev" + std::to_string(j), stamp ? 200 : 20);
+        r.set_start_unix_nano(t + 30 * second);
+        f.send(r);
+        op.look();
+      }
+    }
+    CHECK(gauge(*e, "rubber_stamp_share") == 0.0);
+    check_openings(op, range(3, 12));
+  }
+}
+
 TEST_CASE("review_bottleneck refuses bad config naming the field and line",
           "[plugins][review_bottleneck]") {
   struct row {
@@ -886,6 +1045,64 @@ TEST_CASE("review_bottleneck evaluates a quiet pipeline on tick, in replay and l
   }
 }
 
+namespace {
+
+// `state` (a snapshot in the current format, 2) with its header's format version replaced.
+std::string with_format(std::string state, std::uint8_t version) {
+  // LWSTATE1, the plugin name as a u64 length and its bytes, then the version as a u64 (LE).
+  state[8 + 8 + std::string("review_bottleneck").size()] = static_cast<char>(version);
+  return state;
+}
+
+// `state` as format 1 wrote it: version 1, and after each pipeline's overload flag the three
+// "already tripped" latches of format 1 (all set here: the most a latch could silence).
+// Each run id must occur in the snapshot first as that pipeline's key.
+std::string as_format_1(const std::string& state, const std::vector<std::string>& runs) {
+  std::string out = with_format(state, 1);
+  for (const auto& run : runs) {
+    std::string key(8, '\0');
+    key[0] = static_cast<char>(run.size());
+    key += run;
+    const std::size_t at = out.find(key);
+    REQUIRE(at != std::string::npos);
+    // The pipeline: started (1 byte), six clock fields (8 bytes each), overloaded (1 byte).
+    out.insert(at + key.size() + 1 + 6 * 8 + 1, std::string(3, '\1'));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("review_bottleneck restores a format 1 snapshot and trips while the overload lasts",
+          "[plugins][review_bottleneck]") {
+  // Format 1 kept a latch per check that silenced it until the cause cleared; format 2 has none.
+  // A format 1 snapshot taken after the trip restores to the same state as format 2 (byte for
+  // byte once written again), and the restored engine trips at its next evaluation.
+  const mm1_run run = simulate_mm1(77, 1.3, 1.0, 2 * 24 * 60.0);
+  const std::size_t split = run.events.size() * 3 / 4;
+  auto a = engine_with(mm1_config);
+  feeder fa(*a);
+  for (std::size_t i = 0; i < split; ++i) fa.send(run.events[i].record);
+  REQUIRE(fa.opened("pipeline.review_bottleneck") != nullptr);  // the latch would be set
+  const auto saved = a->snapshot_monitors();
+  REQUIRE(saved.size() == 1);
+  core::monitor_state old = saved[0];
+  old.state = as_format_1(saved[0].state, {"pipe"});
+  REQUIRE(old.state.size() == saved[0].state.size() + 3);
+
+  auto b = engine_with(mm1_config);
+  const auto restored = b->restore_monitor(old);
+  INFO(restored.message());
+  REQUIRE(restored.ok());
+  CHECK(b->snapshot_monitors()[0].state == saved[0].state);
+  feeder fb(*b);
+  for (std::size_t i = split; i < run.events.size(); ++i) fb.send(run.events[i].record);
+  const opening* o = fb.opened("pipeline.review_bottleneck");
+  REQUIRE(o != nullptr);
+  // The next evaluation is at the next 10-minute boundary, reached by the first record after it.
+  CHECK(o->at - run.events[split].at < 20 * minute);
+}
+
 TEST_CASE("review_bottleneck restored from a snapshot trips as one uninterrupted engine",
           "[plugins][review_bottleneck]") {
   // Two days at ρ = 0.7 (baselines learned, windows full), then a day at ρ = 1.5. Engine A sees
@@ -969,6 +1186,8 @@ TEST_CASE("review_bottleneck refuses a damaged snapshot or one of another pipeli
       {"truncated", mm1_config, good.substr(0, good.size() / 2), "truncated"},
       {"trailing bytes", mm1_config, good + "x", "unread bytes at the end"},
       {"not a snapshot", mm1_config, "hello", "not a loopwarden state snapshot"},
+      {"a newer format", mm1_config, with_format(good, 3),
+       "snapshot format version 3, this build reads 1 to 2"},
       {"other stages", "{stages: [generate, review, merge]}", good, "other stages"},
       {"other window", "{stages: [generate, review], window: 4h, buckets: 48}", good,
        "other stages or another window"},

@@ -612,6 +612,7 @@ TEST_CASE("schema round-trips every control command and the response", "[schema]
   src->set_closing(true);
   src->set_malformed(2);
   src->set_dropped(7);
+  src->set_monitor_dropped(5);
   auto* mon = st.add_monitors();
   mon->set_name("loss_guard");
   mon->set_plugin("threshold");

@@ -230,11 +230,17 @@ class daemon_process {
   // Starts the daemon again (same directory, config and state) after it exited or was killed,
   // and waits until it answers. Its earlier output is replaced.
   void restart() {
+    restart_nowait();
+    wait_ready(options_.ready_timeout);
+  }
+
+  // Starts the daemon again like restart(), without waiting for it to answer (to kill it while
+  // it starts).
+  void restart_nowait() {
     if (!wait_exit(0ms)) throw std::runtime_error("restart: the daemon is still running");
     exit_status_.reset();
     pid_ = -1;
     spawn();
-    wait_ready(options_.ready_timeout);
   }
 
   // SIGTERM, then waits up to `timeout` (then SIGKILL); the exit code as wait_exit() gives it.

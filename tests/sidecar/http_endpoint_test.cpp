@@ -79,6 +79,7 @@ v1::SidecarStatus small_status() {
   src->set_heartbeats(30);
   src->set_malformed(3);
   src->set_dropped(2);
+  src->set_monitor_dropped(6);
   src->set_last_seen_unix_nano(t0 + 90 * sec);
   src->set_silent(false);
   auto* m = s.add_monitors();
@@ -443,6 +444,7 @@ TEST_CASE("metrics text renders a hand-built status with exact values", "[http]"
       "loopwarden_source_heartbeats_total{source=\"trainer/rank0\"} 30",
       "loopwarden_source_malformed_messages_total{source=\"trainer/rank0\"} 3",
       "loopwarden_source_dropped_events_total{source=\"trainer/rank0\"} 2",
+      "loopwarden_source_monitor_dropped_events_total{source=\"trainer/rank0\"} 6",
       "loopwarden_source_last_seen_timestamp_seconds{source=\"trainer/rank0\"} 1700000090",
       "loopwarden_source_silent{source=\"trainer/rank0\"} 0",
       "loopwarden_monitor_info{monitor=\"loss_guard\",plugin=\"threshold\",version=\"0.3.0\"} 1",

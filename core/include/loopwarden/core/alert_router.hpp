@@ -117,6 +117,9 @@ class alert_router {
   // uncounted). Returns within the deadline, plus at worst the sink timeout of a request that was
   // still connecting when cancelled. Does nothing when not running; start() may follow.
   void stop();
+  // The same with an absolute deadline (e.g. what is left of a daemon's shutdown budget); a
+  // deadline already past abandons at once whatever is queued or in flight.
+  void stop(std::chrono::steady_clock::time_point deadline);
 
   // Wakes the dispatcher now (call after a transition and its alerts were recorded).
   void notify();

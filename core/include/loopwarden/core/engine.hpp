@@ -129,6 +129,12 @@ class engine {
   // `timeout` passes); true when all did. Synchronous engines are always idle.
   bool wait_idle(std::chrono::milliseconds timeout);
 
+  // threaded: drops every event still waiting in the monitors' queues, counted as dropped for
+  // each monitor and each event's source; calls in progress finish. For a shutdown whose drain
+  // deadline passed, so that the monitors are idle for their final snapshot. Returns how many
+  // (event, monitor) deliveries were dropped; 0 for a synchronous engine.
+  std::uint64_t discard_queued_events();
+
   // Asks every gating monitor; the strictest answer wins (deny > require_approval > allow).
   gate_outcome gate(const v1::GateRequest& request);
 

@@ -23,6 +23,9 @@ struct source_stats {
   std::uint64_t late = 0;        // envelopes below the highest seq, not seen before (accepted)
   std::uint64_t restarts = 0;    // seq went back to 1: the producer restarted
   std::uint64_t heartbeats = 0;
+  // Deliveries of its envelopes to monitors that were dropped (a monitor's queue full, or the
+  // monitor hung or disabled): one per envelope and monitor. Counted by the engine, not here.
+  std::uint64_t monitor_dropped = 0;
   std::uint64_t highest_seq = 0;
   std::int64_t last_seen_unix_nano = 0;
   bool closing = false;  // said goodbye (heartbeat with closing = true): never silent

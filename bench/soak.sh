@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The soak run (issue 10, item 8; docs/reliability.md): the real `loopwarden serve` at a steady
+# load for a long time, printing over time the daemon's RSS, its queue depths (the engine queue
+# and every monitor's queue) and the event -> breaker latency, and saying at the end whether RSS
+# stayed flat after warm-up (the fitted slope of RSS over the second half, against a threshold).
+# Not part of CI.
+#
+#   bench/soak.sh BUILD_DIR [--minutes M] [--rate EV_PER_S] [--interval S] [--max-slope KIB_PER_MIN]
+#                 [any other `sidecar_load soak` option]
+#
+# Defaults: 10 minutes, 2000 metrics envelopes/s (8 samples each) from 2 publishers, a trip (and
+# an operator reset) every 500 ms, 20 gate requests/s, a row every 10 s, flat when the second
+# half's slope is within 32 KiB/min. The daemon runs the default configuration (every bundled
+# monitor) plus the fixture gating monitor, probation 0 (a reset closes at once), and saves the
+# monitors' state every 10 s. Exit status 0 when RSS was flat and nothing failed.
+set -euo pipefail
+
+usage() { echo "usage: $0 BUILD_DIR [--minutes M] [sidecar_load soak options]" >&2; exit 2; }
+[[ $# -ge 1 ]] || usage
+BUILD=$(cd "$1" && pwd) || usage
+shift
+
+LW=${SOAK_LOOPWARDEN:-$BUILD/bin/loopwarden}
+LOAD=$BUILD/bench/sidecar_load
+FIXTURE=$BUILD/tests/fixtures/plugins/fixture_monitor.so
+for f in "$LW" "$LOAD"; do
+  [[ -x "$f" ]] || { echo "missing $f: build it first (cmake --build $BUILD)" >&2; exit 2; }
+done
+[[ -f "$FIXTURE" ]] || { echo "missing $FIXTURE (build with LOOPWARDEN_BUILD_TESTS=ON)" >&2; exit 2; }
+
+WORK=$(mktemp -d /tmp/lw-soak-XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+# The fixture monitor goes first in `monitors:` (wherever that section is in the default).
+{
+  "$LW" config default | sed -e 's/^probation: .*/probation: 0/' \
+    -e "/^monitors:/a\\  - {name: fixture, path: \"$FIXTURE\"}"
+  printf 'monitor_state_interval: 10s\n'
+  printf 'transport:\n  overflow: block\n'
+} >"$WORK/soak.yaml"
+"$LW" config check "$WORK/soak.yaml" >/dev/null || { echo "soak.yaml is invalid" >&2; exit 2; }
+
+echo "== loopwarden soak"
+echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "host:    $(uname -srm), nproc $(nproc), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "daemon:  $("$LW" --version 2>/dev/null | head -1 || echo 'loopwarden ?'), monitors:" \
+  "$(grep -cE '^  - (\{)?name:' "$WORK/soak.yaml")"
+"$LOAD" soak --loopwarden "$LW" --config "$WORK/soak.yaml" "$@"
