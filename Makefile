@@ -1,13 +1,14 @@
 # loopwarden — the two commands a newcomer needs:
 #   make demo   install dependencies, build, and run the demo
 #   make test   install dependencies, build, and run the whole test suite
-# Both use the `ci` preset (warnings are errors). Other targets: build, deps, test-asan, bench,
-# clean.
+# Both use the `ci` preset (warnings are errors). Other targets: build, deps, test-asan, test-tsan,
+# bench, fuzz, fuzz-smoke, clean.
 
 PRESET ?= ci
 BUILD_DIR := build/$(PRESET)
 
-.PHONY: all deps build test demo test-asan bench bench-quick format clean example-pytorch
+.PHONY: all deps build test demo test-asan test-tsan bench bench-quick fuzz fuzz-build fuzz-smoke \
+        format clean example-pytorch
 
 all: build
 
@@ -43,6 +44,11 @@ example-pytorch: build
 test-asan:
 	$(MAKE) test PRESET=asan
 
+# The threading tests (ctest label `threads`: engine workers and watchdog, process isolation,
+# alert delivery, the clients and the real daemon) under ThreadSanitizer (docs/sanitizers.md).
+test-tsan:
+	$(MAKE) test PRESET=tsan
+
 # The sidecar benchmark (docs/benchmarks.md): figures on this machine, not a pass/fail test.
 # bench-quick shrinks the counts (1 M events instead of 10 M for the memory run).
 bench: build
@@ -51,6 +57,23 @@ bench: build
 
 bench-quick: build
 	bash bench/sidecar_bench.sh $(BUILD_DIR) --quick
+
+# libFuzzer (docs/fuzzing.md): the `fuzz` preset (clang-14, address + undefined sanitizers) in
+# build/fuzz. `make fuzz` runs every target for FUZZ_SECONDS each and prints executions and
+# coverage; FUZZ_TARGETS picks some (e.g. FUZZ_TARGETS="replay config"). `make fuzz-smoke` runs
+# each target over its committed seed corpus once, without mutation.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+fuzz-build: deps
+	cmake --preset fuzz
+	cmake --build --preset fuzz
+
+fuzz: fuzz-build
+	bash tests/fuzz/run.sh build/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	ctest --preset fuzz
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i

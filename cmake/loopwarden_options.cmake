@@ -22,6 +22,25 @@ if(LOOPWARDEN_SANITIZE)
                                                          -fno-omit-frame-pointer -fno-sanitize-recover=all)
   target_link_options(loopwarden_sanitizers INTERFACE -fsanitize=address,undefined)
 endif()
+# ThreadSanitizer cannot be combined with ASan (both own the shadow memory), hence its own build.
+if(LOOPWARDEN_TSAN)
+  if(LOOPWARDEN_SANITIZE)
+    message(FATAL_ERROR "LOOPWARDEN_TSAN and LOOPWARDEN_SANITIZE exclude each other: use one build each")
+  endif()
+  target_compile_options(loopwarden_sanitizers INTERFACE -fsanitize=thread -fno-omit-frame-pointer)
+  target_link_options(loopwarden_sanitizers INTERFACE -fsanitize=thread)
+endif()
+# The fuzz build (tests/fuzz, preset `fuzz`): every library and plugin the fuzz targets reach is
+# instrumented for libFuzzer's coverage (fuzzer-no-link) and for the sanitizers; only the fuzz
+# executables themselves link libFuzzer (-fsanitize=fuzzer).
+if(LOOPWARDEN_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "LOOPWARDEN_FUZZ needs clang (libFuzzer); use the `fuzz` preset")
+  endif()
+  target_compile_options(loopwarden_sanitizers INTERFACE -fsanitize=fuzzer-no-link,address,undefined
+                                                         -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  target_link_options(loopwarden_sanitizers INTERFACE -fsanitize=address,undefined)
+endif()
 
 # loopwarden_add_plugin(NAME SOURCES...): a bundled monitor as a MODULE library that links only
 # the SDK. Hidden visibility: only the entry symbols exported by LOOPWARDEN_PLUGIN are visible.

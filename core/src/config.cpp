@@ -3,6 +3,7 @@
 
 // yaml-cpp appears in this file only: its nodes and exceptions are turned into config_node trees
 // and statuses in one place (yaml_to_tree), and everything else reads the trees.
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <loopwarden/core/status.hpp>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <system_error>
 #include <utility>
@@ -155,15 +157,75 @@ status empty_document(const std::string& source) {
       .error("the document is empty: expected a map of settings starting with `version: 1`");
 }
 
+// Counts the documents of a stream without building them, and notices a parser that is stuck.
+// yaml-cpp 0.7 (Debian bookworm's) loops forever on some malformed streams, a lone `,` among
+// them (jbeder/yaml-cpp#1040, fixed upstream after 0.8): it reports an empty document at the same
+// position again and again, and YAML::LoadAll keeps every one, so a config of two bytes took all
+// memory (found by the config fuzz target). A document that starts where the one before it
+// started is where the parser stopped making progress.
+class document_counter final : public YAML::EventHandler {
+ public:
+  std::size_t documents = 0;
+  YAML::Mark second_node = YAML::Mark::null_mark();  // the second document's first node
+  std::optional<YAML::Mark> stuck_at;
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (documents > 0 && mark.pos == last_start_.pos) stuck_at = mark;
+    last_start_ = mark;
+    ++documents;
+    seen_node_ = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& mark) {
+    if (!seen_node_ && documents == 2) second_node = mark;
+    seen_node_ = true;
+  }
+  YAML::Mark last_start_;
+  bool seen_node_ = false;
+};
+
 result<config_node> yaml_to_tree(std::string_view yaml, const std::string& source) {
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml));
-    if (documents.empty()) return empty_document(source);
-    if (documents.size() > 1) {
-      return config_node::make_null("", source, tree_builder::line_of(documents[1]))
-          .error("expected one yaml document, found " + std::to_string(documents.size()));
+    const std::string text(yaml);
+    document_counter counter;
+    {
+      std::istringstream in(text);
+      YAML::Parser parser(in);
+      while (parser.HandleNextDocument(counter) && !counter.stuck_at) {
+      }
     }
-    const YAML::Node& root = documents.front();
+    if (counter.stuck_at) {
+      return make_error(status_code::invalid_argument,
+                        source + ":" + std::to_string(counter.stuck_at->line + 1) + ":" +
+                            std::to_string(counter.stuck_at->column + 1) +
+                            ": yaml syntax error: unexpected token (the parser cannot continue "
+                            "here)");
+    }
+    if (counter.documents == 0) return empty_document(source);
+    if (counter.documents > 1) {
+      const int line = counter.second_node.is_null() ? 0 : counter.second_node.line + 1;
+      return config_node::make_null("", source, line)
+          .error("expected one yaml document, found " + std::to_string(counter.documents));
+    }
+    const YAML::Node root = YAML::Load(text);
     // `---` or `~` alone: as empty as no text at all, and yaml-cpp marks it at the end.
     if (root.IsNull()) return empty_document(source);
     return tree_builder{source, yaml}.convert(root, "", std::max(1, tree_builder::line_of(root)));

@@ -1,10 +1,14 @@
 #include <loopwarden/core/logging.hpp>
 
+#include <google/protobuf/stubs/logging.h>
 #include <spdlog/sinks/sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <cstdint>
 #include <mutex>
+#include <string>
 
 #include <loopwarden/core/redactor.hpp>
 
@@ -94,7 +98,35 @@ void set_log_level(sdk::log_level level) {
   }
 }
 
-void log_to_stderr() { detail::log().flush_on(spdlog::level::warn); }
+namespace {
+
+std::atomic<std::uint64_t> protobuf_lines{0};
+
+void protobuf_log(google::protobuf::LogLevel level, const char* filename, int line,
+                  const std::string& message) {
+  // Protobuf logs a parse problem once per message parsed, and the message bytes come from
+  // producers: limit it as ingest_loop limits its own malformed-message lines.
+  const std::uint64_t n = protobuf_lines.fetch_add(1, std::memory_order_relaxed) + 1;
+  const bool fatal = level >= google::protobuf::LOGLEVEL_FATAL;
+  if (!fatal && n > 10 && n % 10'000 != 0) return;
+  const spdlog::level::level_enum to = fatal ? spdlog::level::critical
+                                       : level >= google::protobuf::LOGLEVEL_ERROR
+                                           ? spdlog::level::warn
+                                           : spdlog::level::debug;
+  detail::log().log(to,
+                    "protobuf ({}:{}): {} ({} protobuf log lines so far; only the first 10 "
+                    "and one in every 10 000 are shown)",
+                    filename != nullptr ? filename : "?", line, message, n);
+}
+
+}  // namespace
+
+void route_protobuf_logs() { google::protobuf::SetLogHandler(&protobuf_log); }
+
+void log_to_stderr() {
+  detail::log().flush_on(spdlog::level::warn);
+  route_protobuf_logs();
+}
 
 void log_message(sdk::log_level level, std::string_view message) {
   switch (level) {

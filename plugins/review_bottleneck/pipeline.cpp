@@ -93,7 +93,10 @@ bool pipeline::on_record(const stage_record& r, std::int64_t engine_now, sdk::co
     return true;
   }
   if (pending_) ++c_.malformed;
-  pending_.emplace();
+  // held{} rather than emplace(): clang 14 (the fuzz preset) decides std::optional<held> is not
+  // default-constructible, because held's member initialisers are read only once pipeline is
+  // complete.
+  pending_.emplace(held{});
   pending_->record = r;
   pending_->item_id = std::string(r.item_id);
   pending_->reviewer = std::string(r.reviewer);

@@ -2,14 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <pwd.h>
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <pwd.h>
+#include <future>
+#include <limits>
 #include <string_view>
 #include <vector>
-#include <future>
 #include <zmq_addon.hpp>
 
 #include <loopwarden/core/logging.hpp>
@@ -79,6 +80,21 @@ std::string ipc_peer_operator(const char* peer_address, const std::string& fallb
     name = found->pw_name;
   }
   return "unix:" + (name.empty() ? "uid" + uid_text : name);
+}
+
+std::string answer_control_request(std::string_view payload, const std::string& operator_id,
+                                   const control_service::handler& h) {
+  v1::ControlRequest request;
+  v1::ControlResponse response;
+  if (payload.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
+      !request.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    response.set_ok(false);
+    response.set_error("the request is not a loopwarden.v1.ControlRequest");
+  } else {
+    response = h(request, operator_id);
+    response.set_request_id(request.request_id());
+  }
+  return response.SerializeAsString();
 }
 
 control_service::control_service(const core::transport_config& transport, handler h)
@@ -239,17 +255,9 @@ void control_service::run(std::stop_token stop,
         const char* uid = frames.back().gets("User-Id");
         operator_id = std::string("key:") + (uid != nullptr ? uid : "?");
       }
-      v1::ControlRequest request;
-      v1::ControlResponse response;
-      if (!request.ParseFromArray(frames.back().data(), static_cast<int>(frames.back().size()))) {
-        response.set_ok(false);
-        response.set_error("the request is not a loopwarden.v1.ControlRequest");
-      } else {
-        response = handler_(request, operator_id);
-        response.set_request_id(request.request_id());
-      }
       // Reply with the same envelope frames (identity, and the empty delimiter if any).
-      std::string payload = response.SerializeAsString();
+      const std::string payload =
+          answer_control_request(frames.back().to_string_view(), operator_id, handler_);
       std::vector<zmq::const_buffer> reply;
       for (std::size_t i = 0; i + 1 < frames.size(); ++i) {
         reply.push_back(zmq::buffer(frames[i].data(), frames[i].size()));

@@ -8,6 +8,7 @@
 #include <memory>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -43,5 +44,12 @@ class control_service {
   handler handler_;
   std::jthread thread_;
 };
+
+// One request's round trip, without the socket: decodes `payload` as a ControlRequest, answers it
+// with `h` as `operator_id` (echoing its request_id), and returns the serialized ControlResponse;
+// bytes that are not a ControlRequest get an ok=false answer. The control thread's only decode
+// step, and the fuzz target's entry point (tests/fuzz/control_fuzz.cpp).
+std::string answer_control_request(std::string_view payload, const std::string& operator_id,
+                                   const control_service::handler& h);
 
 }  // namespace loopwarden::sidecar::detail

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <utility>
 #include <zmq_addon.hpp>
@@ -63,6 +64,33 @@ void recycle_batch(std::unique_ptr<event_batch> batch) {
   batch->arena->Reset();  // runs the string destructors; keeps the initial block
   std::lock_guard lock(pool_mu);
   if (pool().size() < max_pooled) pool().push_back(std::move(batch));
+}
+
+ingest_check check_ingest_message(std::span<const std::string_view> frames,
+                                  v1::Envelope& envelope) {
+  ingest_check c;
+  std::optional<sdk::event_kind> topic;
+  if (frames.size() != 2) {
+    c.why = fmt::format("{} frames, expected 2 ([topic][envelope])", frames.size());
+  } else if (!(topic = sdk::parse_event_kind(frames[0]))) {
+    c.why = fmt::format("unknown topic '{}'", frames[0].substr(0, 64));
+  } else if (frames[1].size() > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
+             !envelope.ParseFromArray(frames[1].data(), static_cast<int>(frames[1].size()))) {
+    c.why = fmt::format("{}-byte payload is not a loopwarden.v1.Envelope", frames[1].size());
+  } else {
+    c.source = envelope.source();
+    const auto kind = sdk::kind_of(envelope);
+    if (!kind) {
+      c.why = "envelope has no body";
+    } else if (*kind != *topic) {
+      c.why = fmt::format("topic '{}' but a {} body", frames[0], sdk::topic_name(*kind));
+    } else if (c.source.empty()) {
+      // Every producer names itself; bytes that parse as an envelope without a source are
+      // something else (a control request sent to the wrong socket, say).
+      c.why = "envelope names no source";
+    }
+  }
+  return c;
 }
 
 int ingest_rcvhwm(std::size_t queue_capacity) {
@@ -194,6 +222,7 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
   for (auto& s : sockets) items.push_back({s.handle(), 0, ZMQ_POLLIN, 0});
   const bool block = transport_.overflow == core::overflow_policy::block;
   std::vector<zmq::message_t> frames;
+  std::vector<std::string_view> views;  // frames as text for check_ingest_message, reused
 
   // While running, a blocked send waits for the engine; once stop is requested, only until the
   // drain deadline (a send blocked behind a slow monitor must not hold the shutdown past it).
@@ -213,6 +242,7 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
     event_batch* raw = batch.get();
     const std::size_t n_events = raw->events.size();
     zmq::message_t msg(&raw, sizeof raw);
+    raw->handoff.publish();
     while (true) {
       auto sent = queue.send(msg, block ? zmq::send_flags::none : zmq::send_flags::dontwait);
       if (sent) {
@@ -258,30 +288,12 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
         break;
       }
       if (!got) break;
-      std::string why;
-      std::string source;
       auto* env = google::protobuf::Arena::CreateMessage<v1::Envelope>(batch->arena.get());
-      std::optional<sdk::event_kind> topic;
-      if (frames.size() != 2) {
-        why = fmt::format("{} frames, expected 2 ([topic][envelope])", frames.size());
-      } else if (!(topic = sdk::parse_event_kind(frames[0].to_string_view()))) {
-        why = fmt::format("unknown topic '{}'", frames[0].to_string_view().substr(0, 64));
-      } else if (!env->ParseFromArray(frames[1].data(), static_cast<int>(frames[1].size()))) {
-        why = fmt::format("{}-byte payload is not a loopwarden.v1.Envelope", frames[1].size());
-      } else {
-        source = env->source();
-        const auto kind = sdk::kind_of(*env);
-        if (!kind) {
-          why = "envelope has no body";
-        } else if (*kind != *topic) {
-          why = fmt::format("topic '{}' but a {} body", frames[0].to_string_view(),
-                            sdk::topic_name(*kind));
-        } else if (source.empty()) {
-          // Every producer names itself; bytes that parse as an envelope without a source are
-          // something else (a control request sent to the wrong socket, say).
-          why = "envelope names no source";
-        }
-      }
+      views.clear();
+      for (const auto& f : frames) views.push_back(f.to_string_view());
+      const ingest_check check = check_ingest_message(views, *env);
+      const std::string& why = check.why;
+      const std::string& source = check.source;
       {
         std::lock_guard lock(mu_);
         ++endpoints_[i].received;

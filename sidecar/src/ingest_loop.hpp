@@ -11,8 +11,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -21,6 +23,8 @@
 #include <loopwarden/core/config.hpp>
 #include <loopwarden/core/replay_file.hpp>
 #include <loopwarden/core/status.hpp>
+
+#include "handoff.hpp"
 
 namespace loopwarden::sidecar::detail {
 
@@ -40,6 +44,7 @@ struct event_batch {
   std::unique_ptr<google::protobuf::Arena> arena;
   std::vector<v1::Envelope*> events;  // on the arena
   std::size_t bytes = 0;              // wire bytes parsed into it
+  handoff_fence handoff;              // published before each send to the engine thread
   bool full() const { return events.size() >= max_events || bytes >= block_size / 4; }
 };
 // A bounded, thread-safe free list of batches (the ingest thread takes, the engine returns).
@@ -49,6 +54,20 @@ void recycle_batch(std::unique_ptr<event_batch> batch);
 int queue_hwm_batches(std::size_t queue_capacity);
 // The receive high-water mark of each ingest socket, in messages, for `queue_capacity` events.
 int ingest_rcvhwm(std::size_t queue_capacity);
+
+// What the ingest check made of one message.
+struct ingest_check {
+  std::string why;     // empty: a valid envelope; otherwise why the message is malformed
+  std::string source;  // the envelope's source, when the payload parsed far enough to name one
+  bool ok() const { return why.empty(); }
+};
+
+// Judges one ingest message, `frames` as received: it must be exactly [kind-topic][envelope],
+// the topic a known event kind, the payload a loopwarden.v1.Envelope whose body matches the topic
+// and which names its source. Parses the payload into `envelope` (left partly filled when the
+// message is malformed). The ingest thread's only check, and the fuzz target's entry point
+// (tests/fuzz/envelope_fuzz.cpp). Thread-safe: no state.
+ingest_check check_ingest_message(std::span<const std::string_view> frames, v1::Envelope& envelope);
 
 struct ingest_endpoint_counters {
   std::string endpoint;

@@ -30,6 +30,7 @@
 
 #include "approval_gate.hpp"
 #include "breaker_publisher.hpp"
+#include "control_handler.hpp"
 #include "control_service.hpp"
 #include "http_endpoint.hpp"
 #include "ingest_loop.hpp"
@@ -54,6 +55,7 @@ std::int64_t wall_now() {
 struct engine_command {
   std::unique_ptr<core::engine> next;           // the engine to swap in
   std::promise<std::vector<std::string>> done;  // the monitors that kept their state
+  detail::handoff_fence handoff;                // published before it is sent to the engine
 };
 
 core::result<core::config> load_config(const serve_options& o) {
@@ -178,6 +180,7 @@ struct server::impl {
 
   std::unique_ptr<detail::breaker_publisher> publisher;
   std::unique_ptr<detail::ingest_loop> ingest;
+  std::unique_ptr<detail::control_handler> control_commands;  // used by the control thread
   std::unique_ptr<detail::control_service> control;
   std::jthread engine_thread;
   std::atomic<bool> draining{false};
@@ -228,7 +231,6 @@ struct server::impl {
   void alert_approval(const std::string& approval_id);
   detail::readiness readiness() const;
   std::vector<v1::BreakerTransition> recent_transitions(std::size_t limit) const;
-  v1::ControlResponse handle_control(const v1::ControlRequest& request, const std::string& who);
 };
 
 server::server(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
@@ -385,13 +387,23 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
        }},
       {"open the control socket",
        [&] {
-         auto* self = &m;
+         detail::control_hooks hooks;
+         server* owner = m.self;
+         hooks.status = [owner] { return owner->status(); };
+         hooks.reload = [owner] { return owner->reload(); };
+         hooks.now_unix_nano = wall_now;
+         impl* daemon = &m;
+         hooks.approval_settled = [daemon](const std::string& id) { daemon->alert_approval(id); };
+         m.control_commands = std::make_unique<detail::control_handler>(
+             *m.registry, *m.store, *m.router, m.cfg.source, std::move(hooks));
+         auto* commands = m.control_commands.get();
          m.control = std::make_unique<detail::control_service>(
-             m.cfg.transport, [self](const v1::ControlRequest& r, const std::string& who) {
+             m.cfg.transport,
+             [commands, daemon](const v1::ControlRequest& r, const std::string& who) {
                // Every answer, whatever it carries (an alert test's error, a refused reload's
                // message, a monitor's last error), leaves without the config's secrets.
-               v1::ControlResponse response = self->handle_control(r, who);
-               self->secrets()->apply(response);
+               v1::ControlResponse response = commands->handle(r, who);
+               daemon->secrets()->apply(response);
                return response;
              });
          return m.control->start();
@@ -567,6 +579,7 @@ void server::impl::run_engine(std::stop_token stop,
     while (commands.recv(msg, zmq::recv_flags::dontwait)) {
       engine_command* cmd = nullptr;
       std::memcpy(&cmd, msg.data(), sizeof cmd);
+      cmd->handoff.accept();
       auto kept = cmd->next->adopt_unchanged(*engine);
       {
         std::unique_lock lock(engine_mu);
@@ -620,6 +633,7 @@ void server::impl::run_engine(std::stop_token stop,
         end_of_stream = true;
         break;
       }
+      raw->handoff.accept();
       // The monitors' workers share the batch; the last one done with it recycles it.
       std::shared_ptr<detail::event_batch> batch(raw, [](detail::event_batch* b) {
         detail::recycle_batch(std::unique_ptr<detail::event_batch>(b));
@@ -692,6 +706,7 @@ void server::impl::run_engine(std::stop_token stop,
     detail::event_batch* raw = nullptr;
     std::memcpy(&raw, msg.data(), sizeof raw);
     if (raw != nullptr) {
+      raw->handoff.accept();
       discarded_at_shutdown.fetch_add(raw->events.size(), std::memory_order_relaxed);
       delete raw;
     }
@@ -765,13 +780,14 @@ core::status server::reload() {
   auto next = core::engine::create(*cfg, eo);
   if (!next.ok()) return fail(next.error());
 
-  auto* cmd = new engine_command{std::move(*next), {}};
+  auto* cmd = new engine_command{std::move(*next), {}, {}};
   auto done = cmd->done.get_future();
   {
     zmq::socket_t push(detail::zmq_context(), zmq::socket_type::push);
     push.set(zmq::sockopt::linger, 0);
     push.connect(command_endpoint);
     zmq::message_t msg(&cmd, sizeof cmd);
+    cmd->handoff.publish();
     if (!push.send(msg, zmq::send_flags::none)) {
       delete cmd;
       return fail(core::make_error(core::status_code::internal, "the engine thread is gone"));
@@ -1002,158 +1018,6 @@ std::vector<v1::BreakerTransition> server::impl::recent_transitions(std::size_t 
   });
   if (all.size() > limit) all.resize(limit);
   return all;
-}
-
-namespace {
-void fill_approval(const core::approval& a, v1::Approval& o) {
-  o.set_id(a.id);
-  o.set_created_unix_nano(a.created_unix_nano);
-  o.set_expires_unix_nano(a.expires_unix_nano);
-  o.set_monitor(a.monitor);
-  o.set_breaker(a.breaker);
-  o.set_run_id(a.run_id);
-  o.set_summary(a.summary);
-  o.set_detail_json(a.detail_json);
-  o.set_requested_by(a.requested_by);
-  o.set_state(std::string(core::to_string(a.state)));
-  o.set_decided_by(a.decided_by);
-  o.set_reason(a.reason);
-  o.set_decided_unix_nano(a.decided_unix_nano);
-}
-}  // namespace
-
-v1::ControlResponse server::impl::handle_control(const v1::ControlRequest& request,
-                                                 const std::string& who) {
-  v1::ControlResponse r;
-  auto fail = [&](const core::status& s) {
-    r.set_ok(false);
-    r.set_error(s.message());
-    return r;
-  };
-  auto key_of = [](const v1::BreakerRef& ref) {
-    return core::breaker_key{ref.name(), ref.run_id()};
-  };
-  const std::int64_t now = wall_now();
-  switch (request.command_case()) {
-    case v1::ControlRequest::kStatus:
-      break;  // the snapshot and figures are added below
-    case v1::ControlRequest::kExplain: {
-      auto key = key_of(request.explain().breaker());
-      auto b = registry->find(key);
-      if (!b && key.run_id.empty()) {
-        // A run-scoped breaker named without its run: explain it if only one run has it.
-        std::vector<std::string> runs;
-        // Named, not iterated in place: in C++20 a range-for over snapshot().breakers() would
-        // walk a temporary destroyed before the loop body runs.
-        const v1::BreakerSnapshot all = registry->snapshot();
-        for (const auto& x : all.breakers()) {
-          if (x.name() == key.name) runs.push_back(x.run_id());
-        }
-        if (runs.size() == 1) {
-          key.run_id = runs.front();
-          b = registry->find(key);
-        } else if (runs.size() > 1) {
-          std::string list;
-          for (const auto& run : runs) list += (list.empty() ? "" : ", ") + run;
-          return fail(core::make_error(core::status_code::invalid_argument,
-                                       "breaker '" + key.name + "' exists for several runs (" +
-                                           list + "): name one with --run"));
-        }
-      }
-      if (!b) {
-        return fail(
-            core::make_error(core::status_code::not_found,
-                             "no breaker '" + key.name + "'" +
-                                 (key.run_id.empty() ? "" : " (run '" + key.run_id + "')")));
-      }
-      auto h = registry->history(key, 100);
-      if (h.ok()) {
-        for (auto& t : *h) *r.add_history() = std::move(t);
-      }
-      *r.mutable_snapshot()->add_breakers() = *b;
-      r.set_ok(true);
-      *r.mutable_sidecar() = self->status();
-      return r;
-    }
-    case v1::ControlRequest::kAck: {
-      auto t =
-          registry->acknowledge(key_of(request.ack().breaker()), who, request.ack().note(), now);
-      if (!t.ok()) return fail(t.error());
-      r.set_message("acknowledged " + t->breaker().name() + " as " + who);
-      *r.add_history() = *t;
-      break;
-    }
-    case v1::ControlRequest::kReset: {
-      auto t =
-          registry->reset(key_of(request.reset().breaker()), who, request.reset().reason(), now);
-      if (!t.ok()) return fail(t.error());
-      r.set_message("reset " + t->breaker().name() + " as " + who + ": now " +
-                    std::string(sdk::to_string(t->breaker().state())));
-      *r.add_history() = *t;
-      break;
-    }
-    case v1::ControlRequest::kForceOpen: {
-      const auto& f = request.force_open();
-      auto action = sdk::from_proto(f.action()).value_or(sdk::breaker_action::halt);
-      auto t = registry->force_open(key_of(f.breaker()), who, f.reason(), action, now);
-      if (!t.ok()) return fail(t.error());
-      r.set_message("forced " + t->breaker().name() + " open as " + who);
-      *r.add_history() = *t;
-      break;
-    }
-    case v1::ControlRequest::kReload: {
-      if (auto s = self->reload(); !s.ok()) return fail(s);
-      r.set_message("reloaded " + cfg.source);
-      break;
-    }
-    case v1::ControlRequest::kApproval: {
-      const auto& a = request.approval();
-      auto decided = store->decide_approval(a.approval_id(), a.approve(), who, a.note(), now);
-      if (!decided.ok()) return fail(decided.error());
-      alert_approval(decided->id);  // resolves the page that asked for it
-      fill_approval(*decided, *r.add_approvals());
-      r.set_message(std::string(a.approve() ? "approved " : "denied ") + decided->id + " as " +
-                    who + ": the host learns it when it asks the gate again");
-      r.set_ok(true);
-      return r;
-    }
-    case v1::ControlRequest::kApprovals: {
-      if (auto expired = store->expire_approvals(now); expired.ok()) {
-        for (const auto& e : *expired) alert_approval(e.id);
-      }
-      auto list = store->list_approvals(!request.approvals().all());
-      if (!list.ok()) return fail(list.error());
-      for (const auto& a : *list) fill_approval(a, *r.add_approvals());
-      r.set_ok(true);
-      return r;
-    }
-    case v1::ControlRequest::kAlertTest: {
-      auto report = router->send_test(request.alert_test().sink());
-      if (!report.ok()) return fail(report.error());
-      if (!report->delivered) {
-        return fail(core::make_error(
-            core::status_code::io_error,
-            fmt::format(
-                "test alert through '{}' failed after {} ms: {}{}", report->sink,
-                std::chrono::duration_cast<std::chrono::milliseconds>(report->elapsed).count(),
-                report->error,
-                report->http_status != 0 ? fmt::format(" (HTTP {})", report->http_status) : "")));
-      }
-      r.set_ok(true);
-      r.set_message(fmt::format(
-          "test alert delivered through '{}' in {} ms{}", report->sink,
-          std::chrono::duration_cast<std::chrono::milliseconds>(report->elapsed).count(),
-          report->http_status != 0 ? fmt::format(" (HTTP {})", report->http_status) : ""));
-      return r;
-    }
-    case v1::ControlRequest::COMMAND_NOT_SET:
-      return fail(
-          core::make_error(core::status_code::invalid_argument, "the request names no command"));
-  }
-  r.set_ok(true);
-  *r.mutable_snapshot() = registry->snapshot();
-  *r.mutable_sidecar() = self->status();
-  return r;
 }
 
 int run_serve(const serve_options& options, std::ostream& out, std::ostream& err) {

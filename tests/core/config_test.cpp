@@ -373,6 +373,37 @@ TEST_CASE("config parser turns pathological nesting into a syntax error", "[conf
   CHECK(got.error().message().find(": yaml syntax error: ") != std::string::npos);
 }
 
+// Found by the config fuzz target (docs/fuzzing.md): yaml-cpp 0.7's LoadAll loops forever on a
+// stream it cannot get past (a lone ','), keeping an empty document per turn until memory runs
+// out. tests/fixtures/fuzz-regressions/config/comma-hang.yaml is the input that found it.
+TEST_CASE("config parser refuses a stream yaml-cpp cannot get past instead of looping",
+          "[config][fuzz]") {
+  const std::string fixture =
+      std::string(LOOPWARDEN_FIXTURES_DIR) + "/fuzz-regressions/config/comma-hang.yaml";
+  auto from_file = load_config_file(fixture);
+  REQUIRE_FALSE(from_file.ok());
+  CHECK(from_file.error().code() == status_code::invalid_argument);
+  CHECK(from_file.error().message() ==
+        fixture + ":1:1: yaml syntax error: unexpected token (the parser cannot continue here)");
+
+  const std::vector<std::pair<std::string, std::string>> rows = {
+      {",", "loopwarden.yaml:1:1: yaml syntax error: unexpected token"},
+      {", a: b}", "loopwarden.yaml:1:1: yaml syntax error: unexpected token"},
+      {"version: 1\n,\n", "loopwarden.yaml:2:1: yaml syntax error: end of map not found"},
+  };
+  for (const auto& [yaml, prefix] : rows) {
+    INFO(yaml);
+    auto got = parse_config(yaml, source, "/srv");
+    REQUIRE_FALSE(got.ok());
+    CHECK(got.error().code() == status_code::invalid_argument);
+    CHECK(got.error().message().rfind(prefix, 0) == 0);
+  }
+  // Several real documents are still told apart from a stuck parser.
+  auto two = parse_config("version: 1\n---\n---\nversion: 1\n", source, "/srv");
+  REQUIRE_FALSE(two.ok());
+  CHECK(two.error().message() == "expected one yaml document, found 3 (loopwarden.yaml:3)");
+}
+
 TEST_CASE("config embedded default is the documented text", "[config]") {
   // docs/configuration.md promises that `loopwarden config default` prints exactly its block under
   // "## The embedded default": the test reads the doc, so neither can change without the other.

@@ -421,6 +421,35 @@ TEST_CASE("destructive_action asks about actions outside the declared scope even
   CHECK(ask(*e, r).verdict == V::allow);
 }
 
+// Found by the envelope fuzz target (tests/fixtures/fuzz-regressions/envelope/
+// gate-scope-use-after-free): scope_facts read a fact by reference while appending the scope
+// facts to the same list, so a fact with two resources outside the declared scope (an SQL
+// statement's database and table) read freed memory when the first append reallocated the list.
+// 1 to 9 statements put the list at its capacity for several counts (1, 2, 4, 8 with the usual
+// doubling); the asan preset (make test-asan) reports the old read, every preset checks verdicts.
+TEST_CASE(
+    "destructive_action asks about SQL outside the declared resources however many statements",
+    "[plugins][destructive_action]") {
+  auto e = engine_with();
+  for (int statements = 1; statements <= 9; ++statements) {
+    std::string sql;
+    for (int i = 0; i < statements; ++i) {
+      sql += "UPDATE t" + std::to_string(i) + " SET done = true WHERE id = 1; ";
+    }
+    auto r = shell_request(sql);
+    r.mutable_action()->set_kind(v1::ACTION_KIND_SQL);
+    r.mutable_action()->set_database("analytics");
+    r.mutable_action()->mutable_scope()->add_resources("/srv/shared/**");
+    const auto d = ask(*e, r);
+    INFO(sql << " -> " << d.rule_id << ": " << d.reason);
+    CHECK(d.verdict == sdk::gate_verdict::require_approval);
+    CHECK(d.rule_id == "scope.outside_resource");
+    // Without declared resources the same statements are ordinary updates.
+    r.mutable_action()->mutable_scope()->clear_resources();
+    CHECK(ask(*e, r).verdict == sdk::gate_verdict::allow);
+  }
+}
+
 TEST_CASE("destructive_action trips agent.evasion on varied denied attempts in one session only",
           "[plugins][destructive_action]") {
   SECTION("three different denied actions in the window trip it") {

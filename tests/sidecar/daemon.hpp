@@ -30,9 +30,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <iterator>
 #include <optional>
 #include <sstream>
@@ -84,6 +86,30 @@ bool wait_until(Done done, std::chrono::milliseconds timeout,
 
 inline double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// ---- sanitizer builds ------------------------------------------------------------------------
+
+// The first sanitizer report in `text` (a daemon's or a command's stderr), or "" when there is
+// none. Every sanitizer ends a report with "SUMMARY: <Name>Sanitizer: ...". Under the asan and
+// tsan presets a finding stops the daemon (halt_on_error), but one made while it shuts down, or
+// a leak found at exit, would only reach its log: daemon_process checks the log when it stops
+// the daemon, so the test that drove it fails (docs/sanitizers.md).
+inline std::string sanitizer_report(const std::string& text) {
+  for (auto summary = text.find("SUMMARY: "); summary != std::string::npos;
+       summary = text.find("SUMMARY: ", summary + 1)) {
+    auto line_end = text.find('\n', summary);
+    if (line_end == std::string::npos) line_end = text.size();
+    const auto name = text.find("Sanitizer", summary);
+    if (name == std::string::npos || name > line_end) continue;
+    // From the report's first line ("==pid==ERROR: ..." or "WARNING: ThreadSanitizer: ...").
+    auto start = text.rfind("==ERROR:", summary);
+    const auto tsan = text.rfind("WARNING: ThreadSanitizer", summary);
+    if (start == std::string::npos || (tsan != std::string::npos && tsan > start)) start = tsan;
+    if (start == std::string::npos) start = summary > 4000 ? summary - 4000 : 0;
+    return text.substr(start, line_end - start);
+  }
+  return "";
 }
 
 // ---- configuration ---------------------------------------------------------------------------
@@ -241,6 +267,7 @@ class daemon_process {
   // it starts).
   void restart_nowait() {
     if (!wait_exit(0ms)) throw std::runtime_error("restart: the daemon is still running");
+    check_sanitizer_report();  // before its log is replaced
     exit_status_.reset();
     pid_ = -1;
     spawn();
@@ -380,8 +407,23 @@ class daemon_process {
     if (!ready) FAIL("loopwarden serve did not answer status within " << timeout.count() << " ms");
   }
 
+  // A sanitizer's report in the daemon's log fails the running test. When the test is already
+  // failing (unwinding: often because the report stopped the daemon), the report goes to stderr
+  // instead, so the failure shows its cause (and ctest's SUMMARY regex sees it).
+  void check_sanitizer_report() const {
+    const std::string report = sanitizer_report(err());
+    if (report.empty()) return;
+    if (std::uncaught_exceptions() != 0) {
+      std::cerr << "the daemon's sanitizer report:\n" << report << "\n";
+      return;
+    }
+    FAIL_CHECK("the daemon's sanitizer report:\n" << report);
+  }
+
   void cleanup() {
     if (pid_ > 0 && !exit_status_) (void)stop(10s);
+    // The daemon has exited: its log is complete.
+    if (pid_ > 0 && !dir_.empty()) check_sanitizer_report();
     if (!dir_.empty()) {
       std::error_code ignored;
       fs::remove_all(dir_, ignored);

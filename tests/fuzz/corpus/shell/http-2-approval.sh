@@ -1,0 +1,1 @@
+curl -XPUT https://internal.example.com/config -d @config.json

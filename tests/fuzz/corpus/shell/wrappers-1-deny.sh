@@ -1,0 +1,1 @@
+sudo -u root rm -rf /var/log

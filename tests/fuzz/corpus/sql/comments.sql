@@ -1,0 +1,2 @@
+/* cleanup */ DELETE -- all
+FROM users

@@ -1,0 +1,1 @@
+DROP TABLE `users`; DELETE FROM `orders` LIMIT 10

