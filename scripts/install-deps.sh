@@ -15,6 +15,7 @@ packages=(
   python3 python3-zmq python3-protobuf python3-numpy
   sqlite3 prometheus prometheus-alertmanager chromium
   clang-14 libclang-rt-14-dev llvm-14
+  iproute2
 )
 
 missing=()

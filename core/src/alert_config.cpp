@@ -69,7 +69,8 @@ bool key_applies(std::string_view key, alert_sink_type t) {
   }
   if (key == "path") return t == alert_sink_type::file;
   if (key == "routing_key" || key == "routing_key_env") return t == alert_sink_type::pagerduty;
-  if (key == "headers") return t == alert_sink_type::webhook;
+  // Alertmanager behind a proxy takes an Authorization header (basic auth or a bearer token).
+  if (key == "headers") return t == alert_sink_type::webhook || t == alert_sink_type::alertmanager;
   return true;
 }
 

@@ -16,6 +16,7 @@
 
 #include <httplib.h>
 
+#include <loopwarden/core/redactor.hpp>
 #include <loopwarden/version.hpp>
 
 #include "log.hpp"
@@ -235,12 +236,23 @@ class http_sink : public alert_sink {
 
  protected:
   http_sink(const alert_sink_config& c, http_target target)
-      : alert_sink(c), target_(std::move(target)) {}
+      : alert_sink(c), target_(std::move(target)) {
+    secrets_.add_sink_secrets(c);
+  }
 
   const http_target& target() const { return target_; }
 
+  // One attempt; the error never carries this sink's secrets (a receiver may echo the request).
   delivery_result post(const std::string& path, const std::string& body,
                        const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+    delivery_result r = post_once(path, body, extra_headers);
+    if (!r.error.empty()) r.error = secrets_.apply(r.error);
+    return r;
+  }
+
+ private:
+  delivery_result post_once(const std::string& path, const std::string& body,
+                            const std::vector<std::pair<std::string, std::string>>& extra_headers) {
     httplib::Client client(target_.scheme_host_port);
     const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(config().timeout);
     client.set_connection_timeout(timeout);
@@ -299,8 +311,8 @@ class http_sink : public alert_sink {
     return r;
   }
 
- private:
   const http_target target_;
+  redactor secrets_;  // this sink's URL, headers and routing key (redactor.hpp)
   std::mutex mu_;
   std::set<httplib::Client*> active_;  // guarded by mu_; clients of requests in flight
   bool cancelled_ = false;             // guarded by mu_
@@ -339,7 +351,8 @@ class alertmanager_sink final : public http_sink {
     path_ += "/api/v2/alerts";
   }
   delivery_result deliver(const alert_delivery& d) override {
-    return post(path_, render_alertmanager(d.alert, d.now_unix_nano, resend_).dump(), {});
+    return post(path_, render_alertmanager(d.alert, d.now_unix_nano, resend_).dump(),
+                config().headers);
   }
 
  private:
@@ -369,8 +382,9 @@ bool https_supported() {
 }
 
 result<http_target> parse_http_url(std::string_view url) {
+  // The URL may be a credential (Slack's is): the message shows it without path or user-info.
   auto bad = [&](std::string why) {
-    return make_error(status_code::invalid_argument, why + ", got \"" + std::string(url) + "\"");
+    return make_error(status_code::invalid_argument, why + ", got \"" + redact_url(url) + "\"");
   };
   http_target t;
   std::string_view rest;

@@ -1,4 +1,5 @@
 #include <loopwarden/core/config.hpp>
+#include <loopwarden/core/plugin_trust.hpp>
 
 // yaml-cpp appears in this file only: its nodes and exceptions are turned into config_node trees
 // and statuses in one place (yaml_to_tree), and everything else reads the trees.
@@ -366,7 +367,7 @@ status read_monitor(const config_node& entry, const fs::path& base, monitor_conf
   }
   if (auto s = entry.check_keys({"name", "plugin", "path", "optional", "enabled", "mode",
                                  "on_error", "deadline", "queue_capacity", "isolation",
-                                 "memory_limit", "config"});
+                                 "memory_limit", "sha256", "config"});
       !s.ok()) {
     return s;
   }
@@ -451,6 +452,17 @@ status read_monitor(const config_node& entry, const fs::path& base, monitor_conf
                      n.describe());
     }
     m.memory_limit_bytes = *bytes;
+  }
+  if (auto n = entry["sha256"]; !absent(n)) {
+    // The scalar's text, whatever YAML thinks it is: an all-digit digest reads as a number.
+    auto digest = n.is_scalar() ? parse_sha256_hex(n.scalar()) : std::nullopt;
+    if (!digest) {
+      return n.error(
+          "expected 64 hexadecimal digits (the plugin file's SHA-256, as `sha256sum FILE` "
+          "prints it), got " +
+          n.describe());
+    }
+    m.sha256 = std::move(*digest);
   }
   m.config = entry["config"];
   return status::success();
@@ -557,7 +569,7 @@ status read_transport(const config_node& node, const fs::path& base, config& out
   if (!node.is_map())
     return node.error("expected a map of transport settings, got " + node.describe());
   if (auto s =
-          node.check_keys({"ingest", "breakers", "gate", "control", "control_curve",
+          node.check_keys({"ingest", "breakers", "gate", "control", "control_curve", "ipc_mode",
                            "heartbeat_interval", "queue_capacity", "overflow", "drain_timeout"});
       !s.ok()) {
     return s;

@@ -792,6 +792,15 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
     if (!mc.enabled) continue;
     result<std::string> path =
         mc.path.empty() ? host.find(mc.plugin) : result<std::string>(mc.path);
+    if (path.ok()) {
+      // The permission rule and the pinned digest (plugin_trust.hpp), before anything loads the
+      // file. A refusal here means someone else could have changed the plugin, or did: it stops
+      // the engine even for an optional monitor. A missing file is an ordinary load failure.
+      path = host.verify(*path, mc.plugin.empty() ? std::string_view() : mc.plugin, mc.sha256);
+      if (!path.ok() && path.error().code() != sdk::status_code::not_found) {
+        return path.error().with_context("monitor '" + mc.name + "'");
+      }
+    }
     auto r = std::make_unique<runner>();
     r->cfg = mc;
     sdk::status loaded_ok;
@@ -803,6 +812,7 @@ result<std::unique_ptr<engine>> engine::create(const config& cfg, engine_options
       io.host_command = options.monitor_host_command;
       io.plugin_path = *path;
       io.plugin_name = mc.plugin.empty() ? *path : mc.plugin;
+      io.expected_sha256 = mc.sha256;  // checked again before every (re)start of the child
       io.instance = mc.name;
       io.deadline = mc.deadline;
       io.memory_limit_bytes = mc.memory_limit_bytes;
@@ -1176,7 +1186,7 @@ void canonical(const sdk::config_node& n, std::string& out) {
 }
 
 std::string identity(const monitor_config& c) {
-  std::string out = c.name + '\0' + c.plugin + '\0' + c.path + '\0' +
+  std::string out = c.name + '\0' + c.plugin + '\0' + c.path + '\0' + c.sha256 + '\0' +
                     (c.on_error == error_policy::fail_closed ? "fc" : "d") + '\0' +
                     (c.shadow ? "shadow" : "enforce") + '\0';
   canonical(c.config, out);

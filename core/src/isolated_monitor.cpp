@@ -12,6 +12,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <loopwarden/core/plugin_trust.hpp>
+
 #include "isolation_protocol.hpp"
 #include "log.hpp"
 
@@ -75,6 +77,14 @@ isolated_monitor::~isolated_monitor() {
 }
 
 status isolated_monitor::spawn() const {
+  // The file is checked here, in the daemon, every time a child is started: a plugin replaced
+  // between restarts is refused like one replaced before the first start.
+  auto trusted = verify_plugin_file(options_.plugin_path, options_.expected_sha256, ::geteuid());
+  if (!trusted.ok()) {
+    return make_error(trusted.error().code(), "can't load plugin '" + options_.plugin_name + "' (" +
+                                                  options_.plugin_path +
+                                                  "): " + trusted.error().message());
+  }
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return make_error(

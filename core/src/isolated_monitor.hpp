@@ -29,6 +29,9 @@ struct isolated_monitor_options {
   // child is started as <command...> --fd 3, with its end of the socket pair as fd 3.
   std::vector<std::string> host_command;
   std::string plugin_path;  // the .so the child loads
+  // The pinned SHA-256 (64 lowercase hex digits), or empty. Before every start of a child, the
+  // file must pass the permission rule and match it (plugin_trust.hpp).
+  std::string expected_sha256;
   std::string plugin_name;  // for messages
   std::string instance;     // the configured instance name
   // A call without an answer for this long kills the child (zero: wait forever).

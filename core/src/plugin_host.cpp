@@ -1,6 +1,7 @@
 #include <loopwarden/core/plugin_host.hpp>
 
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <boost/core/demangle.hpp>
 #include <boost/dll/runtime_symbol_info.hpp>
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <typeinfo>
 
+#include <loopwarden/core/plugin_trust.hpp>
 #include <loopwarden/plugin.hpp>
 
 namespace loopwarden::core {
@@ -80,19 +82,31 @@ result<std::string> plugin_host::find(std::string_view plugin) const {
                         ".so in " + (searched.empty() ? "an empty search path" : searched));
 }
 
-result<std::unique_ptr<loaded_monitor>> plugin_host::load(const std::string& path,
+result<std::string> plugin_host::verify(const std::string& path, std::string_view plugin_name,
+                                        std::string_view expected_sha256) const {
+  const std::string name =
+      plugin_name.empty() ? fs::path(path).stem().string() : std::string(plugin_name);
+  auto real = verify_plugin_file(path, expected_sha256, ::geteuid());
+  if (!real.ok()) {
+    return make_error(real.error().code(),
+                      "can't load plugin '" + name + "' (" + path + "): " + real.error().message());
+  }
+  return real;
+}
+
+result<std::unique_ptr<loaded_monitor>> plugin_host::load(const std::string& given_path,
                                                           std::string_view plugin_name) const {
+  // Nothing reaches the dynamic loader (which runs the library's constructors) before the
+  // permission rule has passed; the real path it returns is what is loaded.
+  auto real = verify(given_path, plugin_name);
+  if (!real.ok()) return real.error();
+  const std::string& path = *real;
   const std::string name =
       plugin_name.empty() ? fs::path(path).stem().string() : std::string(plugin_name);
   const std::string prefix = "can't load plugin '" + name + "' (" + path + "): ";
   auto refuse = [&](std::string why) {
     return make_error(sdk::status_code::refused, prefix + why);
   };
-
-  std::error_code fec;
-  if (!fs::is_regular_file(path, fec)) {
-    return make_error(sdk::status_code::not_found, prefix + "no such file");
-  }
 
   auto lib = std::make_unique<loaded_monitor::library>();
   boost::dll::fs::error_code ec;

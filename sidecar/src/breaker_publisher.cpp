@@ -23,12 +23,13 @@ std::int64_t wall_now() {
 
 breaker_publisher::breaker_publisher(std::string endpoint, std::chrono::nanoseconds interval,
                                      core::breaker_registry& registry, std::string sidecar_id,
-                                     unsigned ipc_mode)
+                                     unsigned ipc_mode, scrubber scrub)
     : endpoint_(std::move(endpoint)),
       interval_(interval),
       registry_(registry),
       sidecar_id_(std::move(sidecar_id)),
-      ipc_mode_(ipc_mode) {}
+      ipc_mode_(ipc_mode),
+      scrub_(std::move(scrub)) {}
 
 breaker_publisher::~breaker_publisher() { stop(); }
 
@@ -46,6 +47,7 @@ void breaker_publisher::publish(const v1::BreakerTransition& transition) {
   if (transition.breaker().shadow()) return;
   v1::BreakerMessage msg;
   *msg.mutable_transition() = transition;
+  if (scrub_) scrub_(msg);
   std::string bytes = msg.SerializeAsString();
   {
     // Sent at once from the tripping thread when the socket is up and nothing is queued ahead.
@@ -133,6 +135,7 @@ void breaker_publisher::run(std::stop_token stop,
     snap->set_heartbeat_interval_ms(static_cast<std::uint32_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(interval_).count()));
     snap->set_sidecar_id(sidecar_id_);
+    if (scrub_) scrub_(msg);
     send("snapshot", msg.SerializeAsString());
     std::lock_guard lock(mu_);
     ++snapshots_;

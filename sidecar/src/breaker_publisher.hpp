@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <stop_token>
@@ -20,10 +21,14 @@ namespace loopwarden::sidecar::detail {
 // Thread-safety: publish() is safe from any thread (it only queues); start/stop from one.
 class breaker_publisher {
  public:
-  // `registry` is borrowed for snapshots and must outlive the publisher.
+  // Scrubs a message before it leaves for the hosts (the config's secrets: redactor.hpp).
+  using scrubber = std::function<void(v1::BreakerMessage&)>;
+
+  // `registry` is borrowed for snapshots and must outlive the publisher. `scrub`, when set, is
+  // applied to every transition and snapshot before it is sent, on the calling thread.
   breaker_publisher(std::string endpoint, std::chrono::nanoseconds interval,
                     core::breaker_registry& registry, std::string sidecar_id,
-                    unsigned ipc_mode = 0660);
+                    unsigned ipc_mode = 0660, scrubber scrub = {});
   ~breaker_publisher();
 
   // Binds the PUB socket and starts the thread. Errors name the endpoint.
@@ -44,6 +49,7 @@ class breaker_publisher {
   core::breaker_registry& registry_;
   const std::string sidecar_id_;
   const unsigned ipc_mode_;
+  const scrubber scrub_;
   std::jthread thread_;
 
   // The PUB socket, usable from publish() on the tripping thread under sock_mu_

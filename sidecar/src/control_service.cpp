@@ -4,6 +4,8 @@
 
 #include <pwd.h>
 #include <algorithm>
+#include <chrono>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <limits>
@@ -21,6 +23,37 @@ namespace loopwarden::sidecar::detail {
 namespace {
 
 constexpr const char* zap_endpoint = "inproc://zeromq.zap.01";
+
+// Refused connections are logged, but a client that retries in a loop must not flood the log:
+// at most `burst` lines per window, and the number left out is logged with the next line.
+class refusal_log {
+ public:
+  void refused(const std::string& what) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - window_start_ >= window) {
+      window_start_ = now;
+      logged_ = 0;
+    }
+    if (logged_ >= burst) {
+      ++suppressed_;
+      return;
+    }
+    ++logged_;
+    std::string line = "refused a control connection " + what;
+    if (suppressed_ > 0) {
+      line += fmt::format(" ({} more refused connection(s) were not logged)", suppressed_);
+      suppressed_ = 0;
+    }
+    core::log_message(sdk::log_level::warn, line);
+  }
+
+ private:
+  static constexpr std::size_t burst = 20;
+  static constexpr auto window = std::chrono::seconds(10);
+  std::chrono::steady_clock::time_point window_start_{};
+  std::size_t logged_ = 0;
+  std::uint64_t suppressed_ = 0;
+};
 
 }  // namespace
 
@@ -93,6 +126,9 @@ void control_service::run(std::stop_token stop,
 
   // CURVE: the ZAP handler must be bound before the server socket binds.
   std::optional<zmq::socket_t> zap;
+  // Handshakes that fail before ZAP is asked (a client without CURVE, a garbled greeting).
+  std::optional<zmq::socket_t> monitor;
+  refusal_log refusals;
   zmq::socket_t router(zmq_context(), zmq::socket_type::router);
   router.set(zmq::sockopt::linger, 0);
   if (tcp) {
@@ -111,6 +147,17 @@ void control_service::run(std::stop_token stop,
       router.set(zmq::sockopt::curve_server, true);
       router.set(zmq::sockopt::curve_secretkey, *secret);
       router.set(zmq::sockopt::zap_domain, "loopwarden.control");
+      // Failed authentications are ZAP's to log (with the key); these are the rest.
+      const std::string monitor_endpoint =
+          fmt::format("inproc://loopwarden.control-monitor.{}", static_cast<const void*>(this));
+      if (zmq_socket_monitor(
+              router.handle(), monitor_endpoint.c_str(),
+              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
+        throw zmq::error_t();
+      }
+      monitor.emplace(zmq_context(), zmq::socket_type::pair);
+      monitor->set(zmq::sockopt::linger, 0);
+      monitor->connect(monitor_endpoint);
     } catch (const zmq::error_t& e) {
       started->set_value(zmq_failure(e, "enable CURVE on the control socket", endpoint));
       return;
@@ -127,6 +174,7 @@ void control_service::run(std::stop_token stop,
 
   std::vector<zmq::pollitem_t> items = {{router.handle(), 0, ZMQ_POLLIN, 0}};
   if (zap) items.push_back({zap->handle(), 0, ZMQ_POLLIN, 0});
+  if (monitor) items.push_back({monitor->handle(), 0, ZMQ_POLLIN, 0});
   std::vector<zmq::message_t> frames;
   while (!stop.stop_requested()) {
     try {
@@ -151,11 +199,9 @@ void control_service::run(std::stop_token stop,
                                                       transport_.operator_keys.end(),
                                                       key_z85) != transport_.operator_keys.end();
         if (!allowed) {
-          core::log_message(sdk::log_level::warn,
-                            fmt::format("refused a control connection from {}: {}",
-                                        frames.size() > 3 ? frames[3].to_string() : "?",
-                                        well_formed ? "key " + key_z85 + " is not an operator key"
-                                                    : "not a CURVE client"));
+          refusals.refused(fmt::format(
+              "from {}: {}", frames.size() > 3 ? frames[3].to_string() : "?",
+              well_formed ? "key " + key_z85 + " is not an operator key" : "not a CURVE client"));
         }
         std::array<zmq::const_buffer, 6> reply = {
             zmq::str_buffer("1.0"),
@@ -166,6 +212,35 @@ void control_service::run(std::stop_token stop,
             zmq::buffer(key_z85),  // becomes the connection's User-Id
             zmq::str_buffer("")};
         (void)zmq::send_multipart(*zap, reply);
+      }
+    }
+    if (monitor && (items[2].revents & ZMQ_POLLIN) != 0) {
+      // A monitor event: [u16 event, u32 value][the endpoint]. The peer's address is not part of
+      // it; the endpoint says which socket refused.
+      frames.clear();
+      while (zmq::recv_multipart(*monitor, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        if (frames.size() >= 2 && frames[0].size() >= 6) {
+          std::uint16_t event = 0;
+          std::uint32_t value = 0;
+          std::memcpy(&event, frames[0].data(), sizeof event);
+          std::memcpy(&value, static_cast<const char*>(frames[0].data()) + 2, sizeof value);
+          std::string why;
+          if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+              value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+            why = "the client does not use CURVE (a plaintext client)";
+          } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            // The value is an errno. libzmq 4.3 reports a plaintext client this way: the client
+            // sees the mechanism mismatch first and hangs up.
+            why = fmt::format(
+                "the handshake failed before authentication ({}): a client without CURVE, or "
+                "one that does not have the server's public key",
+                std::strerror(static_cast<int>(value)));
+          } else {
+            why = fmt::format("the handshake failed (zmq event {:#x}, value {:#x})", event, value);
+          }
+          refusals.refused(fmt::format("on {}: {}", frames[1].to_string(), why));
+        }
+        frames.clear();
       }
     }
     if ((items[0].revents & ZMQ_POLLIN) == 0) continue;

@@ -22,8 +22,10 @@
 #include <loopwarden/core/breaker_registry.hpp>
 #include <loopwarden/core/engine.hpp>
 #include <loopwarden/core/logging.hpp>
+#include <loopwarden/core/redactor.hpp>
 #include <loopwarden/core/sqlite_store.hpp>
 #include <loopwarden/sidecar/cli.hpp>
+#include <loopwarden/sidecar/control_client.hpp>
 #include <loopwarden/sidecar/transition_format.hpp>
 
 #include "approval_gate.hpp"
@@ -136,6 +138,18 @@ core::result<sidecar_sections> read_sections(const core::config& cfg, const serv
   return s;
 }
 
+// The secrets of a configuration (docs/security.md#secrets): the alert sinks' URLs, headers and
+// routing keys, and the control socket's CURVE secret key.
+core::redactor secrets_of(const core::config& cfg, const sidecar_sections& sections) {
+  core::redactor r;
+  r.add_alert_secrets(sections.alerts);
+  if (!cfg.transport.control_secret_key_file.empty()) {
+    // An unreadable key is reported by the control socket's start-up step, not here.
+    if (auto key = read_key_file(cfg.transport.control_secret_key_file); key.ok()) r.add(*key);
+  }
+  return r;
+}
+
 }  // namespace
 
 core::status validate_sidecar_sections(const core::config& cfg) {
@@ -183,6 +197,27 @@ struct server::impl {
 
   std::once_flag stopped;
 
+  // What must never be shown (redactor.hpp): the secrets of the running config and of every
+  // config reloaded since, so that nothing a reload logged can leak either.
+  mutable std::mutex secrets_mu;
+  std::shared_ptr<const core::redactor> secrets_ptr =
+      std::make_shared<core::redactor>();  // guarded by secrets_mu
+  std::shared_ptr<const core::redactor> secrets() const {
+    std::lock_guard lock(secrets_mu);
+    return secrets_ptr;
+  }
+  // Adds the secrets of `c` to the known ones, for every output channel and the log.
+  void learn_secrets(const core::config& c, const sidecar_sections& sec) {
+    auto next = std::make_shared<core::redactor>();
+    {
+      std::lock_guard lock(secrets_mu);
+      next->merge(*secrets_ptr);
+      next->merge(secrets_of(c, sec));
+      secrets_ptr = next;
+    }
+    core::set_log_redactor(next);
+  }
+
   core::status start_engine_thread();
   void run_engine(std::stop_token stop, std::shared_ptr<std::promise<core::status>> started);
   void teardown();
@@ -223,6 +258,8 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          auto sections = read_sections(m.cfg, options);
          if (!sections.ok()) return sections.error();
          m.sections = std::move(*sections);
+         // Before anything else logs: every later line passes through the redactor.
+         m.learn_secrets(m.cfg, m.sections);
          return core::status::success();
        }},
       {"lock the state directory",
@@ -307,11 +344,13 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
       {"start the engine and the gate socket", [&] { return m.start_engine_thread(); }},
       {"start the breaker publisher",
        [&] {
+         auto* mp = &m;
+         // The hosts are the watched pipeline: what they hear carries no secret either.
          m.publisher = std::make_unique<detail::breaker_publisher>(
              m.cfg.transport.breakers, m.cfg.transport.heartbeat_interval, *m.registry,
-             sidecar_id(), m.cfg.transport.ipc_mode);
+             sidecar_id(), m.cfg.transport.ipc_mode,
+             [mp](v1::BreakerMessage& msg) { mp->secrets()->apply(msg); });
          auto* pub = m.publisher.get();
-         auto* mp = &m;
          m.registry->add_listener([pub, mp](const v1::BreakerTransition& t) {
            pub->publish(t);
            // The transition and its alerts are already committed: wake the router.
@@ -359,8 +398,13 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
              *m.registry, *m.store, *m.router, m.cfg.source, std::move(hooks));
          auto* commands = m.control_commands.get();
          m.control = std::make_unique<detail::control_service>(
-             m.cfg.transport, [commands](const v1::ControlRequest& r, const std::string& who) {
-               return commands->handle(r, who);
+             m.cfg.transport,
+             [commands, daemon](const v1::ControlRequest& r, const std::string& who) {
+               // Every answer, whatever it carries (an alert test's error, a refused reload's
+               // message, a monitor's last error), leaves without the config's secrets.
+               v1::ControlResponse response = commands->handle(r, who);
+               daemon->secrets()->apply(response);
+               return response;
              });
          return m.control->start();
        }},
@@ -376,8 +420,17 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          detail::http_sources src;
          const impl* mp = &m;
          src.status = [mp] { return mp->self->status(); };
-         src.breakers = [mp] { return mp->registry->snapshot(); };
-         src.recent_transitions = [mp](std::size_t limit) { return mp->recent_transitions(limit); };
+         src.breakers = [mp] {
+           v1::BreakerSnapshot snap = mp->registry->snapshot();
+           mp->secrets()->apply(snap);
+           return snap;
+         };
+         src.recent_transitions = [mp](std::size_t limit) {
+           auto transitions = mp->recent_transitions(limit);
+           const auto secrets = mp->secrets();
+           for (auto& t : transitions) secrets->apply(t);
+           return transitions;
+         };
          src.ready = [mp] { return mp->readiness(); };
          src.alerts = [mp] {
            std::vector<detail::alert_sink_stats> out;
@@ -714,6 +767,7 @@ core::status server::reload() {
   // The sidecar's own sections must be valid too; they apply after a restart (sockets, sinks).
   auto sections = read_sections(*cfg, m.options);
   if (!sections.ok()) return fail(sections.error());
+  m.learn_secrets(*cfg, *sections);  // before anything about the new config is logged
   core::engine_options eo;
   eo.extra_plugin_paths = m.options.plugin_paths;
   eo.registry = m.registry.get();
@@ -885,6 +939,8 @@ v1::SidecarStatus server::status() const {
       o->set_deferred(a.deferred);
     }
   }
+  // The HTTP pages and /metrics are made from this: nothing in it may show a secret.
+  m.secrets()->apply(s);
   return s;
 }
 
@@ -904,7 +960,8 @@ void server::impl::alert_approval(const std::string& approval_id) {
 void server::impl::audit(std::string_view kind, std::string_view actor,
                          std::string_view payload_json) {
   if (!store) return;
-  auto r = store->append_audit(kind, actor, "", payload_json, 0);
+  // The audit log is printed by `loopwarden audit`: it holds no secret either.
+  auto r = store->append_audit(kind, actor, "", secrets()->apply(payload_json), 0);
   if (!r.ok()) {
     core::log_message(sdk::log_level::error, "audit log: " + r.error().message());
     return;

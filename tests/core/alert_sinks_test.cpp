@@ -895,3 +895,21 @@ TEST_CASE("firing alerts are re-posted to alertmanager every resend_interval unt
   CHECK(router.stats()[0].resent >= 3);
   CHECK(router.stats()[0].sent == 2);
 }
+
+TEST_CASE("an alertmanager sink sends its configured headers, for a proxy that authenticates",
+          "[alerts]") {
+  receiver rx;
+  auto am = sink("am", alert_sink_type::alertmanager, rx.url("/"));
+  am.headers = {{"Authorization", "Basic YWxpY2U6cGE1NXcwcmQ="}};
+  const auto cfg = config_with({am}, {"am"});
+  memory_alert_outbox box;
+  core::alert_router router(cfg, box, fast_options());
+  auto report = router.send_test("am");
+  REQUIRE(report.ok());
+  CHECK(report->delivered);
+  REQUIRE(rx.wait_for(1));
+  const auto req = rx.requests().at(0);
+  CHECK(req.path == "/api/v2/alerts");
+  REQUIRE(req.headers.find("Authorization") != req.headers.end());
+  CHECK(req.headers.find("Authorization")->second == "Basic YWxpY2U6cGE1NXcwcmQ=");
+}

@@ -353,7 +353,8 @@ monitors:
       window: 5
 )",
        "monitors[0].confg: unknown key (allowed: name, plugin, path, optional, enabled, mode, "
-       "on_error, deadline, queue_capacity, isolation, memory_limit, config) (loopwarden.yaml:5)"},
+       "on_error, deadline, queue_capacity, isolation, memory_limit, sha256, config) "
+       "(loopwarden.yaml:5)"},
   };
   for (const auto& r : rows) {
     INFO(r.label << "\n---\n" << r.yaml << "---");

@@ -118,3 +118,18 @@ TEST_CASE("bad transport and telemetry settings are refused with path and line",
     CHECK(cfg.error().message() == r.error);
   }
 }
+
+TEST_CASE("transport ipc_mode is read as a quoted octal mode and refused otherwise",
+          "[config][transport][security]") {
+  CHECK(parse_ok("version: 1\n").transport.ipc_mode == 0660);
+  CHECK(parse_ok("version: 1\ntransport:\n  ipc_mode: \"0600\"\n").transport.ipc_mode == 0600);
+  CHECK(parse_ok("version: 1\ntransport:\n  ipc_mode: \"660\"\n").transport.ipc_mode == 0660);
+  for (const std::string bad : {"\"0999\"", "\"rw\"", "\"07777\"", "\"\""}) {
+    INFO(bad);
+    auto cfg = core::parse_config("version: 1\ntransport:\n  ipc_mode: " + bad + "\n", "t.yaml");
+    REQUIRE_FALSE(cfg.ok());
+    CHECK_THAT(cfg.error().message(),
+               Catch::StartsWith("transport.ipc_mode: expected an octal file mode") &&
+                   Catch::EndsWith("(t.yaml:3)"));
+  }
+}

@@ -152,6 +152,9 @@ struct daemon_options {
   std::string http = "127.0.0.1:0";        // serve --http (port 0: any free port; "": off)
   // Called with the daemon's directory (config written, process not started yet).
   std::function<void(const fs::path&)> before_start{};
+  // A command the daemon is started through, which must exec it in place (same pid), e.g.
+  // {"ip", "netns", "exec", "<name>"} to run it in a network namespace. Empty: run it directly.
+  std::vector<std::string> launcher{};
 };
 
 // ---- the daemon ------------------------------------------------------------------------------
@@ -338,8 +341,11 @@ class daemon_process {
 
   void spawn() {
     // Any free port for the HTTP endpoint: tests run in parallel (the port is in the log).
-    std::vector<std::string> args = {loopwarden_binary(), "serve", "--config", config_file_,
-                                     "--http", options_.http};
+    std::vector<std::string> args = options_.launcher;
+    for (std::string a : {loopwarden_binary(), std::string("serve"), std::string("--config"),
+                          config_file_, std::string("--http"), options_.http}) {
+      args.push_back(std::move(a));
+    }
     if (!options_.state_dir.empty()) {
       args.push_back("--state-dir");
       args.push_back(state_dir_);
@@ -380,7 +386,7 @@ class daemon_process {
       ::dup2(null_in, 0);
       ::dup2(out, 1);
       ::dup2(err, 2);
-      ::execve(argv[0], argv.data(), envp.data());
+      ::execvpe(argv[0], argv.data(), envp.data());  // a launcher is found on PATH
       ::_exit(127);
     }
     pid_ = pid;

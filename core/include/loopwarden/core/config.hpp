@@ -23,6 +23,7 @@
 //       queue_capacity: 1024        # events waiting for this monitor (serve: one worker each)
 //       isolation: thread           # thread | process (the plugin runs in a child process)
 //       memory_limit: 0             # process isolation: address-space limit, e.g. 512MiB
+//       sha256: <64 hex digits>     # optional pin: the plugin file's digest (sha256sum FILE)
 //       config: {...}               # handed to the monitor's configure()
 //   transport:                      # the sidecar's sockets (docs/wire-protocol.md)
 //     ingest:                       # default: [{socket: pull, bind:
@@ -99,6 +100,9 @@ struct monitor_config {
   std::size_t queue_capacity = 1024;
   isolation_mode isolation = isolation_mode::thread;
   std::uint64_t memory_limit_bytes = 0;  // process isolation: RLIMIT_AS of the child; 0: none
+  // The pinned SHA-256 of the plugin file (64 lowercase hex digits), checked before the file is
+  // loaded (plugin_trust.hpp); empty: not pinned.
+  std::string sha256;
   sdk::config_node config;               // the `config:` subtree (missing when absent)
   sdk::config_node node;                 // the whole `monitors[i]` node, for errors found later
 };

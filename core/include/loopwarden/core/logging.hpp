@@ -2,6 +2,7 @@
 // Process-wide logging setup for the engine (spdlog underneath; not exposed to plugins, which log
 // through their context).
 
+#include <memory>
 #include <string_view>
 
 #include <loopwarden/types.hpp>
@@ -24,6 +25,13 @@ void route_protobuf_logs();
 
 // Logs one line through the engine's logger (for the sidecar and tools). Thread-safe.
 void log_message(sdk::log_level level, std::string_view message);
+
+class redactor;
+
+// From now on every line of the log, whoever writes it, passes through `r` (redactor.hpp) before
+// it is written; null: no redaction. Thread-safe; lines being written keep the one they started
+// with.
+void set_log_redactor(std::shared_ptr<const redactor> r);
 
 // Flushes the log (before exiting). Thread-safe.
 void flush_log();

@@ -59,11 +59,19 @@ class plugin_host {
   // invalid_argument for a name that is not [a-z0-9_.-]+ (no path tricks).
   result<std::string> find(std::string_view plugin) const;
 
+  // Checks that `path` may be loaded (plugin_trust.hpp: the permission rule, and the pinned
+  // digest when `expected_sha256` is not empty) without loading it. Returns the real path, the
+  // one to load. Errors, prefixed "can't load plugin '<name>' (<path>): ": not_found (no such
+  // file), refused (a file or directory others can write or own, a digest mismatch), io_error.
+  result<std::string> verify(const std::string& path, std::string_view plugin_name = {},
+                             std::string_view expected_sha256 = {}) const;
+
   // Loads `path`, checks its ABI record against the host's, and creates one instance. Errors
   // (all `refused` or `not_found`, message prefixed "can't load plugin '<name>' (<path>): "):
-  // the file is missing or not a shared library (with the loader's reason), the ABI record or
-  // the factory symbol is missing, the record is incompatible (check_abi_compatible), the
-  // constructor throws or returns nothing. `plugin_name` is used in messages (file stem if empty).
+  // the file is missing, fails the permission rule (verify() without a digest), or is not a
+  // shared library (with the loader's reason), the ABI record or the factory symbol is missing,
+  // the record is incompatible (check_abi_compatible), the constructor throws or returns
+  // nothing. `plugin_name` is used in messages (file stem if empty). The real path is loaded.
   result<std::unique_ptr<loaded_monitor>> load(const std::string& path,
                                                std::string_view plugin_name = {}) const;
 
