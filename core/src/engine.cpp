@@ -1159,7 +1159,8 @@ void engine::tick(std::int64_t now_unix_nano) {
                            " sent nothing (no event, no heartbeat) for more than " + text + " s");
     }
   }
-  registry_->advance(now);
+  // Never waits: a trip or reset being recorded holds the registry through an fsync.
+  registry_->try_advance(now);
 }
 
 std::vector<source_stats> engine::sources() const {
