@@ -156,6 +156,7 @@ void print_summary(const char* what, const char* unit, const summary& s) {
 struct memory_kib {
   long rss = -1;
   long hwm = -1;
+  long anon = -1;  // RssAnon: the heap and stacks, without the mapped code (RssFile)
 };
 
 memory_kib read_memory(pid_t pid) {
@@ -165,6 +166,7 @@ memory_kib read_memory(pid_t pid) {
   while (std::getline(in, line)) {
     if (line.rfind("VmRSS:", 0) == 0) m.rss = std::atol(line.c_str() + 6);
     if (line.rfind("VmHWM:", 0) == 0) m.hwm = std::atol(line.c_str() + 6);
+    if (line.rfind("RssAnon:", 0) == 0) m.anon = std::atol(line.c_str() + 8);
   }
   return m;
 }
@@ -1167,10 +1169,10 @@ int run_soak(const args& a) {
                 stall_every_s);
   }
   std::printf("\n");
-  std::printf("%7s %8s %8s %8s %8s %7s %-22s %9s %6s %-22s %-14s\n", "t min", "RSS MiB", "floor",
-              "HWM MiB", "ev/s", "queue", "monitor queues", "dropped", "trips",
+  std::printf("%7s %8s %8s %8s %8s %8s %7s %-22s %9s %6s %-22s %-14s\n", "t min", "RSS MiB",
+              "floor", "anon", "HWM MiB", "ev/s", "queue", "monitor queues", "dropped", "trips",
               "trip ms p50/p99/max", "gate ms p50/p99");
-  std::printf("%7s %8s %8s %8s %8s %-30s\n", "", "(at row)", "(min 1s)", "", "",
+  std::printf("%7s %8s %8s %8s %8s %8s %-30s\n", "", "(at row)", "(min 1s)", "(at row)", "", "",
               "(queues: max of the 1 s samples)");
   std::fflush(stdout);
 
@@ -1255,9 +1257,9 @@ int run_soak(const args& a) {
                   t_timeouts > 0 ? " !" : "");
     std::snprintf(gate_text, sizeof gate_text, "%.2f/%.2f%s", gs.p50, gs.p99,
                   g_timeouts > 0 ? " !" : "");
-    std::printf("%7.2f %8.1f %8.1f %8.1f %8.0f %7ld %-22s %9llu %6zu %-22s %-14s\n", t_min,
+    std::printf("%7.2f %8.1f %8.1f %8.1f %8.1f %8.0f %7ld %-22s %9llu %6zu %-22s %-14s\n", t_min,
                 static_cast<double>(mem.rss) / 1024.0, floor_mib,
-                static_cast<double>(mem.hwm) / 1024.0, ev_rate, queue, monitor_queues.c_str(),
+                static_cast<double>(mem.anon) / 1024.0, static_cast<double>(mem.hwm) / 1024.0, ev_rate, queue, monitor_queues.c_str(),
                 static_cast<unsigned long long>(dropped), ts.n, trip_text, gate_text);
     if (t_timeouts > 0 || g_timeouts > 0) {
       std::printf("        (timeouts this interval: %ld trips, %ld gate requests)\n", t_timeouts,
