@@ -503,6 +503,14 @@ std::vector<outbox_alert> make_approval_alerts(const alerts_config& config,
   return out;
 }
 
+approval_alert_planner make_approval_alert_planner(const alerts_config& config,
+                                                   std::string sidecar_id) {
+  auto c = std::make_shared<const alerts_config>(config);
+  return [c, sid = std::move(sidecar_id)](const approval& a) {
+    return make_approval_alerts(*c, sid, a);
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // memory_alert_outbox
 

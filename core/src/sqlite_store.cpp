@@ -665,6 +665,7 @@ struct sqlite_state_store::impl {
   connection db;                                                   // guarded by mu
   std::unordered_map<std::string_view, statement_ptr> statements;  // guarded by mu
   alert_planner planner;                                           // guarded by mu
+  approval_alert_planner approval_planner;                         // guarded by mu
   std::uint64_t planner_errors = 0;                                // guarded by mu
 
   // A second, read-only connection for the alert router's outbox scans. In WAL mode a reader
@@ -747,10 +748,52 @@ struct sqlite_state_store::impl {
     return std::move(**found);
   }
 
-  // Sets a pending approval's decision and audits it as "approval_<state>". Caller holds mu and
-  // an open write transaction.
+  // Inserts the approval planner's rows for `a` (as it now stands) into the outbox. Caller holds
+  // mu and an open write transaction, so the rows commit with the approval change or not at all
+  // (why: sqlite_store.hpp, set_approval_alert_planner). A planner that throws is counted and
+  // audited, and the change goes on without alerts, as record() does for a transition. On an
+  // SQLite error, `*failed` says which row: "can't queue the alert of approval 'ap-1' for sink
+  // 'pager'".
+  int insert_approval_alerts(const approval& a, std::int64_t time, std::string* failed) {
+    if (!approval_planner) return SQLITE_OK;
+    std::vector<outbox_alert> alerts;
+    std::string planner_failure;
+    try {
+      alerts = approval_planner(a);
+    } catch (const std::exception& e) {
+      planner_failure = e.what();
+    } catch (...) {
+      planner_failure = "unknown exception";
+    }
+    if (!planner_failure.empty()) {
+      ++planner_errors;
+      json payload;
+      payload["error"] = planner_failure;
+      payload["approval_id"] = a.id;
+      payload["state"] = std::string(to_string(a.state));
+      return append_audit("alert_planner_error", "loopwarden", a.id, dump(payload), time, nullptr);
+    }
+    for (const auto& row : alerts) {
+      const int rc =
+          execute(sql_insert_outbox, {}, row.sink, row.fingerprint, row.kind, row.payload_json,
+                  row.created_unix_nano != 0 ? row.created_unix_nano : time, row.attempts,
+                  row.next_attempt_unix_nano, row.last_error, std::optional<std::int64_t>());
+      if (rc != SQLITE_OK) {
+        if (failed != nullptr) {
+          *failed = "can't queue the alert of approval '" + a.id + "' for sink '" + row.sink + "'";
+        }
+        return rc;
+      }
+    }
+    return SQLITE_OK;
+  }
+
+  // Sets a pending approval's decision, audits it as "approval_<state>" and queues its alerts
+  // (the resolve of its page). Caller holds mu and an open write transaction. `*failed` as for
+  // insert_approval_alerts.
   int settle_approval(approval& a, approval_state state, std::string_view decided_by,
-                      std::string_view reason, std::int64_t now, std::string_view actor) {
+                      std::string_view reason, std::int64_t now, std::string_view actor,
+                      std::string* failed) {
     a.state = state;
     a.decided_by = std::string(decided_by);
     a.reason = std::string(reason);
@@ -761,8 +804,18 @@ struct sqlite_state_store::impl {
         rc != SQLITE_OK) {
       return rc;
     }
-    return append_audit("approval_" + state_name, actor, a.id, dump(approval_json(a)), now,
-                        nullptr);
+    if (int rc = append_audit("approval_" + state_name, actor, a.id, dump(approval_json(a)), now,
+                              nullptr);
+        rc != SQLITE_OK) {
+      return rc;
+    }
+    return insert_approval_alerts(a, now, failed);
+  }
+
+  // The error of a failed approval change: `doing`, then the outbox row that failed if it was
+  // one, then the file and SQLite's reason.
+  status approval_error(int rc, const std::string& doing, const std::string& failed) const {
+    return error(rc, failed.empty() ? doing : doing + ": " + failed);
   }
 
   // A write transaction (BEGIN IMMEDIATE: the write lock up front, so a busy database fails here
@@ -954,6 +1007,11 @@ const std::filesystem::path& sqlite_state_store::path() const { return impl_->pa
 void sqlite_state_store::set_alert_planner(alert_planner planner) {
   std::lock_guard lock(impl_->mu);
   impl_->planner = std::move(planner);
+}
+
+void sqlite_state_store::set_approval_alert_planner(approval_alert_planner planner) {
+  std::lock_guard lock(impl_->mu);
+  impl_->approval_planner = std::move(planner);
 }
 
 std::uint64_t sqlite_state_store::planner_errors() const {
@@ -1213,8 +1271,11 @@ result<std::string> sqlite_state_store::create_approval(approval a) {
     rc = s.append_audit("approval_requested", actor, a.id, dump(approval_json(a)),
                         a.created_unix_nano, nullptr);
   }
+  // The page, in this transaction: an approval the host is told about has its alert queued.
+  std::string failed;
+  if (rc == SQLITE_OK) rc = s.insert_approval_alerts(a, a.created_unix_nano, &failed);
   if (rc == SQLITE_OK) rc = tx.commit();
-  if (rc != SQLITE_OK) return s.error(rc, doing);
+  if (rc != SQLITE_OK) return s.approval_error(rc, doing, failed);
   return a.id;
 }
 
@@ -1239,19 +1300,21 @@ result<approval> sqlite_state_store::decide_approval(const std::string& id, bool
     if (!a.decided_by.empty()) was += " by " + a.decided_by;
     return make_error(status_code::failed_precondition, doing + ": " + was);
   }
+  std::string failed;
   if (a.expires_unix_nano != 0 && a.expires_unix_nano <= now_unix_nano) {
-    // Record the expiry the decision discovered, so the refusal and the state agree.
-    int rc =
-        s.settle_approval(a, approval_state::expired, "", "expired", now_unix_nano, "loopwarden");
+    // Record the expiry the decision discovered (and resolve its page), so the refusal and the
+    // state agree.
+    int rc = s.settle_approval(a, approval_state::expired, "", "expired", now_unix_nano,
+                               "loopwarden", &failed);
     if (rc == SQLITE_OK) rc = tx.commit();
-    if (rc != SQLITE_OK) return s.error(rc, doing);
+    if (rc != SQLITE_OK) return s.approval_error(rc, doing, failed);
     return make_error(status_code::failed_precondition,
                       doing + ": it expired at " + std::to_string(a.expires_unix_nano));
   }
   int rc = s.settle_approval(a, approve ? approval_state::approved : approval_state::denied,
-                             operator_id, reason, now_unix_nano, operator_id);
+                             operator_id, reason, now_unix_nano, operator_id, &failed);
   if (rc == SQLITE_OK) rc = tx.commit();
-  if (rc != SQLITE_OK) return s.error(rc, doing);
+  if (rc != SQLITE_OK) return s.approval_error(rc, doing, failed);
   return a;
 }
 
@@ -1275,8 +1338,12 @@ result<approval> sqlite_state_store::use_approval(const std::string& id, std::st
     rc = s.append_audit("approval_used", used_by, a.id, dump(approval_json(a)), now_unix_nano,
                         nullptr);
   }
+  // The planner decides whether a use alerts (the bundled one: no, its page was resolved when
+  // it was approved); whatever it plans commits with the use.
+  std::string failed;
+  if (rc == SQLITE_OK) rc = s.insert_approval_alerts(a, now_unix_nano, &failed);
   if (rc == SQLITE_OK) rc = tx.commit();
-  if (rc != SQLITE_OK) return s.error(rc, doing);
+  if (rc != SQLITE_OK) return s.approval_error(rc, doing, failed);
   return a;
 }
 
@@ -1312,12 +1379,14 @@ result<std::vector<approval>> sqlite_state_store::expire_approvals(std::int64_t 
   }
   // Nothing overdue (the usual case, on a timer): end without a commit, so no fsync.
   if (rc == SQLITE_OK && overdue.empty()) return overdue;
+  std::string failed;
   for (auto& a : overdue) {
     if (rc != SQLITE_OK) break;
-    rc = s.settle_approval(a, approval_state::expired, "", "expired", now_unix_nano, "loopwarden");
+    rc = s.settle_approval(a, approval_state::expired, "", "expired", now_unix_nano, "loopwarden",
+                           &failed);
   }
   if (rc == SQLITE_OK) rc = tx.commit();
-  if (rc != SQLITE_OK) return s.error(rc, doing);
+  if (rc != SQLITE_OK) return s.approval_error(rc, doing, failed);
   return overdue;
 }
 

@@ -17,17 +17,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${1:-build/ci}
 [[ $build = /* ]] || build="$root/$build"
-bin="$build/bin/loopwarden"
 config="$here/loopwarden.yaml"
-py=/usr/bin/python3
-export PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}"
 
-bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true)
-say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
-fail() { printf '\n%sdemo failed: %s%s\n' "$bold" "$*" "$plain" >&2; exit 1; }
-
-[[ -x $bin ]] || { echo "run.sh: no $bin; build first (make build)" >&2; exit 2; }
-[[ -d $build/python/loopwarden ]] || { echo "run.sh: no $build/python/loopwarden; build first" >&2; exit 2; }
+source "$here/../lib/demo.sh"
+require_build python
 
 # Artifacts (log, recording, outcome) stay in the build tree for a look afterwards; the sockets
 # live in a short temporary state directory (ipc paths are limited to ~100 bytes).
@@ -35,43 +28,11 @@ out="$build/demo-agent"
 rm -rf "$out"
 mkdir -p "$out"
 state=$(mktemp -d /tmp/loopwarden-agent.XXXXXX)
-lw() { "$bin" "$@" --config "$config" --state-dir "$state" --timeout-ms 2000; }
-
-daemon=""
-stop_daemon() {
-  [[ -n $daemon ]] || return 0
-  if kill -0 "$daemon" 2>/dev/null; then
-    kill -TERM "$daemon" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$daemon" 2>/dev/null; then
-      echo "   the daemon did not stop within 5 s; killing it" >&2
-      kill -KILL "$daemon" 2>/dev/null || true
-    fi
-  fi
-  wait "$daemon" 2>/dev/null || true
-  daemon=""
-}
-cleanup() { stop_daemon; rm -rf "$state"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 say "1. Start the sidecar: loopwarden serve (state in $state, recording every event)"
 "$bin" config check "$config"
 # --http on any free port: another daemon (a parallel test, a demo) may hold the default 9464.
-"$bin" serve --config "$config" --state-dir "$state" --record "$out/live.lwreplay" \
-  --http 127.0.0.1:0 >"$out/serve.log" 2>&1 &
-daemon=$!
-ready=0
-deadline=$((SECONDS + 10))
-while ((SECONDS < deadline)); do
-  kill -0 "$daemon" 2>/dev/null || { cat "$out/serve.log" >&2; fail "loopwarden serve exited at start"; }
-  if "$bin" status --config "$config" --state-dir "$state" --timeout-ms 300 >/dev/null 2>&1; then
-    ready=1
-    break
-  fi
-  sleep 0.1
-done
-[[ $ready = 1 ]] || { cat "$out/serve.log" >&2; fail "loopwarden serve did not answer within 10 s"; }
+start_daemon --record "$out/live.lwreplay" --http 127.0.0.1:0
 
 say "2. The agent works, then loops on a broken migration tool"
 harness_status=0

@@ -18,14 +18,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${1:-build/ci}
 [[ $build = /* ]] || build="$root/$build"
-bin="$build/bin/loopwarden"
 config="$here/loopwarden.yaml"
 
-bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true)
-say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
-fail() { printf '\n%sdemo failed: %s%s\n' "$bold" "$*" "$plain" >&2; exit 1; }
-
-[[ -x $bin ]] || { echo "run.sh: no $bin; build first (make build)" >&2; exit 2; }
+source "$here/../lib/demo.sh"
+require_build
 
 out="$build/demo-gate"
 rm -rf "$out"
@@ -34,40 +30,15 @@ mkdir -p "$out"
 state=$(mktemp -d /tmp/loopwarden-gate.XXXXXX)
 workspace="$state/ws"
 mkdir -p "$workspace"
-lw() { "$bin" "$@" --config "$config" --state-dir "$state" --timeout-ms 2000; }
 
-daemon=""
 waiter=""
-stop_daemon() {
-  [[ -n $daemon ]] || return 0
-  if kill -0 "$daemon" 2>/dev/null; then
-    kill -TERM "$daemon" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$daemon" 2>/dev/null || true
-  fi
-  wait "$daemon" 2>/dev/null || true
-  daemon=""
-}
-cleanup() {
+on_exit() {
   [[ -z $waiter ]] || kill "$waiter" 2>/dev/null || true
-  stop_daemon
-  rm -rf "$state"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 say "1. Start the sidecar: loopwarden serve (state in $state)"
 "$bin" config check "$config"
-"$bin" serve --config "$config" --state-dir "$state" >"$out/serve.log" 2>&1 &
-daemon=$!
-ready=0
-deadline=$((SECONDS + 10))
-while ((SECONDS < deadline)); do
-  kill -0 "$daemon" 2>/dev/null || { cat "$out/serve.log" >&2; fail "loopwarden serve exited at start"; }
-  if lw status >/dev/null 2>&1; then ready=1; break; fi
-  sleep 0.1
-done
-[[ $ready = 1 ]] || { cat "$out/serve.log" >&2; fail "loopwarden serve did not answer within 10 s"; }
+start_daemon
 
 problems=()
 # ask SESSION EXPECTED COMMAND: the agent asks the gate before running COMMAND (in its workspace)

@@ -28,53 +28,24 @@ case $model in
   *) echo "run.sh: the model is counts or torch, not '$model'" >&2; exit 2 ;;
 esac
 [[ $build = /* ]] || build="$root/$build"
-bin="$build/bin/loopwarden"
-py=/usr/bin/python3
-export PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}"
 
-bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true)
-say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
-fail() { printf '\n%sngram demo failed: %s%s\n' "$bold" "$*" "$plain" >&2; exit 1; }
-
-[[ -x $bin ]] || { echo "run.sh: no $bin; build first" >&2; exit 2; }
-[[ -f $build/python/loopwarden/guard.py ]] || { echo "run.sh: no $build/python/loopwarden; build first" >&2; exit 2; }
+demo="ngram demo"
+source "$here/../lib/demo.sh"
+require_build python
 
 out="$build/demo-ngram-$model"
 rm -rf "$out"
 mkdir -p "$out"
 state=$(mktemp -d /tmp/loopwarden-ngram.XXXXXX)
-lw() { "$bin" "$@" --state-dir "$state" --timeout-ms 2000; }
 
-daemon=""
 trainer_pid=""
-stop_daemon() {
-  [[ -n $daemon ]] || return 0
-  if kill -0 "$daemon" 2>/dev/null; then
-    kill -TERM "$daemon" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$daemon" 2>/dev/null && kill -KILL "$daemon" 2>/dev/null || true
-  fi
-  wait "$daemon" 2>/dev/null || true
-  daemon=""
-}
-cleanup() {
+on_exit() {
   [[ -z $trainer_pid ]] || kill "$trainer_pid" 2>/dev/null || true
-  stop_daemon
-  rm -rf "$state"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 say "1. Start the sidecar with its embedded default configuration (state in $state)"
 "$bin" config default | sed -n '/variance_collapse/,$p' | sed 's/^/   /'
-"$bin" serve --state-dir "$state" --http 127.0.0.1:0 >"$out/serve.log" 2>&1 &
-daemon=$!
-for _ in $(seq 100); do
-  kill -0 "$daemon" 2>/dev/null || { cat "$out/serve.log" >&2; fail "loopwarden serve exited at start"; }
-  lw status >/dev/null 2>&1 && break
-  sleep 0.1
-done
-lw status >/dev/null 2>&1 || { cat "$out/serve.log" >&2; fail "loopwarden serve did not answer"; }
+start_daemon --http 127.0.0.1:0
 
 trainer() {  # run-id real-share [more trainer options]
   local run=$1 share=$2

@@ -481,11 +481,17 @@ void pipeline::review_facts(std::int64_t t, double work_seconds, std::uint64_t s
     h->reviews += 1.0;
     if (!std::isnan(baseline_depth_)) {
       h->compared += 1.0;
-      if (depth < baseline_depth_) h->below_baseline += 1.0;
+      if (depth < baseline_depth_) {
+        h->below_baseline += 1.0;
+        ++shallow_reviews_;
+      }
     }
     if (approved) {
       h->approvals += 1.0;
-      if (depth < s_.rubber_stamp_floor) h->stamps += 1.0;
+      if (depth < s_.rubber_stamp_floor) {
+        h->stamps += 1.0;
+        ++stamps_;
+      }
     }
   }
   depth_.add(t, depth);
@@ -503,7 +509,11 @@ void pipeline::merge_facts(const std::string& id, item_state& x, const stage_rec
   const bool reviewed = r.human_reviewed || x.human_approved;
   if (health_bucket* h = health_.at(r.exit)) {
     h->merges += 1.0;
-    if (reviewed) h->merges_reviewed += 1.0;
+    if (reviewed) {
+      h->merges_reviewed += 1.0;
+    } else {
+      ++unreviewed_merges_;
+    }
   } else {
     ++c_.late;
   }
@@ -696,7 +706,8 @@ void pipeline::evaluate(std::int64_t b, sdk::context& ctx) {
   const bool over_max = backlog >= s_.max_backlog && rv.utilisation > 1.0;
   // Each check trips at every evaluation where it holds, not once per episode: the registry
   // ignores a trip on an open breaker (no transition, no alert), and one an operator reset while
-  // the cause persists opens again (from probation, escalated) at the next evaluation.
+  // the cause persists opens again (from probation, escalated) at the next evaluation. For the
+  // coverage and depth checks "persists" means new evidence since their last trip (pipeline.hpp).
   if (sustained || over_max) {
     trip_bottleneck(b, views, bottleneck, share, amdahl, flow, growth_per_hour, hours_to_max,
                     sustained ? (stalled ? "stalled" : "sustained_growth") : "max_backlog", ctx);
@@ -706,7 +717,9 @@ void pipeline::evaluate(std::int64_t b, sdk::context& ctx) {
   const double coverage = h.merges > 0.0 ? h.merges_reviewed / h.merges : nan_value;
   const bool low_coverage =
       h.merges >= static_cast<double>(s_.min_merges) && coverage < s_.coverage_floor;
-  if (low_coverage) {
+  if (low_coverage && unreviewed_merges_ > unreviewed_mark_) {
+    const std::uint64_t new_unreviewed = unreviewed_merges_ - unreviewed_mark_;
+    unreviewed_mark_ = unreviewed_merges_;
     sdk::trip_request req;
     req.breaker = s_.unreviewed_breaker;
     req.run_id = run_id_;
@@ -718,6 +731,7 @@ void pipeline::evaluate(std::int64_t b, sdk::context& ctx) {
                     {"coverage_floor", format_number(s_.coverage_floor)},
                     {"merges", format_number(h.merges)},
                     {"merges_reviewed", format_number(h.merges_reviewed)},
+                    {"unreviewed_merges_since_last_trip", std::to_string(new_unreviewed)},
                     {"window_hours", format_number(seconds(0, s_.window_ns) / seconds_per_hour)},
                     {"review_utilisation", format_number(rv.utilisation)},
                     {"review_backlog", format_number(backlog)},
@@ -741,10 +755,15 @@ void pipeline::evaluate(std::int64_t b, sdk::context& ctx) {
   }
   const double stamp_share = h.approvals > 0.0 ? h.stamps / h.approvals : nan_value;
   const bool shallow = h.compared >= static_cast<double>(s_.min_reviews) &&
-                       depth_ratio < s_.depth_floor && depth_z >= s_.depth_z;
-  const bool stamping =
-      h.approvals >= static_cast<double>(s_.min_reviews) && stamp_share > s_.stamp_share_ceiling;
+                       depth_ratio < s_.depth_floor && depth_z >= s_.depth_z &&
+                       shallow_reviews_ > shallow_mark_;
+  const bool stamping = h.approvals >= static_cast<double>(s_.min_reviews) &&
+                        stamp_share > s_.stamp_share_ceiling && stamps_ > stamps_mark_;
   if (shallow || stamping) {
+    const std::uint64_t new_stamps = stamps_ - stamps_mark_;
+    const std::uint64_t new_shallow = shallow_reviews_ - shallow_mark_;
+    shallow_mark_ = shallow_reviews_;
+    stamps_mark_ = stamps_;
     sdk::trip_request req;
     req.breaker = s_.rubber_stamp_breaker;
     req.run_id = run_id_;
@@ -770,6 +789,8 @@ void pipeline::evaluate(std::int64_t b, sdk::context& ctx) {
                     {"approvals", format_number(h.approvals)},
                     {"rubber_stamps", format_number(h.stamps)},
                     {"rubber_stamp_share", format_number(stamp_share)},
+                    {"rubber_stamps_since_last_trip", std::to_string(new_stamps)},
+                    {"shallow_reviews_since_last_trip", std::to_string(new_shallow)},
                     {"stamp_share_ceiling", format_number(s_.stamp_share_ceiling)},
                     {"rubber_stamp_floor_seconds_per_line", format_number(s_.rubber_stamp_floor)},
                     {"review_utilisation", format_number(rv.utilisation)},
@@ -1030,6 +1051,10 @@ void pipeline::encode(sdk::state_writer& w) const {
   }
   w.write_u64(done_order_.size());
   for (const auto& id : done_order_) w.write_string(id);
+  for (std::uint64_t v : {unreviewed_merges_, stamps_, shallow_reviews_, unreviewed_mark_,
+                          stamps_mark_, shallow_mark_}) {
+    w.write_u64(v);
+  }
 }
 
 void pipeline::decode(sdk::state_reader& r, std::uint32_t version) {
@@ -1112,6 +1137,21 @@ void pipeline::decode(sdk::state_reader& r, std::uint32_t version) {
     std::string id = r.read_string(4096);
     done_.insert(id);
     done_order_.push_back(std::move(id));
+  }
+  if (version >= 3) {
+    for (std::uint64_t* v : {&unreviewed_merges_, &stamps_, &shallow_reviews_, &unreviewed_mark_,
+                             &stamps_mark_, &shallow_mark_}) {
+      *v = r.read_u64();
+    }
+    if (unreviewed_mark_ > unreviewed_merges_ || stamps_mark_ > stamps_ ||
+        shallow_mark_ > shallow_reviews_) {
+      r.fail("a check's last-trip mark above its evidence count");
+    }
+  } else {
+    // Formats 1 and 2 kept no marks: one unit of "new" evidence each, so a check that holds at
+    // the first evaluation after the restore trips, as it would have in the old format.
+    unreviewed_merges_ = stamps_ = shallow_reviews_ = 1;
+    unreviewed_mark_ = stamps_mark_ = shallow_mark_ = 0;
   }
 }
 

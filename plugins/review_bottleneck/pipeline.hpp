@@ -136,8 +136,9 @@ class pipeline {
   void evict_oldest();
 
   void encode(sdk::state_writer& w) const;
-  // Reads what encode() wrote in snapshot format `version` (1 or 2; 1 also held three latches,
-  // skipped). Fails the reader on inconsistent data.
+  // Reads what encode() wrote in snapshot format `version` (1 to 3; 1 also held three latches,
+  // skipped; 1 and 2 lack the new-evidence marks, so the first check that holds after restoring
+  // one trips). Fails the reader on inconsistent data.
   void decode(sdk::state_reader& r, std::uint32_t version);
 
   const std::string& run_id() const { return run_id_; }
@@ -250,6 +251,17 @@ class pipeline {
   // the registry keeps an open breaker open (a reset while the cause persists opens it again).
   bool overloaded_ = false;          // at the last evaluation
   std::int64_t overload_since_ = 0;  // the evaluation where the current overload began
+  // The coverage and review-depth checks look back over the whole window, so after a reset they
+  // would hold for up to a window (24 h by default) on merges and reviews the operator has already
+  // judged. They trip again only on new evidence: counts of unreviewed merges, rubber stamps and
+  // reviews below the baseline depth since the pipeline began, and their values at the check's
+  // last trip. The backlog check needs no such mark: a backlog is a present state.
+  std::uint64_t unreviewed_merges_ = 0;
+  std::uint64_t stamps_ = 0;
+  std::uint64_t shallow_reviews_ = 0;
+  std::uint64_t unreviewed_mark_ = 0;
+  std::uint64_t stamps_mark_ = 0;
+  std::uint64_t shallow_mark_ = 0;
 };
 
 }  // namespace loopwarden::plugins::review_bottleneck

@@ -49,8 +49,9 @@ namespace v1 = loopwarden::v1;
 namespace rb = loopwarden::plugins::review_bottleneck;
 
 // Format 2 dropped the checks' "already tripped" latches (the registry latches an open breaker);
-// format 1 is still read, its latches skipped.
-constexpr std::uint32_t snapshot_version = 2;
+// format 3 added the coverage and depth checks' new-evidence counts and marks. Formats 1 and 2
+// are still read (pipeline::decode).
+constexpr std::uint32_t snapshot_version = 3;
 constexpr std::size_t max_id_length = 256;
 constexpr std::uint64_t max_size = 100'000'000;  // changed lines: beyond this is absurd
 constexpr std::int64_t max_stage_duration = 10LL * 365 * 24 * rb::ns_per_hour;

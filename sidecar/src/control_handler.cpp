@@ -125,7 +125,7 @@ v1::ControlResponse control_handler::handle(const v1::ControlRequest& request,
       const auto& a = request.approval();
       auto decided = store_.decide_approval(a.approval_id(), a.approve(), who, a.note(), now);
       if (!decided.ok()) return fail(decided.error());
-      hooks_.approval_settled(decided->id);  // resolves the page that asked for it
+      hooks_.approval_settled(decided->id);  // its page's resolve is committed: send it now
       fill_approval(*decided, *r.add_approvals());
       r.set_message(std::string(a.approve() ? "approved " : "denied ") + decided->id + " as " +
                     who + ": the host learns it when it asks the gate again");

@@ -21,7 +21,8 @@ struct control_hooks {
   std::function<v1::SidecarStatus()> status;  // the figures added to every successful answer
   std::function<core::status()> reload;       // re-reads the config (ReloadRequest)
   std::function<std::int64_t()> now_unix_nano;
-  // An approval was decided or expired by a command: the daemon resolves the page that asked.
+  // An approval was decided or expired by a command. The store committed the resolve of its page
+  // with the decision (set_approval_alert_planner); the daemon wakes its alert router.
   std::function<void(const std::string& approval_id)> approval_settled;
 };
 

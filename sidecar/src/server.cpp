@@ -237,13 +237,14 @@ struct server::impl {
   // only caller); the store write, which ends in an fsync, goes to `chores` when given (the
   // periodic saves) and is done here otherwise (the final save at shutdown).
   void save_monitor_states(detail::background_jobs* chores = nullptr);
-  // Marks overdue approvals expired and alerts them; on the chores thread (a store write).
+  // Marks overdue approvals expired (their resolves commit with them) and wakes the router; on
+  // the chores thread (a store write).
   void expire_approvals();
   void audit(std::string_view kind, std::string_view actor, std::string_view payload_json);
-  // Tells on-call that an action waits for a human: the approval's alerts go to the outbox, and
-  // the router is woken. On the engine thread, right after the approval was stored (or on the
-  // chores thread, for an approval that expired).
-  void alert_approval(const std::string& approval_id);
+  // An approval was created, decided, used or expired: the store committed its alerts (the page,
+  // or the resolve) in the same transaction (set_approval_alert_planner), so all that is left is
+  // to wake the router, which would otherwise find them at its next poll. Any thread.
+  void approval_alerts_committed();
   detail::readiness readiness() const;
   std::vector<v1::BreakerTransition> recent_transitions(std::size_t limit) const;
 };
@@ -311,9 +312,13 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          auto store = core::sqlite_state_store::open(core::state_database_path(m.cfg), so);
          if (!store.ok()) return store.error();
          m.store = std::move(*store);
-         // Planned alerts are written in the same transaction as the transition (the outbox).
+         // Planned alerts are written in the same transaction as the transition (the outbox),
+         // and an approval's in the same transaction as the approval: a kill between two
+         // commits would lose the page (or its resolve), with nothing left to resend it.
          m.store->set_alert_planner(
              core::make_alert_planner(m.sections.alerts, stable_sidecar_id(m.cfg)));
+         m.store->set_approval_alert_planner(
+             core::make_approval_alert_planner(m.sections.alerts, stable_sidecar_id(m.cfg)));
          return core::status::success();
        }},
       {"restore the breakers",
@@ -409,7 +414,9 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          hooks.reload = [owner] { return owner->reload(); };
          hooks.now_unix_nano = wall_now;
          impl* daemon = &m;
-         hooks.approval_settled = [daemon](const std::string& id) { daemon->alert_approval(id); };
+         hooks.approval_settled = [daemon](const std::string&) {
+           daemon->approval_alerts_committed();
+         };
          m.control_commands = std::make_unique<detail::control_handler>(
              *m.registry, *m.store, *m.router, m.cfg.source, std::move(hooks));
          auto* commands = m.control_commands.get();
@@ -576,10 +583,9 @@ void server::impl::run_engine(std::stop_token stop,
         // "Ask a human" becomes a stored approval the host can wait on (approval_gate.hpp).
         decision = detail::settle_approval(*store, request, std::move(decision), wall_now(),
                                            sections.approvals);
-        if (request.approval_id().empty() && !decision.approval_id().empty() &&
-            decision.verdict() == v1::GATE_VERDICT_REQUIRE_APPROVAL) {
-          alert_approval(decision.approval_id());
-        }
+        // A new approval (its page), or one the re-ask found expired (the resolve): already
+        // committed with the approval; wake the router.
+        if (!decision.approval_id().empty()) approval_alerts_committed();
       }
       const std::string payload = decision.SerializeAsString();
       std::vector<zmq::const_buffer> reply;
@@ -792,8 +798,9 @@ void server::impl::expire_approvals() {
   for (const auto& a : *expired) {
     core::log_message(sdk::log_level::warn,
                       "approval " + a.id + " expired undecided: " + a.summary);
-    alert_approval(a.id);  // resolves its page
   }
+  // Their resolves were committed with the expiry.
+  if (!expired->empty()) approval_alerts_committed();
 }
 
 void server::impl::restore_monitor_states() {
@@ -1048,16 +1055,7 @@ v1::SidecarStatus server::status() const {
   return s;
 }
 
-void server::impl::alert_approval(const std::string& approval_id) {
-  auto a = store->get_approval(approval_id);
-  if (!a.ok()) return;
-  auto rows = core::make_approval_alerts(sections.alerts, stable_sidecar_id(cfg), *a);
-  if (rows.empty()) return;
-  if (auto st = store->enqueue(std::move(rows)); !st.ok()) {
-    core::log_message(sdk::log_level::error,
-                      "can't queue the alert for approval " + approval_id + ": " + st.message());
-    return;
-  }
+void server::impl::approval_alerts_committed() {
   if (router) router->notify();
 }
 

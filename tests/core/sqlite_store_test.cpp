@@ -9,6 +9,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -21,7 +24,9 @@
 #include <sqlite3.h>
 #include <nlohmann/json.hpp>
 
+#include <loopwarden/core/alert_router.hpp>
 #include <loopwarden/core/breaker_registry.hpp>
+#include <loopwarden/core/config.hpp>
 #include <loopwarden/core/sqlite_store.hpp>
 
 using namespace loopwarden;
@@ -843,4 +848,261 @@ TEST_CASE("a schema 1 state store migrates and keeps its breakers", "[sqlite_sto
   REQUIRE(breakers.ok());
   REQUIRE(breakers->size() == 1);
   CHECK((*breakers)[0].state() == v1::BREAKER_STATE_OPEN);
+}
+
+namespace {
+
+// The real approval planner over two sinks that both take approval.* (two rows per change).
+core::approval_alert_planner approval_planner() {
+  auto cfg = core::parse_config(R"(version: 1
+alerts:
+  sinks:
+    - {name: log, type: log}
+    - {name: pager, type: webhook, url: "http://127.0.0.1:9/hook"}
+  routes:
+    - {breakers: ["approval.*"], sinks: [log, pager]}
+)",
+                                "alerts.yaml");
+  REQUIRE(cfg.ok());
+  auto alerts = core::parse_alerts_config(cfg->root["alerts"]);
+  INFO((alerts.ok() ? std::string() : alerts.error().message()));
+  REQUIRE(alerts.ok());
+  return core::make_approval_alert_planner(*alerts, "host:/state");
+}
+
+approval asked(std::int64_t created, std::int64_t expires) {
+  approval a;
+  a.created_unix_nano = created;
+  a.expires_unix_nano = expires;
+  a.monitor = "destructive_action";
+  a.breaker = "agent.destructive";
+  a.run_id = "run-1";
+  a.summary = "rm -rf build/ outside the task scope";
+  a.requested_by = "agent/session-4";
+  return a;
+}
+
+// One outbox row as the router would see it, with what its payload says about the approval.
+struct approval_row {
+  std::string approval_id;  // the payload's evidence "approval_id"
+  std::string kind;         // "approval" (the page) or "resolve"
+  std::string state;        // the approval's state in the payload
+  std::string sink;
+  std::string fingerprint;
+  std::string created;     // created_unix_nano
+  std::string transition;  // transition_seq ("" when NULL: not a breaker's)
+};
+
+std::vector<approval_row> approval_rows(const fs::path& db) {
+  std::vector<approval_row> out;
+  for (const auto& r : query_sql(db,
+                                 "SELECT kind, sink, fingerprint, payload_json, created_unix_nano, "
+                                 "transition_seq FROM outbox ORDER BY id")) {
+    const auto p = nlohmann::json::parse(r[3]);
+    std::string id;
+    for (const auto& e : p.at("evidence")) {
+      if (e.at("key") == "approval_id") id = e.at("value").get<std::string>();
+    }
+    out.push_back({id, r[0], p.at("state").get<std::string>(), r[1], r[2], r[4], r[5]});
+  }
+  return out;
+}
+
+// (approval id, kind, state, sink) of each outbox row, in order.
+std::vector<std::vector<std::string>> summarise(const std::vector<approval_row>& rows) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& r : rows) out.push_back({r.approval_id, r.kind, r.state, r.sink});
+  return out;
+}
+
+template <typename T>
+sdk::status status_of(const core::result<T>& r) {
+  return r.ok() ? sdk::status::success() : r.error();
+}
+
+}  // namespace
+
+TEST_CASE("each approval change commits its page or its resolve with it",
+          "[sqlite_store][approvals]") {
+  temp_dir dir;
+  const auto db = dir / "state.db";
+  auto store = open_store(db);
+  store->set_approval_alert_planner(approval_planner());
+
+  REQUIRE(*store->create_approval(asked(100, 0)) == "ap-000001");
+  REQUIRE(*store->create_approval(asked(110, 1000)) == "ap-000002");
+  approval named = asked(120, 0);
+  named.id = "gate-7";
+  REQUIRE(*store->create_approval(named) == "gate-7");
+  REQUIRE(*store->create_approval(asked(130, 3000)) == "ap-000004");
+  // Every created approval has its page, one row per routed sink, and nothing else yet.
+  CHECK(summarise(approval_rows(db)) == std::vector<std::vector<std::string>>{
+                                            {"ap-000001", "approval", "pending", "log"},
+                                            {"ap-000001", "approval", "pending", "pager"},
+                                            {"ap-000002", "approval", "pending", "log"},
+                                            {"ap-000002", "approval", "pending", "pager"},
+                                            {"gate-7", "approval", "pending", "log"},
+                                            {"gate-7", "approval", "pending", "pager"},
+                                            {"ap-000004", "approval", "pending", "log"},
+                                            {"ap-000004", "approval", "pending", "pager"},
+                                        });
+
+  REQUIRE(store->decide_approval("ap-000001", true, "alice", "build dir only", 500).ok());
+  REQUIRE(store->decide_approval("gate-7", false, "bob", "", 600).ok());
+  // A decision past the expiry is refused, but the expiry it found is committed, resolve and all.
+  REQUIRE(store->decide_approval("ap-000002", true, "carol", "ok", 2000).error().code() ==
+          sdk::status_code::failed_precondition);
+  REQUIRE(store->expire_approvals(3000)->size() == 1);  // ap-000004
+  // A used approval was resolved when it was approved: its use queues nothing.
+  REQUIRE(store->use_approval("ap-000001", "agent/session-4", 4000).ok());
+
+  const auto rows = approval_rows(db);
+  CHECK(summarise({rows.begin() + 8, rows.end()}) ==
+        std::vector<std::vector<std::string>>{
+            {"ap-000001", "resolve", "approved", "log"},
+            {"ap-000001", "resolve", "approved", "pager"},
+            {"gate-7", "resolve", "denied", "log"},
+            {"gate-7", "resolve", "denied", "pager"},
+            {"ap-000002", "resolve", "expired", "log"},
+            {"ap-000002", "resolve", "expired", "pager"},
+            {"ap-000004", "resolve", "expired", "log"},
+            {"ap-000004", "resolve", "expired", "pager"},
+        });
+  // Every approval in the store has its page and, once settled, its resolve, under one
+  // fingerprint; the rows belong to no transition; the resolve is dated by the decision.
+  const std::map<std::string, std::string> decided_at = {
+      {"ap-000001", "500"}, {"gate-7", "600"}, {"ap-000002", "2000"}, {"ap-000004", "3000"}};
+  const auto all = store->list_approvals(false);
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 4);
+  for (const auto& a : *all) {
+    INFO("approval " << a.id << " (" << core::to_string(a.state) << ")");
+    std::set<std::string> fingerprints;
+    int pages = 0;
+    int resolves = 0;
+    for (const auto& r : rows) {
+      if (r.approval_id != a.id) continue;
+      fingerprints.insert(r.fingerprint);
+      CHECK(r.transition.empty());
+      if (r.kind == "approval") {
+        ++pages;
+        CHECK(r.created == std::to_string(a.created_unix_nano));
+      } else {
+        ++resolves;
+        CHECK(r.created == decided_at.at(a.id));
+      }
+    }
+    CHECK(pages == 2);
+    CHECK(resolves == (a.state == approval_state::pending ? 0 : 2));
+    CHECK(fingerprints.size() == 1);
+  }
+  CHECK(store->planner_errors() == 0);
+  CHECK(core::verify_audit(db)->intact());
+}
+
+// The outbox refusing a row (a trigger the test adds to the real database) must undo the whole
+// change: committed apart, the approval would stand with no page (or no resolve), which is the
+// state a kill between two commits used to leave.
+TEST_CASE("an approval change whose alert cannot be queued is not committed and says why",
+          "[sqlite_store][approvals]") {
+  struct row {
+    const char* what;
+    std::function<sdk::status(sqlite_state_store&)> change;
+    std::string names;  // what the error must name
+  };
+  const std::vector<row> rows = {
+      {"create", [](sqlite_state_store& s) { return status_of(s.create_approval(asked(200, 0))); },
+       "can't create an approval: can't queue the alert of approval 'ap-000003' for sink 'log'"},
+      {"create with an id",
+       [](sqlite_state_store& s) {
+         approval a = asked(200, 0);
+         a.id = "gate-9";
+         return status_of(s.create_approval(a));
+       },
+       "can't create approval 'gate-9': can't queue the alert of approval 'gate-9' for sink "
+       "'log'"},
+      {"approve",
+       [](sqlite_state_store& s) {
+         return status_of(s.decide_approval("ap-000001", true, "alice", "ok", 500));
+       },
+       "can't approve approval 'ap-000001': can't queue the alert of approval 'ap-000001' for "
+       "sink 'log'"},
+      {"deny",
+       [](sqlite_state_store& s) {
+         return status_of(s.decide_approval("ap-000001", false, "bob", "no", 500));
+       },
+       "can't deny approval 'ap-000001': can't queue the alert of approval 'ap-000001' for sink "
+       "'log'"},
+      {"a decision that finds the approval expired",
+       [](sqlite_state_store& s) {
+         return status_of(s.decide_approval("ap-000002", true, "alice", "ok", 2000));
+       },
+       "can't approve approval 'ap-000002': can't queue the alert of approval 'ap-000002' for "
+       "sink 'log'"},
+      {"expire", [](sqlite_state_store& s) { return status_of(s.expire_approvals(2000)); },
+       "can't expire approvals: can't queue the alert of approval 'ap-000002' for sink 'log'"},
+  };
+  for (const auto& r : rows) {
+    INFO(r.what);
+    temp_dir dir;
+    const auto db = dir / "state.db";
+    auto store = open_store(db);
+    store->set_approval_alert_planner(approval_planner());
+    REQUIRE(*store->create_approval(asked(100, 0)) == "ap-000001");
+    REQUIRE(*store->create_approval(asked(110, 1000)) == "ap-000002");
+
+    const auto approvals_before = query_sql(db, "SELECT * FROM approvals ORDER BY n");
+    const auto audit_before = query_sql(db, "SELECT seq, hash FROM audit ORDER BY seq");
+    const auto outbox_before = query_sql(db, "SELECT * FROM outbox ORDER BY id");
+    REQUIRE(outbox_before.size() == 4);
+    exec_sql(db,
+             "CREATE TRIGGER outbox_refuses BEFORE INSERT ON outbox "
+             "BEGIN SELECT RAISE(ABORT, 'outbox refused by the test'); END;");
+
+    const sdk::status refused = r.change(*store);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.code() == sdk::status_code::failed_precondition);
+    CHECK_THAT(refused.message(), Catch::Contains(r.names));
+    CHECK_THAT(refused.message(), Catch::Contains(db.string()));
+    CHECK_THAT(refused.message(), Catch::Contains("outbox refused by the test"));
+    // Nothing of the change: no approval row created or changed, no audit record, no alert.
+    CHECK(query_sql(db, "SELECT * FROM approvals ORDER BY n") == approvals_before);
+    CHECK(query_sql(db, "SELECT seq, hash FROM audit ORDER BY seq") == audit_before);
+    CHECK(query_sql(db, "SELECT * FROM outbox ORDER BY id") == outbox_before);
+    CHECK(core::verify_audit(db)->intact());
+
+    // The same change goes through, alerts and all, once the outbox takes rows again.
+    exec_sql(db, "DROP TRIGGER outbox_refuses");
+    const sdk::status again = r.change(*store);
+    if (std::string(r.what) == "a decision that finds the approval expired") {
+      CHECK(again.code() == sdk::status_code::failed_precondition);
+      CHECK_THAT(again.message(), Catch::Contains("it expired at 1000"));
+    } else {
+      INFO(again.message());
+      CHECK(again.ok());
+    }
+    CHECK(query_sql(db, "SELECT * FROM outbox").size() == 6);
+    CHECK(query_sql(db, "SELECT * FROM approvals ORDER BY n") != approvals_before);
+  }
+}
+
+TEST_CASE("an approval planner that throws is counted and audited and the approval is kept",
+          "[sqlite_store][approvals]") {
+  temp_dir dir;
+  const auto db = dir / "state.db";
+  auto store = open_store(db);
+  store->set_approval_alert_planner([](const approval&) -> std::vector<outbox_alert> {
+    throw std::runtime_error("no sink named 'pager'");
+  });
+  REQUIRE(*store->create_approval(asked(100, 0)) == "ap-000001");
+  REQUIRE(store->decide_approval("ap-000001", true, "alice", "ok", 500).ok());
+  CHECK(store->planner_errors() == 2);
+  CHECK(store->pending(10)->empty());
+  CHECK(store->get_approval("ap-000001")->state == approval_state::approved);
+  CHECK(audit_kinds(db) == std::vector<std::string>{"approval_requested", "alert_planner_error",
+                                                    "approval_approved", "alert_planner_error"});
+  CHECK(query_sql(
+            db, "SELECT json_extract(payload_json, '$.error'), subject FROM audit WHERE seq = 4") ==
+        std::vector<std::vector<std::string>>{{"no sink named 'pager'", "ap-000001"}});
+  CHECK(core::verify_audit(db)->intact());
 }

@@ -71,6 +71,7 @@ std::unique_ptr<core::sqlite_state_store> open_store(const fs::path& path) {
   auto store = core::sqlite_state_store::open(path, o);
   if (!store.ok()) fuzz::die(store.error().message());
   (*store)->set_alert_planner(core::make_alert_planner(fx->alerts, sidecar_id));
+  (*store)->set_approval_alert_planner(core::make_approval_alert_planner(fx->alerts, sidecar_id));
   return std::move(*store);
 }
 

@@ -716,12 +716,14 @@ std::vector<int> range(int from, int to) {  // [from, to]
 
 TEST_CASE(
     "review_bottleneck opens a breaker again at the next evaluation when an operator resets it "
-    "while the cause persists",
+    "while the cause persists, and not on evidence the reset already judged",
     "[plugins][review_bottleneck]") {
   // Each section runs a cause for a while, with the operator resetting the breaker right after
   // each opening, then removes it. Buckets are 10 minutes; a probation of 1 h spans the next
   // evaluation, so every re-opening comes from probation, escalated to critical. The expected
-  // buckets are worked out in each section from the check's definition.
+  // buckets are worked out in each section from the check's definition. For the coverage and
+  // depth checks the cause persists while new unreviewed merges or stamps arrive; the old ones
+  // still in the window after that do not re-open a breaker an operator reset.
   auto check_openings = [](const resetting_operator& op, const std::vector<int>& expected) {
     CHECK(op.buckets == expected);
     REQUIRE(!op.buckets.empty());
@@ -769,10 +771,12 @@ TEST_CASE(
     check_openings(op, range(20, 29));
   }
 
-  SECTION("pipeline.unreviewed_merge: coverage below the floor until the window is clean") {
+  SECTION("pipeline.unreviewed_merge: coverage below the floor while unreviewed merges go on") {
     // Four merges a bucket, none reviewed in buckets 0-7, all reviewed from bucket 8 on. The
     // evaluation at bucket k covers buckets k-6..k-1: at least min_merges (10) from k = 3, and
-    // unreviewed merges in it until k = 13 (coverage 20/24); at k = 14 coverage is 1.
+    // coverage below the floor until k = 13 (20/24); at k = 14 coverage is 1. New unreviewed
+    // merges since the last trip: at k = 3..8 (those of bucket k-1), none from k = 9. Before the
+    // new-evidence rule this re-opened at every evaluation to k = 13.
     auto e =
         engine_with("{require_review: false, window: 1h, buckets: 6}", true, "probation: 1h\n");
     feeder f(*e);
@@ -796,14 +800,15 @@ TEST_CASE(
       }
     }
     CHECK(gauge(*e, "review_coverage") == 1.0);
-    check_openings(op, range(3, 13));
+    check_openings(op, range(3, 8));
   }
 
-  SECTION("pipeline.rubber_stamp: stamped approvals until they leave the window") {
+  SECTION("pipeline.rubber_stamp: stamped approvals while the stamping goes on") {
     // Four approvals a bucket: 10 s for 200 lines (0.05 s a line, stamps) in buckets 0-7, 60 s
     // for 20 lines (3 s a line) from bucket 8 on. With min_reviews 10 the evaluation at bucket k
     // decides from k = 3; stamps are 4 (14 - k) of 24 approvals from k = 8, above the 30 %
-    // ceiling until k = 12 (8 of 24) and not at k = 13 (4 of 24).
+    // ceiling until k = 12 (8 of 24) and not at k = 13 (4 of 24). New stamps since the last trip:
+    // at k = 3..8, none from k = 9 (before the new-evidence rule: re-opened to k = 12).
     auto e = engine_with("{window: 1h, buckets: 6, min_reviews: 10}", true, "probation: 1h\n");
     feeder f(*e);
     resetting_operator op(*e, "pipeline.rubber_stamp");
@@ -820,7 +825,7 @@ TEST_CASE(
       }
     }
     CHECK(gauge(*e, "rubber_stamp_share") == 0.0);
-    check_openings(op, range(3, 12));
+    check_openings(op, range(3, 8));
   }
 }
 
@@ -1047,7 +1052,11 @@ TEST_CASE("review_bottleneck evaluates a quiet pipeline on tick, in replay and l
 
 namespace {
 
-// `state` (a snapshot in the current format, 2) with its header's format version replaced.
+// Bytes at the end of a pipeline's state in format 3 (its new-evidence counts and marks, six u64),
+// absent from formats 1 and 2.
+constexpr std::size_t format_3_marks = 6 * 8;
+
+// `state` (a snapshot in the current format, 3) with its header's format version replaced.
 std::string with_format(std::string state, std::uint8_t version) {
   // LWSTATE1, the plugin name as a u64 length and its bytes, then the version as a u64 (LE).
   state[8 + 8 + std::string("review_bottleneck").size()] = static_cast<char>(version);
@@ -1055,10 +1064,12 @@ std::string with_format(std::string state, std::uint8_t version) {
 }
 
 // `state` as format 1 wrote it: version 1, and after each pipeline's overload flag the three
-// "already tripped" latches of format 1 (all set here: the most a latch could silence).
-// Each run id must occur in the snapshot first as that pipeline's key.
+// "already tripped" latches of format 1 (all set here: the most a latch could silence), without
+// format 3's marks. Each run id must occur in the snapshot first as that pipeline's key; only a
+// snapshot of one pipeline is supported (its marks are the snapshot's last bytes).
 std::string as_format_1(const std::string& state, const std::vector<std::string>& runs) {
-  std::string out = with_format(state, 1);
+  REQUIRE(runs.size() == 1);
+  std::string out = with_format(state.substr(0, state.size() - format_3_marks), 1);
   for (const auto& run : runs) {
     std::string key(8, '\0');
     key[0] = static_cast<char>(run.size());
@@ -1088,13 +1099,26 @@ TEST_CASE("review_bottleneck restores a format 1 snapshot and trips while the ov
   REQUIRE(saved.size() == 1);
   core::monitor_state old = saved[0];
   old.state = as_format_1(saved[0].state, {"pipe"});
-  REQUIRE(old.state.size() == saved[0].state.size() + 3);
+  REQUIRE(old.state.size() == saved[0].state.size() + 3 - format_3_marks);
 
   auto b = engine_with(mm1_config);
   const auto restored = b->restore_monitor(old);
   INFO(restored.message());
   REQUIRE(restored.ok());
-  CHECK(b->snapshot_monitors()[0].state == saved[0].state);
+  // The same state, but for the marks format 1 did not keep: restored as one unit of new
+  // evidence each (counts 1, marks 0), so a check that holds trips at the first evaluation.
+  const std::string again = b->snapshot_monitors()[0].state;
+  REQUIRE(again.size() == saved[0].state.size());
+  const std::size_t body = again.size() - format_3_marks;
+  CHECK(again.substr(0, body) == saved[0].state.substr(0, body));
+  const std::string expected_marks = [] {
+    std::string m;
+    for (std::uint64_t v : {1, 1, 1, 0, 0, 0}) {
+      for (int i = 0; i < 8; ++i) m += static_cast<char>((v >> (8 * i)) & 0xff);
+    }
+    return m;
+  }();
+  CHECK(again.substr(body) == expected_marks);
   feeder fb(*b);
   for (std::size_t i = split; i < run.events.size(); ++i) fb.send(run.events[i].record);
   const opening* o = fb.opened("pipeline.review_bottleneck");
@@ -1183,11 +1207,14 @@ TEST_CASE("review_bottleneck refuses a damaged snapshot or one of another pipeli
   };
   const std::string good = saved[0].state;
   const std::vector<row> rows = {
-      {"truncated", mm1_config, good.substr(0, good.size() / 2), "truncated"},
+      // Cut inside the last field (a u64): a cut elsewhere may land in a length, which is refused
+      // as "longer than the bytes left" instead.
+      {"truncated", mm1_config, good.substr(0, good.size() - 5), "truncated"},
+      {"cut in half", mm1_config, good.substr(0, good.size() / 2), "bad state snapshot at byte"},
       {"trailing bytes", mm1_config, good + "x", "unread bytes at the end"},
       {"not a snapshot", mm1_config, "hello", "not a loopwarden state snapshot"},
-      {"a newer format", mm1_config, with_format(good, 3),
-       "snapshot format version 3, this build reads 1 to 2"},
+      {"a newer format", mm1_config, with_format(good, 4),
+       "snapshot format version 4, this build reads 1 to 3"},
       {"other stages", "{stages: [generate, review, merge]}", good, "other stages"},
       {"other window", "{stages: [generate, review], window: 4h, buckets: 48}", good,
        "other stages or another window"},

@@ -11,9 +11,10 @@
 //     is still there in that state; a used approval still refuses a second use;
 //   - `loopwarden audit verify --expect-head` passes after every restart, anchored at the last
 //     head the daemon reported before it died (nothing committed was cut off);
-//   - at the end, every trip and every reset the store committed, every approval the host was
-//     given an id for, and the resolve of every approval an operator decided with an ok reply,
-//     has its alert delivered to a real HTTP receiver at least once, the
+//   - at the end, every trip and every reset the store committed, every approval the store
+//     committed (and every one the host was given an id for), and the resolve of every approval
+//     the store committed as decided, expired or used (and of every one an operator decided with
+//     an ok reply), has its alert delivered to a real HTTP receiver at least once, the
 //     receiver can deduplicate them by fingerprint (one fingerprint per incident or approval,
 //     one incident or approval per fingerprint), and the outbox is empty.
 //
@@ -689,6 +690,48 @@ void check_approvals(const std::map<std::string, approval_fact>& before,
   }
 }
 
+// The alerts of approvals, at the end: every approval the store committed (id -> state) was
+// alerted, and every one it committed as settled (approved, denied, expired, used) had its page
+// resolved. An approval and its alerts are one transaction, so no kill can leave one without the
+// other, not even an approval created just before a kill whose host never heard of it. Checked
+// from the store's side (what it committed) and from the host's and operator's (what they were
+// told), so a store that lost an approval cannot make its missing alert look fine. No alert names
+// an approval the store does not have. `alerted`: approval id -> its alerts' fingerprint;
+// `resolved`: ids whose resolve arrived.
+void check_approval_alerts(const std::map<std::string, std::string>& stored,
+                           const std::map<std::string, std::string>& alerted,
+                           const std::set<std::string>& resolved,
+                           const std::set<std::string>& given_to_host,
+                           const std::set<std::string>& decided_ok,
+                           std::vector<std::string>& violations) {
+  for (const auto& [id, state] : stored) {
+    if (alerted.count(id) == 0) {
+      violations.push_back("approval " + id + " (" + state + ") was committed but never alerted");
+    }
+    if (state != "pending" && resolved.count(id) == 0) {
+      violations.push_back("approval " + id + " was committed " + state +
+                           ", but its page was never resolved");
+    }
+  }
+  for (const auto& id : given_to_host) {
+    if (alerted.count(id) == 0) {
+      violations.push_back("approval " + id + " was given to the host but never alerted");
+    }
+  }
+  for (const auto& id : decided_ok) {
+    if (resolved.count(id) == 0) {
+      violations.push_back("approval " + id +
+                           " was decided with an ok reply, but its page was never resolved");
+    }
+  }
+  for (const auto& [id, fp] : alerted) {
+    if (stored.count(id) == 0) {
+      violations.push_back("the receiver got an alert for approval " + id +
+                           ", which the store does not have");
+    }
+  }
+}
+
 // Read-only queries on the daemon's database (safe while it runs: WAL readers take no lock).
 class database {
  public:
@@ -948,30 +991,14 @@ TEST_CASE("chaos: SIGKILL at random points loses nothing the daemon acknowledged
                                " that the store never committed");
     }
   }
-  // Every approval the host was given an id for was alerted (its alert is queued before the
-  // reply); an approval created just before a kill, before the host heard of it, may not be
-  // (docs/reliability.md). No alert names an approval the store does not have.
-  std::set<std::string> stored_approvals;
-  db.each("SELECT id FROM approvals", [&](sqlite3_stmt* st) {
-    stored_approvals.insert(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+  std::map<std::string, std::string> stored_approvals;  // id -> state
+  db.each("SELECT id, state FROM approvals", [&](sqlite3_stmt* st) {
+    stored_approvals.emplace(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
+                             reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
   });
-  for (const auto& id : driver.acknowledged_approvals()) {
-    if (approval_fp.count(id) == 0) {
-      out.violations.push_back("approval " + id + " was given to the host but never alerted");
-    }
-  }
-  for (const auto& id : driver.acknowledged_decisions()) {
-    if (approvals_resolved.count(id) == 0) {
-      out.violations.push_back("approval " + id +
-                               " was decided with an ok reply, but its page was never resolved");
-    }
-  }
-  for (const auto& [id, fp] : approval_fp) {
-    if (stored_approvals.count(id) == 0) {
-      out.violations.push_back("the receiver got an alert for approval " + id +
-                               ", which the store does not have");
-    }
-  }
+  check_approval_alerts(stored_approvals, approval_fp, approvals_resolved,
+                        driver.acknowledged_approvals(), driver.acknowledged_decisions(),
+                        out.violations);
   CHECK(receiver.unreadable() == 0);
 
   std::cout << "chaos: " << out.iterations << " kills in " << static_cast<int>(seconds)
@@ -981,9 +1008,10 @@ TEST_CASE("chaos: SIGKILL at random points loses nothing the daemon acknowledged
   for (const auto& [what, n] : out.acknowledged) std::cout << " " << what << " " << n << ";";
   std::cout << " in flight at a kill: " << out.uncertain << "\nchaos: alerts: " << committed.size()
             << " committed incidents (triggers and resolves) and " << approval_fp.size()
-            << " approvals alerted (" << driver.acknowledged_approvals().size()
-            << " given to the host, " << approvals_resolved.size() << " resolved), " << got.size()
-            << " deliveries of " << receiver.requests() << " requests, " << duplicates
+            << " approvals alerted of " << stored_approvals.size() << " committed ("
+            << driver.acknowledged_approvals().size() << " given to the host, "
+            << approvals_resolved.size() << " resolved), " << got.size() << " deliveries of "
+            << receiver.requests() << " requests, " << duplicates
             << " duplicate(s) deduplicated by fingerprint" << std::endl;
   INFO("violations:\n"
        << [&] {
@@ -1123,6 +1151,101 @@ TEST_CASE("the chaos checks flag approvals a restart lost, changed or invented",
     INFO(r.what);
     std::vector<std::string> violations;
     check_approvals(before, r.after, r.uncertain, violations);
+    CHECK(violations.empty() != r.violation);
+  }
+}
+
+TEST_CASE("the chaos checks flag approvals committed without their alert or resolve",
+          "[sidecar][chaos]") {
+  using ids = std::set<std::string>;
+  using by_id = std::map<std::string, std::string>;
+  struct row {
+    const char* what;
+    by_id stored;    // id -> state, as committed
+    by_id alerted;   // id -> fingerprint of the alerts the receiver got
+    ids resolved;    // ids whose resolve arrived
+    ids given;       // ids the host was given
+    ids decided_ok;  // ids an operator decided with an ok reply
+    bool violation;
+  };
+  const by_id all = {{"ap-1", "pending"},
+                     {"ap-2", "approved"},
+                     {"ap-3", "used"},
+                     {"ap-4", "denied"},
+                     {"ap-5", "expired"}};
+  const by_id paged = {
+      {"ap-1", "f1"}, {"ap-2", "f2"}, {"ap-3", "f3"}, {"ap-4", "f4"}, {"ap-5", "f5"}};
+  const ids settled = {"ap-2", "ap-3", "ap-4", "ap-5"};
+  const std::vector<row> rows = {
+      {"every approval paged, every settled one resolved",
+       all,
+       paged,
+       settled,
+       {"ap-1"},
+       {"ap-2"},
+       false},
+      {"an approval committed just before a kill, never given to the host, never paged",
+       by_id{{"ap-1", "pending"}, {"ap-9", "pending"}},
+       by_id{{"ap-1", "f1"}},
+       {},
+       {"ap-1"},
+       {},
+       true},
+      {"an approval decided, but the operator's reply was lost, never resolved",
+       by_id{{"ap-4", "denied"}},
+       by_id{{"ap-4", "f4"}},
+       {},
+       {},
+       {},
+       true},
+      {"an expired approval never resolved",
+       by_id{{"ap-5", "expired"}},
+       by_id{{"ap-5", "f5"}},
+       {},
+       {},
+       {},
+       true},
+      {"a used approval whose approval was never resolved",
+       by_id{{"ap-3", "used"}},
+       by_id{{"ap-3", "f3"}},
+       {},
+       {},
+       {},
+       true},
+      {"a pending approval needs no resolve",
+       by_id{{"ap-1", "pending"}},
+       by_id{{"ap-1", "f1"}},
+       {},
+       {},
+       {},
+       false},
+      {"an approval given to the host that the store lost, and its alert with it",
+       by_id{},
+       by_id{},
+       {},
+       {"ap-1"},
+       {},
+       true},
+      {"an ok decision the store lost, and its resolve with it",
+       by_id{},
+       by_id{},
+       {},
+       {},
+       {"ap-2"},
+       true},
+      {"an alert for an approval the store does not have",
+       by_id{},
+       by_id{{"ap-7", "f7"}},
+       {},
+       {},
+       {},
+       true},
+  };
+  for (const auto& r : rows) {
+    INFO(r.what);
+    std::vector<std::string> violations;
+    check_approval_alerts(r.stored, r.alerted, r.resolved, r.given, r.decided_ok, violations);
+    INFO((violations.empty() ? std::string("no violation") : violations.front()));
     CHECK(violations.empty() != r.violation);
   }
 }

@@ -2,8 +2,9 @@
 // The durable outbox between breaker transitions and the alert router.
 //
 // A transition's alerts are planned (which sinks, which payload) by an alert_planner and written
-// to the outbox in the same store transaction as the transition itself, so a crash between the
-// trip and the delivery loses nothing: the router delivers whatever is still pending after a
+// to the outbox in the same store transaction as the transition itself (an approval's by an
+// approval_alert_planner, in the approval's transaction), so a crash between the change and the
+// delivery loses nothing: the router delivers whatever is still pending after a
 // restart (at least once; receivers deduplicate on the fingerprint).
 //
 // Implementations: memory_alert_outbox (alert_router.hpp; tests, replay) and the SQLite state
@@ -36,6 +37,13 @@ struct outbox_alert {
 
 // Decides which alerts one transition makes (possibly none). Pure: no I/O, no clock.
 using alert_planner = std::function<std::vector<outbox_alert>(const v1::BreakerTransition&)>;
+
+struct approval;  // sqlite_store.hpp
+
+// Decides which alerts one approval change makes (possibly none), given the approval as it now
+// stands: a new pending one, or one just approved, denied, expired or used. Pure: no I/O, no
+// clock. The store writes them in the same transaction as the change, as for transitions.
+using approval_alert_planner = std::function<std::vector<outbox_alert>(const approval&)>;
 
 // Thread-safety: implementations are safe from any thread.
 class alert_outbox {

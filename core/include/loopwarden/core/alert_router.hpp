@@ -4,9 +4,10 @@
 // retries, backoff, fallback and deduplication. docs/alerts.md describes the behaviour and the
 // sink-neutral alert object every sink renders.
 //
-// Wiring, in order: the store writes each transition together with make_alert_planner()'s rows
-// (alert_outbox.hpp); after the write, the daemon calls alert_router::notify(); the router's
-// dispatcher delivers whatever the outbox holds as pending, including rows left by a previous run.
+// Wiring, in order: the store writes each transition together with make_alert_planner()'s rows,
+// and each approval change with make_approval_alert_planner()'s (alert_outbox.hpp); after the
+// write, the daemon calls alert_router::notify(); the router's dispatcher delivers whatever the
+// outbox holds as pending, including rows left by a previous run.
 
 #include <chrono>
 #include <cstdint>
@@ -49,6 +50,13 @@ struct approval;  // sqlite_store.hpp
 // outcome in "resolution"), so the page closes; for a used one, nothing.
 std::vector<outbox_alert> make_approval_alerts(const alerts_config& config,
                                                std::string_view sidecar_id, const approval& a);
+
+// make_approval_alerts as the state store's approval planner
+// (sqlite_state_store::set_approval_alert_planner), so each approval change and its alerts are
+// committed in one transaction. Copies what it needs from `config`; `sidecar_id` as for
+// make_alert_planner.
+approval_alert_planner make_approval_alert_planner(const alerts_config& config,
+                                                   std::string sidecar_id);
 
 // Delivery counters of one sink, for /metrics. Counters only grow.
 struct alert_sink_stats {

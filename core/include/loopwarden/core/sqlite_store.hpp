@@ -96,7 +96,21 @@ class sqlite_state_store final : public breaker_store, public alert_outbox {
   // counted (planner_errors) and audited as "alert_planner_error"; the transition is still
   // recorded, without alerts.
   void set_alert_planner(alert_planner planner);
+  // Counts both planners' failures (transitions' and approvals').
   std::uint64_t planner_errors() const;
+
+  // Plans the alerts of each later approval change (make_approval_alert_planner): the page of a
+  // new approval, the resolve of a decided or expired one. create_approval, decide_approval
+  // (also the expiry it discovers), use_approval and expire_approvals insert the planned rows
+  // into the outbox inside their own transaction, so the change and its alerts commit together
+  // or not at all. Why in the store and not by the caller afterwards: committed apart, a kill
+  // between the two commits leaves a pending approval nobody was paged about, or a decision
+  // whose page never resolves, and nothing after a restart knows to send them. The caller only
+  // wakes the alert router. Unset (the default): approvals make no outbox rows. A planner that
+  // throws is handled as for transitions: counted in planner_errors, audited as
+  // "alert_planner_error", and the change is still made, without alerts (an operator's decision
+  // is not refused because of an alert bug). An outbox row SQLite refuses fails the whole call.
+  void set_approval_alert_planner(approval_alert_planner planner);
 
   // breaker_store. load(): every breaker's last BreakerStatus, exactly as recorded, sorted by
   // (name, run_id). record(): ONE transaction that upserts the breaker, appends the transition,
@@ -122,15 +136,22 @@ class sqlite_state_store final : public breaker_store, public alert_outbox {
                       std::string_view error) override;
   status mark_failed(std::int64_t id, std::string_view error, std::int64_t now_unix_nano) override;
 
+  // Every approval change below is one transaction holding the approval row, its audit record
+  // and the approval planner's outbox rows (set_approval_alert_planner). If any of them fails,
+  // nothing of the change is committed and the error names what failed (an outbox row names its
+  // approval and sink).
+
   // Stores a new pending approval and returns its id: `a.id`, or a fresh "ap-NNNNNN" when empty.
-  // Audited as "approval_requested". Errors: invalid_argument (not pending, already decided, or
-  // detail_json not JSON), failed_precondition (the id exists), io_error.
+  // Audited as "approval_requested"; its page is queued with it. Errors: invalid_argument (not
+  // pending, already decided, or detail_json not JSON), failed_precondition (the id exists, or
+  // the database refused a row), io_error.
   result<std::string> create_approval(approval a);
 
   // Approves or denies a pending approval and returns it as decided. Audited as
-  // "approval_approved" / "approval_denied". An empty reason is fine. Errors: refused (empty
-  // operator), not_found, failed_precondition (already decided, or expired: one past its expiry
-  // is marked expired, audited, and refused), io_error.
+  // "approval_approved" / "approval_denied"; the resolve of its page is queued with it. An empty
+  // reason is fine. Errors: refused (empty operator), not_found, failed_precondition (already
+  // decided, or expired: one past its expiry is marked expired, audited, its page resolved, and
+  // the decision refused), io_error.
   result<approval> decide_approval(const std::string& id, bool approve,
                                    std::string_view operator_id, std::string_view reason,
                                    std::int64_t now_unix_nano);
@@ -148,7 +169,8 @@ class sqlite_state_store final : public breaker_store, public alert_outbox {
   result<approval> get_approval(const std::string& id);
 
   // Marks every pending approval whose expiry is at or before `now_unix_nano` expired (each
-  // audited as "approval_expired", one transaction) and returns them.
+  // audited as "approval_expired" with its page resolved, all in one transaction) and returns
+  // them. Errors: failed_precondition / io_error (then none of them is expired).
   result<std::vector<approval>> expire_approvals(std::int64_t now_unix_nano);
 
   // Appends one audit record for an event that is not a transition (daemon_start, daemon_stop,
