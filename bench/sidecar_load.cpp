@@ -1259,8 +1259,9 @@ int run_soak(const args& a) {
                   g_timeouts > 0 ? " !" : "");
     std::printf("%7.2f %8.1f %8.1f %8.1f %8.1f %8.0f %7ld %-22s %9llu %6zu %-22s %-14s\n", t_min,
                 static_cast<double>(mem.rss) / 1024.0, floor_mib,
-                static_cast<double>(mem.anon) / 1024.0, static_cast<double>(mem.hwm) / 1024.0, ev_rate, queue, monitor_queues.c_str(),
-                static_cast<unsigned long long>(dropped), ts.n, trip_text, gate_text);
+                static_cast<double>(mem.anon) / 1024.0, static_cast<double>(mem.hwm) / 1024.0,
+                ev_rate, queue, monitor_queues.c_str(), static_cast<unsigned long long>(dropped),
+                ts.n, trip_text, gate_text);
     if (t_timeouts > 0 || g_timeouts > 0) {
       std::printf("        (timeouts this interval: %ld trips, %ld gate requests)\n", t_timeouts,
                   g_timeouts);
