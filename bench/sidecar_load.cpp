@@ -12,7 +12,9 @@
 //   sidecar_load rtt      [--samples S] [--bytes B]   (raw DEALER->ROUTER echo: the floor of gate)
 //   sidecar_load soak     --loopwarden BIN --config FILE [--minutes M] [--interval S]
 //                         [--rate EV_PER_S] [--publishers P] [--trip-every-ms MS]
-//                         [--gate-rate ASKS_PER_S] [--max-slope KIB_PER_MIN]
+//                         [--gate-rate ASKS_PER_S] [--warmup-intervals N]
+//                         [--rss-tolerance-pct P] [--rss-tolerance-mib M]
+//                         [--max-slope KIB_PER_MIN] [--stall-every-s S --stall-requests K]
 //                         (bench/soak.sh; docs/reliability.md)
 //   sidecar_load envelope [--batch K]         (prints the size of one batch envelope)
 //
@@ -154,6 +156,7 @@ void print_summary(const char* what, const char* unit, const summary& s) {
 struct memory_kib {
   long rss = -1;
   long hwm = -1;
+  long anon = -1;  // RssAnon: the heap and stacks, without the mapped code (RssFile)
 };
 
 memory_kib read_memory(pid_t pid) {
@@ -163,6 +166,7 @@ memory_kib read_memory(pid_t pid) {
   while (std::getline(in, line)) {
     if (line.rfind("VmRSS:", 0) == 0) m.rss = std::atol(line.c_str() + 6);
     if (line.rfind("VmHWM:", 0) == 0) m.hwm = std::atol(line.c_str() + 6);
+    if (line.rfind("RssAnon:", 0) == 0) m.anon = std::atol(line.c_str() + 8);
   }
   return m;
 }
@@ -307,6 +311,21 @@ class daemon_process {
     std::ifstream in(log_);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     return text.size() > 2000 ? text.substr(text.size() - 2000) : text;
+  }
+
+  // The daemon's log lines containing any of `needles`.
+  std::vector<std::string> log_lines(const std::vector<std::string>& needles) const {
+    std::ifstream in(log_);
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);) {
+      for (const auto& n : needles) {
+        if (line.find(n) != std::string::npos) {
+          out.push_back(line);
+          break;
+        }
+      }
+    }
+    return out;
   }
 
   pid_t pid() const { return pid_; }
@@ -990,7 +1009,25 @@ int run_soak(const args& a) {
   const auto batch = static_cast<std::size_t>(a.num("batch", 8));
   const long trip_every_ms = a.num("trip-every-ms", 500);
   const long gate_rate = a.num("gate-rate", 20);
-  const double max_slope = std::atof(a.get("max-slope", "32").c_str());  // KiB per minute
+  // The verdict: after the first `warmup` rows, the floor of RSS in each interval (the lowest of
+  // its samples, one a second: the level the daemon comes back to) must stay within
+  // max(tolerance_pct % of the lowest floor, tolerance_mib) of the lowest floor; optionally
+  // (--max-slope > 0) the line fitted to the samples must also rise no faster than max_slope
+  // KiB/min. The floor, not every sample: a backlog may lift RSS for seconds (within the bound of
+  // docs/reliability.md#memory-under-a-flood) as long as it comes back down; memory that a
+  // backlog or a leak keeps lifts every later floor. The highest sample is printed too.
+  const long rows_planned =
+      std::max(1L, static_cast<long>(minutes * 60.0 / static_cast<double>(interval_s)));
+  const long warmup =
+      std::clamp(a.num("warmup-intervals", std::max(1L, rows_planned / 5)), 0L, rows_planned - 1);
+  const double tolerance_pct = std::atof(a.get("rss-tolerance-pct", "10").c_str());
+  const double tolerance_mib = std::atof(a.get("rss-tolerance-mib", "2").c_str());
+  const double max_slope = std::atof(a.get("max-slope", "0").c_str());  // KiB/min; 0: not checked
+  // An injected stall of the engine thread (needs the hanging fixture monitor in the config,
+  // bench/soak.sh --stall-ms): every stall_every_s, stall_requests gate requests at once whose
+  // action names "hang"; the engine thread waits for each in turn.
+  const long stall_every_s = a.num("stall-every-s", 0);
+  const long stall_requests = std::max(1L, a.num("stall-requests", 3));
   const std::string breaker = a.get("breaker", "training.nonfinite_loss");
   const std::string run_id = "soak-latency";
   const auto duration =
@@ -1096,17 +1133,56 @@ int run_soak(const args& a) {
     }
   });
 
+  std::atomic<long> stalls{0};
+  std::jthread staller([&] {
+    if (stall_every_s <= 0) return;
+    auto next = steady::now() + std::chrono::seconds(stall_every_s);
+    while (!stop) {
+      while (!stop && steady::now() < next) std::this_thread::sleep_for(100ms);
+      if (stop) break;
+      next += std::chrono::seconds(stall_every_s);
+      std::vector<std::jthread> askers;
+      for (long k = 0; k < stall_requests; ++k) {
+        askers.emplace_back([&, k] {
+          auto gate = client::gate_client::create({.endpoint = d->gate(),
+                                                   .source = "soak/staller",
+                                                   .run_id = "soak-stall-" + std::to_string(k),
+                                                   .timeout = 10'000ms});
+          if (!gate) return;
+          v1::ActionRequest action;
+          action.set_kind(v1::ACTION_KIND_SHELL);
+          action.set_command("hang");
+          (void)(*gate)->ask(action);
+        });
+      }
+      askers.clear();  // joins
+      ++stalls;
+    }
+  });
+
   std::printf(
       "soak: %.1f min, %ld metrics envelopes/s (%zu samples each) from %ld publishers, a trip "
-      "every %ld ms, %ld gate requests/s; a row every %ld s\n",
-      minutes, rate, batch, publishers, trip_every_ms, gate_rate, interval_s);
-  std::printf("%7s %8s %8s %8s %7s %-22s %9s %6s %-22s %-14s\n", "t min", "RSS MiB", "HWM MiB",
-              "ev/s", "queue", "monitor queues", "dropped", "trips", "trip ms p50/p99/max",
-              "gate ms p50/p99");
+      "every %ld ms, %ld gate requests/s; a row every %ld s; warm-up %ld rows",
+      minutes, rate, batch, publishers, trip_every_ms, gate_rate, interval_s, warmup);
+  if (stall_every_s > 0) {
+    std::printf("; an injected stall (%ld hanging gate requests) every %ld s", stall_requests,
+                stall_every_s);
+  }
+  std::printf("\n");
+  std::printf("%7s %8s %8s %8s %8s %8s %7s %-22s %9s %6s %-22s %-14s\n", "t min", "RSS MiB",
+              "floor", "anon", "HWM MiB", "ev/s", "queue", "monitor queues", "dropped", "trips",
+              "trip ms p50/p99/max", "gate ms p50/p99");
+  std::printf("%7s %8s %8s %8s %8s %8s %-30s\n", "", "(at row)", "(min 1s)", "(at row)", "", "",
+              "(queues: max of the 1 s samples)");
   std::fflush(stdout);
 
   const auto start = steady::now();
   std::vector<std::pair<double, double>> rss_series;  // (minutes, KiB), every second
+  double warm_at = 0;                                 // minutes: the end of the warm-up rows
+  long rows = 0;
+  double interval_floor = -1;                           // KiB: the interval's lowest sample
+  std::vector<std::pair<double, double>> floors;        // (minutes, KiB) after the warm-up
+  long interval_queue = 0, interval_monitor_queue = 0;  // the interval's deepest, every second
   std::uint64_t events0 = 0, last_events = 0;
   if (auto st = ctl.status()) events0 = last_events = st->events();
   std::vector<double> all_trip_ms;
@@ -1125,9 +1201,25 @@ int run_soak(const args& a) {
     const double t_min = std::chrono::duration<double>(now - start).count() / 60.0;
     const memory_kib mem = read_memory(d->pid());
     rss_series.push_back({t_min, static_cast<double>(mem.rss)});
+    if (interval_floor < 0 || static_cast<double>(mem.rss) < interval_floor) {
+      interval_floor = static_cast<double>(mem.rss);
+    }
+    // Queue depths every second, not only at the rows: a backlog that drains within an interval
+    // would not show at the row.
+    auto st = ctl.status(now < next_row ? 900ms : 5000ms);
+    if (st) {
+      interval_queue = std::max(interval_queue, static_cast<long>(st->queue_depth()));
+      for (const auto& m : st->monitors()) {
+        interval_monitor_queue =
+            std::max(interval_monitor_queue, static_cast<long>(m.queue_depth()));
+      }
+    }
     if (now < next_row) continue;
     next_row += std::chrono::seconds(interval_s);
-    auto st = ctl.status(5000ms);
+    if (++rows == warmup) warm_at = t_min;
+    if (rows > warmup) floors.push_back({t_min, interval_floor});
+    const double floor_mib = interval_floor / 1024.0;
+    interval_floor = -1;
     std::vector<double> trips, gates;
     long t_timeouts = 0, g_timeouts = 0;
     {
@@ -1145,15 +1237,12 @@ int run_soak(const args& a) {
     long queue = -1;
     if (st) {
       monitor_queues.clear();
-      long worst = 0;
-      for (const auto& m : st->monitors()) {
-        worst = std::max(worst, static_cast<long>(m.queue_depth()));
-        dropped += m.dropped();
-      }
+      for (const auto& m : st->monitors()) dropped += m.dropped();
+      const long worst = std::exchange(interval_monitor_queue, 0);
       monitor_queues =
           "max " + std::to_string(worst) + " of " + std::to_string(st->monitors_size());
       max_monitor_queue = std::max(max_monitor_queue, worst);
-      queue = static_cast<long>(st->queue_depth());
+      queue = std::exchange(interval_queue, 0);
       max_queue = std::max(max_queue, queue);
       dropped += st->dropped();
       for (const auto& src : st->sources()) dropped += src.lost();
@@ -1168,8 +1257,9 @@ int run_soak(const args& a) {
                   t_timeouts > 0 ? " !" : "");
     std::snprintf(gate_text, sizeof gate_text, "%.2f/%.2f%s", gs.p50, gs.p99,
                   g_timeouts > 0 ? " !" : "");
-    std::printf("%7.2f %8.1f %8.1f %8.0f %7ld %-22s %9llu %6zu %-22s %-14s\n", t_min,
-                static_cast<double>(mem.rss) / 1024.0, static_cast<double>(mem.hwm) / 1024.0,
+    std::printf("%7.2f %8.1f %8.1f %8.1f %8.1f %8.0f %7ld %-22s %9llu %6zu %-22s %-14s\n", t_min,
+                static_cast<double>(mem.rss) / 1024.0, floor_mib,
+                static_cast<double>(mem.anon) / 1024.0, static_cast<double>(mem.hwm) / 1024.0,
                 ev_rate, queue, monitor_queues.c_str(), static_cast<unsigned long long>(dropped),
                 ts.n, trip_text, gate_text);
     if (t_timeouts > 0 || g_timeouts > 0) {
@@ -1184,29 +1274,43 @@ int run_soak(const args& a) {
   for (auto& l : loads) l->stop();
   auto final_status = ctl.status(5000ms);
 
-  // Flat after warm-up: the fitted slope of RSS over the second half of the run.
-  std::vector<std::pair<double, double>> second_half;
-  const double half = minutes / 2.0;
+  staller.join();
+  // Flat after warm-up: every per-second RSS sample after the warm-up rows within the tolerance
+  // of the lowest one (and, with --max-slope, the fitted slope over them within it).
+  std::vector<std::pair<double, double>> after_warmup;
+  double warm_sum = 0;
+  std::size_t warm_n = 0;
   for (const auto& p : rss_series) {
-    if (p.first >= half) second_half.push_back(p);
-  }
-  const double slope = fitted_slope(second_half);  // KiB per minute
-  double lo = 0, hi = 0, first_mean = 0;
-  std::size_t first_n = 0;
-  for (const auto& [t, kib] : rss_series) {
-    if (t < half) {
-      first_mean += kib;
-      ++first_n;
+    if (rows > warmup && p.first > warm_at) {
+      after_warmup.push_back(p);
+    } else {
+      warm_sum += p.second;
+      ++warm_n;
     }
   }
-  if (!second_half.empty()) {
-    lo = hi = second_half.front().second;
-    for (const auto& p : second_half) {
-      lo = std::min(lo, p.second);
-      hi = std::max(hi, p.second);
+  const double slope = fitted_slope(after_warmup);  // KiB per minute
+  double lo = 0, hi = 0, lo_t = 0, hi_t = 0;
+  if (!after_warmup.empty()) {
+    lo = hi = after_warmup.front().second;
+    lo_t = hi_t = after_warmup.front().first;
+    for (const auto& [t, kib] : after_warmup) {
+      if (kib < lo) lo = kib, lo_t = t;
+      if (kib > hi) hi = kib, hi_t = t;
     }
   }
-  const bool flat = !lost_daemon && second_half.size() >= 2 && std::fabs(slope) <= max_slope;
+  double floor_lo = 0, floor_hi = 0, floor_lo_t = 0, floor_hi_t = 0;
+  if (!floors.empty()) {
+    floor_lo = floor_hi = floors.front().second;
+    floor_lo_t = floor_hi_t = floors.front().first;
+    for (const auto& [t, kib] : floors) {
+      if (kib < floor_lo) floor_lo = kib, floor_lo_t = t;
+      if (kib > floor_hi) floor_hi = kib, floor_hi_t = t;
+    }
+  }
+  const double tolerance_kib = std::max(floor_lo * tolerance_pct / 100.0, tolerance_mib * 1024.0);
+  const bool within = floor_hi - floor_lo <= tolerance_kib;
+  const bool slope_ok = max_slope <= 0 || slope <= max_slope;
+  const bool flat = !lost_daemon && floors.size() >= 2 && within && slope_ok;
   const summary all = summarize(all_trip_ms);
   std::uint64_t sent = 0, client_dropped = 0;
   for (const auto& l : loads) {
@@ -1219,18 +1323,41 @@ int run_soak(const args& a) {
       minutes, static_cast<unsigned long long>(sent),
       static_cast<unsigned long long>(client_dropped),
       static_cast<unsigned long long>(final_status ? final_status->events() - events0 : 0));
+  std::printf("  RSS during the warm-up (%ld rows, to %.1f min): mean %.1f MiB\n", warmup, warm_at,
+              warm_n > 0 ? warm_sum / static_cast<double>(warm_n) / 1024.0 : 0.0);
   std::printf(
-      "  RSS: first half mean %.1f MiB; second half %.1f .. %.1f MiB, fitted slope "
-      "%+.1f KiB/min (threshold %.0f KiB/min)\n",
-      first_n > 0 ? first_mean / static_cast<double>(first_n) / 1024.0 : 0.0, lo / 1024.0,
-      hi / 1024.0, slope, max_slope);
-  std::printf("  queues: engine at most %ld, monitors at most %ld (at the rows)\n", max_queue,
-              max_monitor_queue);
+      "  RSS floor after the warm-up (the lowest sample of each of %zu intervals): lowest %.1f "
+      "MiB at %.1f min, highest %.1f MiB at %.1f min: %.1f MiB apart, tolerance %.1f MiB (%.0f "
+      "%% of the lowest, at least %.1f MiB): %s\n",
+      floors.size(), floor_lo / 1024.0, floor_lo_t, floor_hi / 1024.0, floor_hi_t,
+      (floor_hi - floor_lo) / 1024.0, tolerance_kib / 1024.0, tolerance_pct, tolerance_mib,
+      within ? "within" : "EXCEEDED");
+  std::printf(
+      "  RSS samples after the warm-up (%zu, 1 s apart): min %.1f MiB at %.1f min, max %.1f MiB "
+      "at %.1f min\n",
+      after_warmup.size(), lo / 1024.0, lo_t, hi / 1024.0, hi_t);
+  std::printf("  RSS fitted slope after the warm-up: %+.1f KiB/min (%s)\n", slope,
+              max_slope > 0 ? (slope_ok ? "within --max-slope" : "ABOVE --max-slope")
+                            : "not checked: --max-slope 0");
+  std::printf("  queues: engine at most %ld, monitors at most %ld (sampled every second)\n",
+              max_queue, max_monitor_queue);
+  if (stall_every_s > 0) std::printf("  injected stalls: %ld\n", stalls.load());
+  // What the daemon said about stalls of its engine thread and about memory it returned.
+  const auto said = d->log_lines(
+      {"engine thread:", "saving the monitors' state took", "snapshot took", "memory"});
+  std::printf("  daemon log: %zu line(s) on slow engine steps or memory%s\n", said.size(),
+              said.empty() ? "" : " (the first 30):");
+  for (std::size_t i = 0; i < said.size() && i < 30; ++i) {
+    std::printf("    %s\n", said[i].c_str());
+  }
   print_summary("event -> breaker (all rows)", "ms", all);
   std::printf("  RSS flat after warm-up: %s\n", flat ? "yes" : "NO");
   result("rss_slope_kib_per_min", slope);
-  result("rss_second_half_min_mib", lo / 1024.0);
-  result("rss_second_half_max_mib", hi / 1024.0);
+  result("rss_after_warmup_min_mib", lo / 1024.0);
+  result("rss_after_warmup_max_mib", hi / 1024.0);
+  result("rss_floor_lowest_mib", floor_lo / 1024.0);
+  result("rss_floor_highest_mib", floor_hi / 1024.0);
+  result("rss_tolerance_mib", tolerance_kib / 1024.0);
   result("trip_p50_ms", all.p50);
   result("trip_p99_ms", all.p99);
   result("flat", flat ? 1 : 0);

@@ -244,6 +244,16 @@ result<v1::BreakerTransition> breaker_registry::force_open(const breaker_key& ke
 
 std::vector<v1::BreakerTransition> breaker_registry::advance(std::int64_t now_unix_nano) {
   std::lock_guard lock(mu_);
+  return advance_locked(now_unix_nano);
+}
+
+std::vector<v1::BreakerTransition> breaker_registry::try_advance(std::int64_t now_unix_nano) {
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return {};
+  return advance_locked(now_unix_nano);
+}
+
+std::vector<v1::BreakerTransition> breaker_registry::advance_locked(std::int64_t now_unix_nano) {
   std::vector<v1::BreakerTransition> out;
   for (auto& [key, b] : breakers_) {
     if (b.state() != v1::BREAKER_STATE_HALF_OPEN) continue;

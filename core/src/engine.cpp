@@ -439,20 +439,22 @@ std::uint64_t drop_queued_events(runner& r) {
   return dropped.size();
 }
 
-// Runs `work` on the runner's worker (threaded) or here, and waits up to `timeout` for it.
-// Returns false when it did not run in time (it may still run later: `work` must own its data).
-bool run_on_worker(runner& r, bool threaded, std::function<void(runner&)> work,
-                   std::chrono::milliseconds timeout, bool front) {
+struct done_flag {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+};
+
+// Queues `work` on the runner's worker (threaded) or runs it here. Returns what to wait on, or
+// null when it already ran here or will never run (the worker is stopping: check done).
+std::shared_ptr<done_flag> post_to_worker(runner& r, bool threaded,
+                                          std::function<void(runner&)> work, bool front) {
+  auto flag = std::make_shared<done_flag>();
   if (!threaded) {
     work(r);
-    return true;
+    flag->done = true;
+    return flag;
   }
-  struct done_flag {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-  };
-  auto flag = std::make_shared<done_flag>();
   task t;
   t.what = task::kind::work;
   t.work = [flag, work = std::move(work)](runner& target) {
@@ -463,7 +465,7 @@ bool run_on_worker(runner& r, bool threaded, std::function<void(runner&)> work,
   };
   {
     std::lock_guard lock(r.queue_mu);
-    if (r.stopping) return false;
+    if (r.stopping) return nullptr;
     if (front) {
       r.queue.push_front(std::move(t));
     } else {
@@ -471,8 +473,23 @@ bool run_on_worker(runner& r, bool threaded, std::function<void(runner&)> work,
     }
   }
   r.work_cv.notify_one();
+  return flag;
+}
+
+// Waits for what post_to_worker queued until `deadline`; false when it did not run by then.
+bool wait_for_worker(const std::shared_ptr<done_flag>& flag,
+                     std::chrono::steady_clock::time_point deadline) {
+  if (!flag) return false;
   std::unique_lock lock(flag->mu);
-  return flag->cv.wait_for(lock, timeout, [&] { return flag->done; });
+  return flag->cv.wait_until(lock, deadline, [&] { return flag->done; });
+}
+
+// Runs `work` on the runner's worker (threaded) or here, and waits up to `timeout` for it.
+// Returns false when it did not run in time (it may still run later: `work` must own its data).
+bool run_on_worker(runner& r, bool threaded, std::function<void(runner&)> work,
+                   std::chrono::milliseconds timeout, bool front) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  return wait_for_worker(post_to_worker(r, threaded, std::move(work), front), deadline);
 }
 
 }  // namespace
@@ -618,13 +635,16 @@ void engine::impl::watch(std::stop_token stop) {
 
 namespace {
 
-// With overflow: drop, a monitor this many events behind gets its own copy of each further
-// envelope instead of sharing the caller's. The live daemon's envelopes share one ingest batch
-// (up to 64 envelopes parsed into one 64 KiB arena) that stays alive while any of them is queued
-// anywhere. Under back-pressure (block) a queue holds consecutive envelopes, a few batches; but a
-// lagging monitor that drops most of a flood keeps one envelope of each of queue_capacity
-// different batches, and pinned queue_capacity whole batches (64 MiB at the default 1024). With
-// copies it pins at most this many batches plus the copies' own size (docs/reliability.md).
+// A monitor this many events behind gets its own copy of each further envelope instead of
+// sharing the caller's. The live daemon's envelopes share one ingest batch (up to 64 envelopes
+// parsed into one 64 KiB arena) that stays alive while any of them is queued anywhere. A lagging
+// monitor that drops most of a flood (overflow: drop) keeps one envelope of each of
+// queue_capacity different batches; and under back-pressure (block) the consecutive envelopes
+// in its queue are just as many batches when the ingest thread hands them over one or two at a
+// time, as it does at a steady few thousand envelopes a second: either way queue_capacity whole
+// batches (64 MiB at the default 1024, per lagging monitor; the 30-minute soak churned through
+// 200 MiB of them in 10 s at load average 18). With copies a monitor pins at most this many
+// batches plus the copies' own size (docs/reliability.md).
 constexpr std::size_t shared_queue_limit = 64;
 
 }  // namespace
@@ -657,7 +677,7 @@ void engine::impl::dispatch(runner& r, const std::shared_ptr<const v1::Envelope>
         return;
       }
     }
-    if (options.overflow != overflow_policy::drop || r.queued_events < shared_queue_limit) {
+    if (r.queued_events < shared_queue_limit) {
       task t;
       t.event = e;
       t.clock = clock;
@@ -1142,7 +1162,8 @@ void engine::tick(std::int64_t now_unix_nano) {
                            " sent nothing (no event, no heartbeat) for more than " + text + " s");
     }
   }
-  registry_->advance(now);
+  // Never waits: a trip or reset being recorded holds the registry through an fsync.
+  registry_->try_advance(now);
 }
 
 std::vector<source_stats> engine::sources() const {
@@ -1240,18 +1261,25 @@ constexpr std::chrono::milliseconds state_call_timeout{5000};
 
 std::vector<monitor_state> engine::snapshot_monitors() {
   impl& m = *impl_;
-  std::vector<monitor_state> out;
+  // The answers live in shared blocks: a worker that answers after the timeout must not write
+  // into this frame.
+  struct reply {
+    result<std::string> taken = std::string();
+    std::string error;
+    std::int64_t ns = 0;
+  };
+  struct asked {
+    runner* r;
+    std::shared_ptr<reply> got;
+    std::shared_ptr<done_flag> flag;
+  };
+  // Every worker is asked first and all are waited for together, against one deadline: the
+  // caller (the server's engine thread) waits for the slowest queue, not for their sum.
+  std::vector<asked> pending;
   for (const auto& r : m.runners) {
     if (r->disabled || r->hung) continue;
-    // The answer lives in a shared block: a worker that answers after the timeout must not
-    // write into this frame.
-    struct reply {
-      result<std::string> taken = std::string();
-      std::string error;
-      std::int64_t ns = 0;
-    };
     auto got = std::make_shared<reply>();
-    const bool in_time = run_on_worker(
+    auto flag = post_to_worker(
         *r, m.threaded,
         [got](runner& target) {
           const std::int64_t start = steady_ns();
@@ -1263,9 +1291,18 @@ std::vector<monitor_state> engine::snapshot_monitors() {
           }
           got->ns = steady_ns() - start;
         },
-        state_call_timeout, false);
-    if (!in_time)
-      got->error = "no answer within " + std::to_string(state_call_timeout.count()) + " ms";
+        false);
+    pending.push_back({r.get(), std::move(got), std::move(flag)});
+  }
+  const auto deadline = std::chrono::steady_clock::now() + state_call_timeout;
+  std::vector<monitor_state> out;
+  for (auto& [r, got, flag] : pending) {
+    if (!wait_for_worker(flag, deadline)) {
+      // Only the timeout writes here: a late answer writes into its own block, not this one.
+      auto late = std::make_shared<reply>();
+      late->error = "no answer within " + std::to_string(state_call_timeout.count()) + " ms";
+      got = std::move(late);
+    }
     if (!got->error.empty()) {
       // Not apply_policy(): a state that cannot be saved must not trip breakers or disable it.
       std::lock_guard lock(r->stats_mu);

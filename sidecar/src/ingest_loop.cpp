@@ -43,7 +43,10 @@ std::vector<std::unique_ptr<event_batch>>& pool() {
   return *p;
 }
 constexpr std::size_t max_pooled = 64;
+std::atomic<std::uint64_t> freed_bytes{0};
 }  // namespace
+
+std::uint64_t freed_batch_bytes() { return freed_bytes.load(std::memory_order_relaxed); }
 
 std::unique_ptr<event_batch> take_batch() {
   {
@@ -62,8 +65,14 @@ void recycle_batch(std::unique_ptr<event_batch> batch) {
   batch->events.clear();
   batch->bytes = 0;
   batch->arena->Reset();  // runs the string destructors; keeps the initial block
-  std::lock_guard lock(pool_mu);
-  if (pool().size() < max_pooled) pool().push_back(std::move(batch));
+  {
+    std::lock_guard lock(pool_mu);
+    if (pool().size() < max_pooled) {
+      pool().push_back(std::move(batch));
+      return;
+    }
+  }
+  freed_bytes.fetch_add(event_batch::block_size, std::memory_order_relaxed);
 }
 
 ingest_check check_ingest_message(std::span<const std::string_view> frames,
@@ -101,8 +110,9 @@ int queue_hwm_batches(std::size_t queue_capacity) {
   return static_cast<int>(std::max<std::size_t>(16, queue_capacity / event_batch::max_events));
 }
 
-ingest_loop::ingest_loop(const core::transport_config& transport, std::string record_file)
-    : transport_(transport), record_file_(std::move(record_file)) {}
+ingest_loop::ingest_loop(const core::transport_config& transport, std::string record_file,
+                         const std::atomic<std::uint64_t>* taken)
+    : transport_(transport), record_file_(std::move(record_file)), taken_(taken) {}
 
 ingest_loop::~ingest_loop() { stop(); }
 
@@ -236,9 +246,27 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
     return *give_up_at;
   };
   std::unique_ptr<event_batch> batch = take_batch();
-  // Sends the current batch (if it holds anything) and starts a new one.
-  auto enqueue = [&] {
+  // Whether the engine thread is behind: it still has at least a full batch's worth of events
+  // queued. Then a partial batch is held back and filled further instead of sent: it would only
+  // wait in the queue, and every batch holds its 64 KiB block however few events it carries.
+  // When the engine stalled (a slow disk under its feet, a starved CPU), the ingest thread kept
+  // sending a batch per wake-up with one or two envelopes in it: the queue's hundreds of batches
+  // held 40 MiB for a few thousand events, and the allocator kept that memory after the backlog
+  // drained (docs/reliability.md#soak-memory-flat-over-time). Held back, a backlog is made of
+  // full batches: about 1 KiB per queued envelope. No latency is added: the held envelopes
+  // would have waited behind the queued ones anyway, and the batch goes as soon as the engine
+  // is down to less than a batch (checked every millisecond while one is held).
+  auto engine_behind = [&] {
+    if (taken_ == nullptr) return false;
+    const std::uint64_t sent = enqueued_.load(std::memory_order_relaxed);
+    const std::uint64_t taken = taken_->load(std::memory_order_relaxed);
+    return sent > taken && sent - taken >= event_batch::max_events;
+  };
+  // Sends the current batch (if it holds anything; a partial one only when `flush` or the engine
+  // is keeping up) and starts a new one.
+  auto enqueue = [&](bool flush) {
     if (batch->events.empty()) return;
+    if (!flush && !batch->full() && engine_behind()) return;
     event_batch* raw = batch.get();
     const std::size_t n_events = raw->events.size();
     zmq::message_t msg(&raw, sizeof raw);
@@ -325,17 +353,18 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
       }
       batch->events.push_back(env);
       batch->bytes += frames[1].size();
-      if (batch->full()) enqueue();
+      if (batch->full()) enqueue(true);
     }
     // The socket is drained (or its bound reached): hand over what we have, so a lone event
-    // waits for nothing.
-    enqueue();
+    // waits for nothing (unless the engine is behind: then it is held, see engine_behind).
+    enqueue(false);
     return n;
   };
 
   while (!stop.stop_requested()) {
+    const bool holding = !batch->events.empty();
     try {
-      zmq::poll(items, std::chrono::milliseconds(100));
+      zmq::poll(items, std::chrono::milliseconds(holding ? 1 : 100));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       core::log_message(sdk::log_level::error, std::string("ingest poll failed: ") + e.what());
@@ -344,6 +373,7 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
     for (std::size_t i = 0; i < items.size(); ++i) {
       if ((items[i].revents & ZMQ_POLLIN) != 0) read_socket(i);
     }
+    enqueue(false);  // a held batch goes once the engine has caught up
   }
 
   // Stop requested: what already reached the sockets is still read and evaluated, until the
@@ -357,6 +387,7 @@ void ingest_loop::run(std::stop_token stop, std::shared_ptr<std::promise<core::s
       break;
     }
   }
+  enqueue(true);  // what is held goes before the end-of-stream marker
   if (!emptied) {
     core::log_message(sdk::log_level::warn,
                       "shutdown: the drain timeout passed with messages still arriving; the rest "

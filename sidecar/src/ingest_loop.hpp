@@ -50,6 +50,9 @@ struct event_batch {
 // A bounded, thread-safe free list of batches (the ingest thread takes, the engine returns).
 std::unique_ptr<event_batch> take_batch();
 void recycle_batch(std::unique_ptr<event_batch> batch);
+// Bytes of batches freed so far because the free list was full (the memory a drained backlog
+// gave back to the allocator): the server's cue to return it to the system (memory_return.hpp).
+std::uint64_t freed_batch_bytes();
 // The event queue's high-water mark in batches, for `queue_capacity` events.
 int queue_hwm_batches(std::size_t queue_capacity);
 // The receive high-water mark of each ingest socket, in messages, for `queue_capacity` events.
@@ -79,7 +82,11 @@ struct ingest_endpoint_counters {
 // Thread-safety: counters() and the atomics are safe from any thread; start/stop from one.
 class ingest_loop {
  public:
-  ingest_loop(const core::transport_config& transport, std::string record_file);
+  // `taken`: how many events the engine thread has taken off the event queue so far (the
+  // server's counter); with it, a partial batch is held back while the engine is behind (see
+  // run()). Null: every partial batch is sent as soon as the sockets are drained.
+  ingest_loop(const core::transport_config& transport, std::string record_file,
+              const std::atomic<std::uint64_t>* taken = nullptr);
   ~ingest_loop();
 
   // Binds/connects the ingest sockets and starts the thread. The engine thread must already
@@ -108,6 +115,7 @@ class ingest_loop {
 
   const core::transport_config transport_;
   const std::string record_file_;
+  const std::atomic<std::uint64_t>* const taken_;
   std::jthread thread_;
 
   std::atomic<std::uint64_t> malformed_{0};

@@ -29,11 +29,13 @@
 #include <loopwarden/sidecar/transition_format.hpp>
 
 #include "approval_gate.hpp"
+#include "background_jobs.hpp"
 #include "breaker_publisher.hpp"
 #include "control_handler.hpp"
 #include "control_service.hpp"
 #include "http_endpoint.hpp"
 #include "ingest_loop.hpp"
+#include "memory_return.hpp"
 #include "zmq_util.hpp"
 
 namespace loopwarden::sidecar {
@@ -44,6 +46,12 @@ namespace {
 
 constexpr const char* command_endpoint = "inproc://loopwarden.engine-commands";
 constexpr auto tick_period = std::chrono::milliseconds(50);
+constexpr auto slow_step = std::chrono::milliseconds(200);
+
+// When the engine thread returns freed memory to the system (memory_return.hpp): after the event
+// queue held 1024 events (16 full batches) or 1 MiB of batches was freed past the free list, once
+// the queue is empty and no batch was freed for a second, at most every 10 s.
+detail::memory_return_policy::limits memory_return_policy_limits() { return {}; }
 
 std::int64_t wall_now() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -189,6 +197,8 @@ struct server::impl {
   std::atomic<std::uint64_t> gate_requests{0};
   std::atomic<std::uint64_t> discarded_at_shutdown{0};
   std::atomic<std::uint64_t> queue_received{0};
+  // Times free memory was returned to the system after a backlog (memory_return.hpp).
+  std::atomic<std::uint64_t> memory_returns{0};
 
   std::mutex reload_mu;  // serialises reloads
   mutable std::mutex status_mu;
@@ -223,12 +233,17 @@ struct server::impl {
   void teardown();
   // Restores what the last run saved of each monitor's state (engine thread not yet started).
   void restore_monitor_states();
-  // Saves every monitor's state; on the engine thread (the monitors' only caller).
-  void save_monitor_states();
+  // Saves every monitor's state: the snapshots are taken on the engine thread (the monitors'
+  // only caller); the store write, which ends in an fsync, goes to `chores` when given (the
+  // periodic saves) and is done here otherwise (the final save at shutdown).
+  void save_monitor_states(detail::background_jobs* chores = nullptr);
+  // Marks overdue approvals expired (their resolves commit with them) and wakes the router; on
+  // the chores thread (a store write).
+  void expire_approvals();
   void audit(std::string_view kind, std::string_view actor, std::string_view payload_json);
   // An approval was created, decided, used or expired: the store committed its alerts (the page,
   // or the resolve) in the same transaction (set_approval_alert_planner), so all that is left is
-  // to wake the router, which would otherwise find them at its next poll.
+  // to wake the router, which would otherwise find them at its next poll. Any thread.
   void approval_alerts_committed();
   detail::readiness readiness() const;
   std::vector<v1::BreakerTransition> recent_transitions(std::size_t limit) const;
@@ -387,7 +402,8 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
        }},
       {"open the ingest sockets",
        [&] {
-         m.ingest = std::make_unique<detail::ingest_loop>(m.cfg.transport, options.record_file);
+         m.ingest = std::make_unique<detail::ingest_loop>(m.cfg.transport, options.record_file,
+                                                          &m.queue_received);
          return m.ingest->start();
        }},
       {"open the control socket",
@@ -595,6 +611,9 @@ void server::impl::run_engine(std::stop_token stop,
     }
   };
 
+  // The slow chores (store writes, returning memory) run on their own thread, never here.
+  detail::background_jobs chores;
+  detail::memory_return_policy memory_policy(memory_return_policy_limits());
   bool end_of_stream = false;
   std::chrono::steady_clock::time_point drain_deadline{};
   auto next_tick = std::chrono::steady_clock::now() + tick_period;
@@ -615,6 +634,27 @@ void server::impl::run_engine(std::stop_token stop,
     }
     return std::chrono::steady_clock::now() > drain_deadline;
   };
+  // A step of this thread that runs long backs up the event queue (and with overflow: block,
+  // the publishers) and delays every gate answer: each one that takes longer than slow_step is
+  // logged with what it was, the evidence for a stall (rate-limited: a slow disk must not also
+  // flood the log).
+  std::uint64_t slow_steps = 0;
+  auto note_step = [&](const char* what, std::chrono::steady_clock::duration took) {
+    if (took < slow_step) return;
+    ++slow_steps;
+    if (slow_steps <= 20 || slow_steps % 100 == 0) {
+      core::log_message(
+          sdk::log_level::warn,
+          fmt::format("engine thread: {} took {} ms (events wait meanwhile; {} slow steps so far)",
+                      what, std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+                      slow_steps));
+    }
+  };
+  auto timed = [&](const char* what, auto&& step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    note_step(what, std::chrono::steady_clock::now() - t0);
+  };
   while (true) {
     const bool past_deadline = past_drain_deadline();
     if (end_of_stream || past_deadline) break;
@@ -627,9 +667,10 @@ void server::impl::run_engine(std::stop_token stop,
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) break;
     }
-    serve_gate();
-    serve_commands();
+    timed("answering gate requests", serve_gate);
+    timed("a reload", serve_commands);
     // A bounded number of events, then the gate gets another look.
+    const auto events_began = std::chrono::steady_clock::now();
     for (int n = 0; n < 2 && !end_of_stream; ++n) {
       zmq::message_t msg;
       if (!events.recv(msg, zmq::recv_flags::dontwait)) break;
@@ -659,25 +700,48 @@ void server::impl::run_engine(std::stop_token stop,
         if ((i & 15) == 15) serve_gate();
       }
     }
+    // (A monitor queue full under overflow: block holds this step back too.)
+    note_step("dispatching events", std::chrono::steady_clock::now() - events_began);
     const auto now = std::chrono::steady_clock::now();
+    // After a backlog has drained, the memory it held goes back to the system (memory_return.hpp).
+    if (ingest) {
+      const std::uint64_t sent = ingest->enqueued();
+      const std::uint64_t taken = queue_received.load(std::memory_order_relaxed);
+      const std::uint64_t freed = detail::freed_batch_bytes();
+      if (memory_policy.observe(sent > taken ? sent - taken : 0, freed, now)) {
+        const std::uint64_t peak = memory_policy.peak_depth();
+        const std::uint64_t freed_since = memory_policy.freed_since();
+        memory_policy.returned(now, freed);
+        chores.post("memory", [peak, freed_since, this] {
+          const detail::memory_returned r = detail::return_free_memory();
+          memory_returns.fetch_add(1, std::memory_order_relaxed);
+          // Info for a real backlog or a return worth a line; the routine churn of batches past
+          // the free list (a short hiccup, about 1 MiB at a time) only at debug.
+          const bool notable = peak >= memory_return_policy_limits().backlog_events ||
+                               r.rss_before_kib - r.rss_after_kib >= 4096;
+          core::log_message(
+              notable ? sdk::log_level::info : sdk::log_level::debug,
+              fmt::format("returned free memory to the system after a backlog (event queue "
+                          "peaked at {} events, {:.1f} MiB of batches freed): RSS {:.1f} -> "
+                          "{:.1f} MiB in {:.1f} ms",
+                          peak, static_cast<double>(freed_since) / (1 << 20),
+                          static_cast<double>(r.rss_before_kib) / 1024.0,
+                          static_cast<double>(r.rss_after_kib) / 1024.0,
+                          static_cast<double>(r.took.count()) / 1000.0));
+        });
+      }
+    }
     if (now >= next_tick) {
-      engine->tick(wall_now());
+      timed("a tick", [&] { engine->tick(wall_now()); });
       next_tick = now + tick_period;
       if (now >= next_expiry) {
-        // Approvals nobody decided in time: expired (and audited), so hosts are told no.
-        auto expired = store->expire_approvals(wall_now());
-        if (expired.ok()) {
-          for (const auto& a : *expired) {
-            core::log_message(sdk::log_level::warn,
-                              "approval " + a.id + " expired undecided: " + a.summary);
-          }
-          // Their resolves were committed with the expiry.
-          if (!expired->empty()) approval_alerts_committed();
-        }
+        // Approvals nobody decided in time: expired (and audited), so hosts are told no. A store
+        // write: on the chores thread, so that it never waits for the store here.
+        chores.post("expire approvals", [this] { expire_approvals(); });
         next_expiry = now + std::chrono::seconds(5);
       }
       if (state_interval.count() > 0 && now >= next_state_save) {
-        save_monitor_states();
+        save_monitor_states(&chores);  // logs its own split when slow
         next_state_save = now + state_interval;
       }
     }
@@ -724,7 +788,19 @@ void server::impl::run_engine(std::stop_token stop,
                                   "drain timeout",
                                   d));
   }
+  chores.stop();          // what is pending (an older save among it) goes first
   save_monitor_states();  // after the drain: the state includes every event evaluated
+}
+
+void server::impl::expire_approvals() {
+  auto expired = store->expire_approvals(wall_now());
+  if (!expired.ok()) return;
+  for (const auto& a : *expired) {
+    core::log_message(sdk::log_level::warn,
+                      "approval " + a.id + " expired undecided: " + a.summary);
+  }
+  // Their resolves were committed with the expiry.
+  if (!expired->empty()) approval_alerts_committed();
 }
 
 void server::impl::restore_monitor_states() {
@@ -750,10 +826,38 @@ void server::impl::restore_monitor_states() {
   }
 }
 
-void server::impl::save_monitor_states() {
+void server::impl::save_monitor_states(detail::background_jobs* chores) {
   if (!engine || !store) return;
-  if (auto s = store->save_monitor_states(engine->snapshot_monitors()); !s.ok()) {
-    core::log_message(sdk::log_level::error, s.message());
+  using ms = std::chrono::milliseconds;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto states = std::make_shared<std::vector<core::monitor_state>>(engine->snapshot_monitors());
+  const auto took = std::chrono::steady_clock::now() - t0;
+  if (took >= slow_step) {
+    std::size_t bytes = 0;
+    for (const auto& st : *states) bytes += st.state.size();
+    core::log_message(
+        sdk::log_level::warn,
+        fmt::format("engine thread: the monitors' snapshots took {} ms ({} "
+                    "monitors, {} bytes)",
+                    std::chrono::duration_cast<ms>(took).count(), states->size(), bytes));
+  }
+  auto write = [this, states] {
+    const auto w0 = std::chrono::steady_clock::now();
+    if (auto s = store->save_monitor_states(*states); !s.ok()) {
+      core::log_message(sdk::log_level::error, s.message());
+    }
+    const auto wrote = std::chrono::steady_clock::now() - w0;
+    if (wrote >= slow_step) {
+      core::log_message(sdk::log_level::warn,
+                        fmt::format("saving the monitors' state took {} ms in the store (off "
+                                    "the engine thread)",
+                                    std::chrono::duration_cast<ms>(wrote).count()));
+    }
+  };
+  if (chores != nullptr) {
+    chores->post("save monitor states", std::move(write));
+  } else {
+    write();
   }
 }
 

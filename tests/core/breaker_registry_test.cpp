@@ -1,7 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <future>
 #include <loopwarden/core/breaker_registry.hpp>
+#include <thread>
 
 using namespace loopwarden;
 using core::breaker_key;
@@ -252,4 +255,64 @@ TEST_CASE("declared global breakers appear closed before they trip", "[core][bre
   CHECK(snap.breakers(0).name() == "telemetry.silence");
   CHECK(snap.breakers(0).state() == v1::BREAKER_STATE_CLOSED);
   CHECK(snap.breakers(0).epoch() == 0);
+}
+
+namespace {
+
+// A store whose next record() waits until the test releases it: a commit stuck on a slow disk.
+class stalled_store final : public core::breaker_store {
+ public:
+  core::memory_breaker_store inner;
+  std::atomic<bool> stall_next{false};
+  std::promise<void> entered;
+  std::shared_future<void> release;
+  sdk::result<std::vector<v1::BreakerStatus>> load() override { return inner.load(); }
+  sdk::status record(const v1::BreakerTransition& t) override {
+    if (stall_next.exchange(false)) {
+      entered.set_value();
+      release.wait();
+    }
+    return inner.record(t);
+  }
+  sdk::result<std::vector<v1::BreakerTransition>> history(const std::string& n,
+                                                          const std::string& r,
+                                                          std::size_t limit) override {
+    return inner.history(n, r, limit);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("try_advance never waits for a transition being recorded and closes at the next call",
+          "[core][breakers]") {
+  stalled_store store;
+  std::promise<void> release;
+  store.release = release.get_future().share();
+  breaker_registry reg(store, std::chrono::seconds(10));
+  const breaker_key key{"b", "run-1"};
+  REQUIRE(reg.trip(make_trip("b", "run-1", 100)));
+  REQUIRE(reg.reset(key, "alice", "fixed", 200).ok());  // half-open until 200 + 10 s
+  const std::int64_t after_probation = 200 + 10'000'000'000;
+
+  // Another thread's trip holds the registry while its commit is stuck.
+  store.stall_next = true;
+  auto entered = store.entered.get_future();
+  std::jthread tripper([&] { (void)reg.trip(make_trip("c", "run-1", 300)); });
+  REQUIRE(entered.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+
+  // The tick's call returns at once and closes nothing (run apart, so that a wait fails the test
+  // instead of hanging it); advance() would wait for the commit.
+  auto tick = std::async(std::launch::async, [&] { return reg.try_advance(after_probation); });
+  const bool returned = tick.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  release.set_value();
+  REQUIRE(returned);
+  CHECK(tick.get().empty());
+  tripper.join();
+  CHECK(reg.find(key)->state() == v1::BREAKER_STATE_HALF_OPEN);
+
+  // The registry is free again: the next call closes the breaker whose probation ended.
+  const auto closed = reg.try_advance(after_probation);
+  REQUIRE(closed.size() == 1);
+  CHECK(closed[0].cause() == "probation_end");
+  CHECK(reg.find(key)->state() == v1::BREAKER_STATE_CLOSED);
 }

@@ -90,14 +90,13 @@ std::string yaml_config(const std::string& monitors, const std::string& transpor
 //     connected publisher (ZeroMQ applies the high-water mark per connection);
 //   - the event queue: an inproc pipe of queue_hwm = max(16, queue_capacity / 64) batches on
 //     each side (2 x queue_hwm), one batch being filled, and 64 recycled batches kept for reuse;
-//   - each monitor's queue of queue_capacity envelopes: under back-pressure (block) consecutive
-//     envelopes, so queue_capacity / 64 + 2 batches; with overflow: drop at most 64 entries share
-//     a batch and the rest are copies of their envelope, so 64 batches plus the copies;
+//   - each monitor's queue of queue_capacity envelopes: at most 64 entries share a batch and the
+//     rest are copies of their envelope (under either policy: consecutive envelopes can each be
+//     in their own batch when they arrive one or two at a time), so 64 batches plus the copies;
 // where a batch is at most 64 envelopes or 16 KiB of wire bytes, parsed into a 64 KiB arena
 // block (plus what the arena adds past it). `batch_kib` and `envelope_kib` are generous sizes for
 // the test's envelopes; `slack_kib` covers the allocator (per-thread arenas, fragmentation).
 struct memory_bound {
-  bool drop = false;
   long queue_capacity = 16384;
   std::vector<long> monitor_queues;
   long publishers = 1;    // connections to the ingest socket
@@ -112,7 +111,7 @@ struct memory_bound {
     const long queue = (2 * hwm + 1 + 64) * batch_kib;
     long monitors = 0;
     for (long q : monitor_queues) {
-      monitors += drop ? 64 * batch_kib + q * envelope_kib : (q / 64 + 2) * batch_kib;
+      monitors += std::min(q, 64L) * batch_kib + std::max(0L, q - 64) * envelope_kib;
     }
     return raw + queue + monitors + slack_kib;
   }
@@ -169,7 +168,6 @@ TEST_CASE("a flood with overflow drop stays under the stated memory and counts d
   const long idle_kib = rss_kib(d.pid());
   REQUIRE(idle_kib > 0);
   memory_bound bound;
-  bound.drop = true;
   bound.monitor_queues = {1024, 1024};
   bound.publishers = 4;
   const long limit_kib = idle_kib + bound.kib();

@@ -96,6 +96,12 @@ class breaker_registry {
 
   // Closes half-open breakers whose probation ended at or before `now_unix_nano`.
   std::vector<v1::BreakerTransition> advance(std::int64_t now_unix_nano);
+  // The same, but returns at once (closing nothing) while another thread holds the registry:
+  // it does so while it records a transition, through a store commit that ends in an fsync.
+  // For the engine thread's tick, which must never wait on the disk (a tick that waited for a
+  // trip's commit stalled the event queue for 1.6 s under a busy disk; docs/reliability.md,
+  // "Soak"). A probation end is then seen by the next tick that finds the registry free.
+  std::vector<v1::BreakerTransition> try_advance(std::int64_t now_unix_nano);
 
   // Every breaker, sorted by (name, run_id).
   v1::BreakerSnapshot snapshot() const;
@@ -115,6 +121,8 @@ class breaker_registry {
   std::chrono::nanoseconds probation_for(const std::string& name) const;
 
   breaker_store& store_;
+
+  std::vector<v1::BreakerTransition> advance_locked(std::int64_t now_unix_nano);  // holds mu_
 
   mutable std::mutex mu_;
   std::map<breaker_key, v1::BreakerStatus> breakers_;          // guarded by mu_
