@@ -100,7 +100,7 @@ std::string yaml_config(const std::string& monitors, const std::string& transpor
 // redzones and keeps freed memory in its quarantine (256 MiB by default) before reuse, TSan keeps
 // shadow memory per application byte. There the floods still run and every count is checked; the
 // RSS bound is checked in the other builds (docs/sanitizers.md).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_ADDRESS__) || defined(LOOPWARDEN_THREAD_SANITIZER)
 constexpr bool rss_is_the_daemons = false;
 #else
 constexpr bool rss_is_the_daemons = true;
