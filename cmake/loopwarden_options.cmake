@@ -27,7 +27,17 @@ if(LOOPWARDEN_TSAN)
   if(LOOPWARDEN_SANITIZE)
     message(FATAL_ERROR "LOOPWARDEN_TSAN and LOOPWARDEN_SANITIZE exclude each other: use one build each")
   endif()
-  target_compile_options(loopwarden_sanitizers INTERFACE -fsanitize=thread -fno-omit-frame-pointer)
+  # Debian's libprotobuf is not built with TSan, and protobuf's map_field.h gives MapFieldBase two
+  # extra members when __SANITIZE_THREAD__ is defined: our generated code and the library then
+  # disagree on its layout, and the library's MapFieldBase::Destruct reads the wrong fields (every
+  # TSan daemon crashed resetting its first event batch's arena; docs/sanitizers.md). So the macro
+  # is undefined for our code, keeping that layout the library's; _GLIBCXX_TSAN, which libstdc++
+  # derives from it (shared_ptr's TSan-visible release path), is kept by defining it here.
+  # LOOPWARDEN_THREAD_SANITIZER tells our own code it runs under TSan.
+  target_compile_options(loopwarden_sanitizers INTERFACE -fsanitize=thread -fno-omit-frame-pointer
+                                                         -U__SANITIZE_THREAD__)
+  target_compile_definitions(loopwarden_sanitizers INTERFACE _GLIBCXX_TSAN=1
+                                                             LOOPWARDEN_THREAD_SANITIZER=1)
   target_link_options(loopwarden_sanitizers INTERFACE -fsanitize=thread)
 endif()
 # The fuzz build (tests/fuzz, preset `fuzz`): every library and plugin the fuzz targets reach is

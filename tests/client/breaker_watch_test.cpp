@@ -141,7 +141,7 @@ TEST_CASE("breaker watch applies a transition and calls back on its own thread",
   const std::uint64_t epoch = watch->epoch();
   sidecar.transition(make_breaker("training.collapse", v1::BREAKER_STATE_OPEN, "run-1", 1),
                      v1::BREAKER_STATE_CLOSED);
-  REQUIRE(watch->wait_for_change(epoch, 2000ms));
+  REQUIRE(watch->wait_for_change(epoch, test::scaled(2000ms)));
   CHECK(watch->should_stop("run-1"));
   // The callback runs right after the change is applied; wait for it to finish.
   REQUIRE(test::repeat_until([] {},
@@ -170,7 +170,7 @@ TEST_CASE("breaker watch ignores other runs' breakers and applies global ones to
   const std::uint64_t epoch = watch->epoch();
   sidecar.transition(make_breaker("telemetry.silence", v1::BREAKER_STATE_FORCED_OPEN, "", 2),
                      v1::BREAKER_STATE_CLOSED);
-  REQUIRE(watch->wait_for_change(epoch, 2000ms));
+  REQUIRE(watch->wait_for_change(epoch, test::scaled(2000ms)));
   CHECK(watch->should_stop("run-1"));
   CHECK(watch->should_stop("any-run"));
   const auto v = watch->current("run-1");
@@ -256,7 +256,7 @@ TEST_CASE("breaker watch fails closed when the sidecar is silent and recovers wh
   if (std::chrono::steady_clock::now() - start < 80ms) CHECK_FALSE(watch->should_stop("run-1"));
 
   // No message at all: after the grace the host must stop, and the reason says why.
-  REQUIRE(watch->wait_for_change(500ms));
+  REQUIRE(watch->wait_for_change(test::scaled(500ms)));
   CHECK(watch->silent());
   CHECK(std::chrono::steady_clock::now() - start >= 100ms);
   CHECK(watch->should_stop("run-1"));
@@ -273,7 +273,7 @@ TEST_CASE("breaker watch fails closed when the sidecar is silent and recovers wh
   // It goes quiet again: closed again after the timeout.
   const auto quiet_from = std::chrono::steady_clock::now();
   const std::uint64_t epoch = watch->epoch();
-  REQUIRE(watch->wait_for_change(epoch, 500ms));
+  REQUIRE(watch->wait_for_change(epoch, test::scaled(500ms)));
   CHECK(std::chrono::steady_clock::now() - quiet_from >= 90ms);
   CHECK(watch->should_stop("run-1"));
   CHECK_THAT(watch->current("run-1").reason, Catch::Contains("for ") && Catch::Contains(" ms"));
@@ -283,7 +283,7 @@ TEST_CASE("breaker watch with fail_open carries on through silence but still rep
           "[client][breakers]") {
   fake_sidecar sidecar("ipc");
   auto watch = make_watch({.endpoint = sidecar.endpoint(), .timeout = 50ms, .fail_open = true});
-  REQUIRE(watch->wait_for_change(500ms));
+  REQUIRE(watch->wait_for_change(test::scaled(500ms)));
   CHECK(watch->silent());
   CHECK_FALSE(watch->should_stop("run-1"));
   const auto v = watch->current("run-1");

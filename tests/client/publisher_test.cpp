@@ -20,9 +20,10 @@ struct received {
   v1::Envelope envelope;
 };
 
-// The next ingest message, parsed; fails the test when none arrives or it is not two frames.
+// The next ingest message, parsed; fails the test when none arrives within `timeout` (scaled:
+// time_scale.hpp) or it is not two frames.
 received next_event(zmq::socket_t& pull, std::chrono::milliseconds timeout = 2000ms) {
-  auto parts = test::receive(pull, timeout);
+  auto parts = test::receive(pull, test::scaled(timeout));
   REQUIRE(parts);
   REQUIRE(parts->size() == 2);
   received r;

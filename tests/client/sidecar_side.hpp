@@ -15,6 +15,8 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "../time_scale.hpp"
+
 namespace loopwarden::test {
 
 using namespace std::chrono_literals;
@@ -77,11 +79,12 @@ inline std::optional<std::vector<zmq::message_t>> receive(zmq::socket_t& s,
   return parts;
 }
 
-// Repeats `step` every `period` until `done()` or `timeout`; returns done().
+// Repeats `step` every `period` until `done()` or `timeout` (scaled: time_scale.hpp); returns
+// done().
 template <typename Step, typename Done>
 bool repeat_until(Step step, Done done, std::chrono::milliseconds timeout,
                   std::chrono::milliseconds period = 5ms) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = std::chrono::steady_clock::now() + scaled(timeout);
   while (!done()) {
     if (std::chrono::steady_clock::now() >= deadline) return done();
     step();

@@ -90,8 +90,20 @@ def tearDownModule():
     logging.getLogger("loopwarden").setLevel(logging.NOTSET)
 
 
+# How many times slower this build may run: LOOPWARDEN_TEST_TIME_SCALE, set by the sanitizer test
+# presets (tests/time_scale.hpp says the same for the C++ tests). Only "must happen within" limits
+# are scaled, never a lower bound or a client's own timeout.
+TIME_SCALE = float(os.environ.get("LOOPWARDEN_TEST_TIME_SCALE") or "1")
+if not 1.0 <= TIME_SCALE <= 100.0:
+    raise ValueError(f"LOOPWARDEN_TEST_TIME_SCALE={TIME_SCALE}: expected a number from 1 to 100")
+
+
+def scaled(seconds):
+    return seconds * TIME_SCALE
+
+
 def wait_for(predicate, timeout, interval=0.01):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         if predicate():
             return True
@@ -161,7 +173,7 @@ class Daemon:
     def cli(self, *args, timeout=15.0):
         return subprocess.run(
             [LOOPWARDEN_BIN, *args, "--state-dir", self.state_dir], env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(timeout), text=True)
 
     def try_status(self):
         """`loopwarden status --json` as a dict, or None when the daemon does not answer."""
@@ -179,16 +191,16 @@ class Daemon:
 
     def kill(self):
         self.proc.kill()
-        self.proc.wait(timeout=10)
+        self.proc.wait(timeout=scaled(10))
 
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=scaled(15))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=scaled(10))
         return self.proc.returncode
 
     def close(self):
@@ -215,7 +227,7 @@ class DaemonTest(unittest.TestCase):
     def test_publisher_trip_reaches_the_breaker_watch(self):
         watch = BreakerWatch(self.ep.breakers, "run-py", timeout=2.0)
         self.addCleanup(watch.close)
-        self.assertTrue(watch.wait_ready(10.0), "no breaker message from the daemon")
+        self.assertTrue(watch.wait_ready(scaled(10.0)), "no breaker message from the daemon")
         self.assertFalse(watch.should_stop())
 
         publisher = Publisher(self.ep.ingest, "py/trainer", "run-py", linger=0.5)
@@ -225,10 +237,11 @@ class DaemonTest(unittest.TestCase):
         started = time.monotonic()
         publisher.flush()
         seen = watch.wait_until(
-            lambda w: w.get("fixture.trip") is not None and w.get("fixture.trip").is_open, 10.0)
+            lambda w: w.get("fixture.trip") is not None and w.get("fixture.trip").is_open,
+            scaled(10.0))
         latency = time.monotonic() - started
         self.assertTrue(seen, f"fixture.trip did not open:\n{self.daemon.log()}")
-        self.assertLess(latency, 5.0)
+        self.assertLess(latency, scaled(5.0))
 
         breaker = watch.get("fixture.trip")
         self.assertEqual(breaker.run_id, "run-py")
@@ -253,7 +266,7 @@ class DaemonTest(unittest.TestCase):
         raised = None
         steps = 0
         trip_step = 5
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + scaled(10.0)
         try:
             while time.monotonic() < deadline:  # a simulated training loop
                 guard.check()
@@ -283,7 +296,7 @@ class DaemonTest(unittest.TestCase):
                               timeout=2.0, heartbeat_interval=None, linger=0.5)
         self.addCleanup(guard.close)
         steps = 0
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + scaled(10.0)
         while not opened and time.monotonic() < deadline:
             guard.check()  # never raises with on_open
             steps += 1
@@ -355,7 +368,7 @@ class DaemonTest(unittest.TestCase):
         self.addCleanup(gate.close)
         started = time.monotonic()
         d = gate.ask_and_wait(shell("please approve rm -rf out/"), timeout=0.5, poll=0.05)
-        self.assertLess(time.monotonic() - started, 5.0)
+        self.assertLess(time.monotonic() - started, scaled(5.0))
         self.assertEqual(d.verdict, "deny")
         self.assertTrue(d.timed_out)
         self.assertEqual(d.rule_id, "client.approval_timeout")
@@ -368,14 +381,14 @@ class DaemonTest(unittest.TestCase):
         self.addCleanup(watch.close)
         gate = GateClient(self.ep.gate, timeout=5.0)
         self.addCleanup(gate.close)
-        self.assertTrue(watch.wait_ready(10.0))
+        self.assertTrue(watch.wait_ready(scaled(10.0)))
         self.assertFalse(watch.should_stop())
         self.assertFalse(gate.ask(shell("ls")).timed_out)
 
         self.daemon.kill()
         killed = time.monotonic()
-        self.assertTrue(watch.wait_until(lambda w: w.should_stop(), 5.0))
-        self.assertLess(time.monotonic() - killed, 0.5 + 3.0)
+        self.assertTrue(watch.wait_until(lambda w: w.should_stop(), scaled(5.0)))
+        self.assertLess(time.monotonic() - killed, 0.5 + scaled(3.0))
         self.assertTrue(watch.silent)
         stopping = watch.stopping_breakers()
         self.assertEqual(stopping[0].name, SILENCE_BREAKER)
@@ -385,7 +398,7 @@ class DaemonTest(unittest.TestCase):
         decision = gate.ask(shell("ls"), timeout=0.3)
         self.assertTrue(decision.timed_out)
         self.assertEqual(decision.verdict, "deny")
-        self.assertLess(time.monotonic() - started, 0.3 + 2.0)
+        self.assertLess(time.monotonic() - started, 0.3 + scaled(2.0))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@
 // with the test process too (PR_SET_PDEATHSIG), so a test killed by a ctest timeout leaves no
 // daemon behind.
 //
+// Every timeout here, and wait_until's, is a "must happen within" limit: each is multiplied by
+// time_scale() (LOOPWARDEN_TEST_TIME_SCALE, set by the sanitizer test presets; 1 otherwise).
+//
 // Thread-safety: a daemon_process belongs to the test's thread; control(), status() and the
 // accessors may also be called from helper threads (each control call has its own socket).
 
@@ -51,6 +54,8 @@
 #include <loopwarden/v1/envelope.pb.h>
 #include <loopwarden/sidecar/control_client.hpp>
 
+#include "../time_scale.hpp"
+
 extern char** environ;
 
 namespace loopwarden::test {
@@ -72,11 +77,13 @@ inline std::string daemon_bundled_plugin_dir() {
 
 // ---- waiting ---------------------------------------------------------------------------------
 
-// Polls `done()` every `period` until it is true or `timeout` passes; returns its last value.
+// Polls `done()` every `period` until it is true or `timeout` (scaled: time_scale.hpp) passes;
+// returns its last value. A wait for something that must never happen only gets longer, never
+// shorter, under a sanitizer.
 template <typename Done>
 bool wait_until(Done done, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds period = 10ms) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = std::chrono::steady_clock::now() + scaled(timeout);
   while (true) {
     if (done()) return true;
     if (std::chrono::steady_clock::now() >= deadline) return done();
@@ -234,12 +241,12 @@ class daemon_process {
     (void)wait_exit(10s);
   }
 
-  // Waits up to `timeout` for the daemon to exit; its exit code (128 + signal when killed by
-  // one), or nullopt if it is still running.
+  // Waits up to `timeout` (scaled) for the daemon to exit; its exit code (128 + signal when
+  // killed by one), or nullopt if it is still running.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
     if (exit_status_) return exit_status_;
     if (pid_ <= 0) return std::nullopt;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = std::chrono::steady_clock::now() + scaled(timeout);
     while (true) {
       int status = 0;
       const pid_t r = ::waitpid(pid_, &status, WNOHANG);
@@ -297,9 +304,10 @@ class daemon_process {
   }
 
   // -- the control socket --
+  // Waits up to `timeout` (scaled) for the answer.
   core::result<v1::ControlResponse> control(v1::ControlRequest request,
                                             std::chrono::milliseconds timeout = 5s) const {
-    return sidecar::send_control(control_endpoint(), std::move(request), timeout);
+    return sidecar::send_control(control_endpoint(), std::move(request), scaled(timeout));
   }
 
   // The daemon's status; fails the test when it does not answer.
@@ -404,7 +412,9 @@ class daemon_process {
         timeout, 10ms);
     INFO("daemon log:\n" << log());
     if (!running()) FAIL("loopwarden serve exited with " << *exit_status_ << " while starting");
-    if (!ready) FAIL("loopwarden serve did not answer status within " << timeout.count() << " ms");
+    if (!ready) {
+      FAIL("loopwarden serve did not answer status within " << scaled(timeout).count() << " ms");
+    }
   }
 
   // A sanitizer's report in the daemon's log fails the running test. When the test is already

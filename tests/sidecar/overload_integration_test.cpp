@@ -96,6 +96,16 @@ std::string yaml_config(const std::string& monitors, const std::string& transpor
 // where a batch is at most 64 envelopes or 16 KiB of wire bytes, parsed into a 64 KiB arena
 // block (plus what the arena adds past it). `batch_kib` and `envelope_kib` are generous sizes for
 // the test's envelopes; `slack_kib` covers the allocator (per-thread arenas, fragmentation).
+// Under ASan or TSan the daemon's RSS is not the program's memory: ASan gives every allocation
+// redzones and keeps freed memory in its quarantine (256 MiB by default) before reuse, TSan keeps
+// shadow memory per application byte. There the floods still run and every count is checked; the
+// RSS bound is checked in the other builds (docs/sanitizers.md).
+#if defined(__SANITIZE_ADDRESS__) || defined(LOOPWARDEN_THREAD_SANITIZER)
+constexpr bool rss_is_the_daemons = false;
+#else
+constexpr bool rss_is_the_daemons = true;
+#endif
+
 struct memory_bound {
   long queue_capacity = 16384;
   std::vector<long> monitor_queues;
@@ -302,7 +312,7 @@ TEST_CASE("a flood with overflow drop stays under the stated memory and counts d
               << "; fixture evaluated " << fast->events() << ", dropped " << fast->dropped()
               << "; RSS idle " << idle_kib / 1024 << " MiB, peak " << peak / 1024 << " MiB, limit "
               << limit_kib / 1024 << " MiB" << std::endl;
-    CHECK(peak <= limit_kib);
+    if (rss_is_the_daemons) CHECK(peak <= limit_kib);
   }
   // Still monitoring: a trip on a new run opens its breaker.
   test::raw_ingest_send(d, "metrics", test::metric_envelope("after", "run-after", 1, "trip"));
@@ -412,7 +422,7 @@ TEST_CASE("a flood with overflow block holds the publishers back and they count 
               << dropped << " themselves; the daemon dropped none; RSS idle " << idle_kib / 1024
               << " MiB, peak " << peak / 1024 << " MiB, limit " << limit_kib / 1024 << " MiB"
               << std::endl;
-    CHECK(peak <= limit_kib);
+    if (rss_is_the_daemons) CHECK(peak <= limit_kib);
   }
 }
 
@@ -687,8 +697,8 @@ TEST_CASE("shutdown ends within drain_timeout and keeps what it could not send f
   std::cout << "  the drain ended " << drained_ms - signal_ms
             << " ms after the daemon saw SIGTERM (drain_timeout 2000 ms)" << std::endl;
   CHECK(drained_ms - signal_ms >= 1900);  // it did wait for the monitors
-  CHECK(drained_ms - signal_ms <= 2300);
-  CHECK(took < 2.0 + 2.0);
+  CHECK(drained_ms - signal_ms <= 2000 + test::scaled(300ms).count());
+  CHECK(took < 2.0 + 2.0 * test::time_scale());
 
   // What it could not send is in the outbox, and every monitor's state was saved.
   {

@@ -360,7 +360,9 @@ TEST_CASE("the daemon's http endpoint refuses every writing method on every path
     CHECK(r->status == 404);
   }
   // Nothing changed: the breaker is open at the epoch it tripped with.
-  const auto* b = test::find_breaker(d.status(), "fixture.trip", "run-1");
+  // (The response outlives the pointer into it: find_breaker on a temporary would dangle.)
+  const auto status = d.status();
+  const auto* b = test::find_breaker(status, "fixture.trip", "run-1");
   REQUIRE(b != nullptr);
   CHECK(test::is_open(b));
   CHECK(b->epoch() == epoch);

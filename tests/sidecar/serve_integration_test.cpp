@@ -70,10 +70,10 @@ void wait_connected(const client::breaker_watch& w) {
   REQUIRE(wait_until([&] { return w.last_message().has_value() && !w.silent(); }, 10s));
 }
 
-// Waits, waking on every change the watch sees, until pred() or timeout.
+// Waits, waking on every change the watch sees, until pred() or timeout (scaled).
 template <typename Pred>
 bool watch_until(const client::breaker_watch& w, Pred pred, std::chrono::milliseconds timeout) {
-  const auto deadline = steady::now() + timeout;
+  const auto deadline = steady::now() + test::scaled(timeout);
   while (true) {
     const auto seen = w.epoch();
     if (pred()) return true;
@@ -172,7 +172,7 @@ TEST_CASE("a trip caused by a published event reaches the host's breaker watch",
   INFO("publish -> breaker watch latency: " << latency_ms << " ms");
   INFO("daemon log:\n" << d.log());
   REQUIRE(seen);
-  CHECK(latency_ms < 5000);
+  CHECK(latency_ms < test::scaled(5000ms).count());
 
   const auto b = applying(*watch, "run-1", "fixture.trip");
   CHECK(b->state() == v1::BREAKER_STATE_OPEN);
@@ -204,7 +204,7 @@ TEST_CASE("a watcher that joins late learns an open breaker within one heartbeat
   CHECK(watch->stats().snapshots >= 1);
   CHECK(watch->should_stop("run-1"));
   // One heartbeat period plus connection set-up, with slack for a loaded machine.
-  CHECK(latency_ms < 50 + 1500);
+  CHECK(latency_ms < 50 + test::scaled(1500ms).count());
 }
 
 // ---- fail closed -----------------------------------------------------------------------------
@@ -231,7 +231,7 @@ TEST_CASE("after kill -9 the watcher fails closed and the gate times out to deny
   INFO("watch failed closed " << silent_after_ms << " ms after the kill (timeout 500 ms)");
   REQUIRE(closed);
   CHECK(watch->silent());
-  CHECK(silent_after_ms < 500 + 3000);
+  CHECK(silent_after_ms < 500 + test::scaled(3000ms).count());
   const auto v = watch->current("run-1");
   CHECK(v.stop);
   CHECK(v.silent);
@@ -244,7 +244,7 @@ TEST_CASE("after kill -9 the watcher fails closed and the gate times out to deny
   CHECK(after.timed_out);
   CHECK(after.verdict == sdk::gate_verdict::deny);
   CHECK(after.rule_id == "client.timeout");
-  CHECK(gate_ms < 300 + 2000);
+  CHECK(gate_ms < 300 + test::scaled(2000ms).count());
 }
 
 // ---- the event stream's accounting -----------------------------------------------------------
@@ -303,8 +303,9 @@ TEST_CASE("a silent source trips telemetry.silence but one that said goodbye doe
   INFO("telemetry.silence opened " << after_ms << " ms after the last event (timeout 1 s)");
   INFO(r.DebugString());
   REQUIRE(tripped);
-  CHECK(after_ms >= 950);         // not before the timeout
-  CHECK(after_ms < 1000 + 3000);  // the timeout, a 50 ms tick, and slack
+  CHECK(after_ms >= 950);  // not before the timeout
+  // The timeout, a 50 ms tick, and slack.
+  CHECK(after_ms < 1000 + test::scaled(3000ms).count());
   const auto* b = test::find_breaker(r, "telemetry.silence", "run-a");
   CHECK(b->monitor() == "loopwarden.telemetry");
   CHECK(b->reason().find("quiet") != std::string::npos);

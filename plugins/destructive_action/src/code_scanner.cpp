@@ -401,8 +401,6 @@ std::vector<code_finding> scan_code(std::string_view language, std::string_view 
               f.argument += l->value;
             }
             // Non-literal list elements (variables) appear as text between literals.
-            std::size_t lit_chars = 0;
-            for (const literal* l : args.literals) lit_chars += l->end - l->begin;
             const std::string span = lx.blank.substr(args.begin, args.end - args.begin);
             std::size_t idents = 0;
             for (char c : span) idents += std::isalnum(static_cast<unsigned char>(c)) ? 1 : 0;
