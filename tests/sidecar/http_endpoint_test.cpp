@@ -1076,9 +1076,9 @@ TEST_CASE("concurrent scrapes are all answered", "[http]") {
   // method set in Server::parse_request_line, the response-line regex in the client) and later
   // threads skip their guards on a fast path compiled into the uninstrumented library, which
   // ThreadSanitizer cannot see. Built here, before the burst, they are ordered before it for TSan
-  // too: the client's by the threads' creation, the server's by the endpoint's job queue, which the
-  // worker that served this scrape goes back to before the burst's connections are queued. Not
-  // counted below: the burst alone must be answered in full.
+  // too: the client's by the threads' creation, the server's by the endpoint's job queue (a mutex),
+  // which the worker that served this scrape locks again as soon as it has answered, well before
+  // the burst's connections are accepted. Not counted below: the burst alone must be answered.
   {
     httplib::Client first("127.0.0.1", ep->port());
     auto r = first.Get("/metrics");
