@@ -584,8 +584,14 @@ void engine::impl::stop_workers() {
 
 void engine::impl::watch(std::stop_token stop) {
   std::chrono::nanoseconds shortest{std::chrono::seconds(1)};
-  for (const auto& r : runners) {
-    if (r->cfg.deadline.count() > 0) shortest = std::min(shortest, r->cfg.deadline);
+  {
+    // Under runners_mu like every other reader, and skipping moved-out entries: a reload's
+    // adopt_unchanged may already be moving this engine's runners to the next one (this thread
+    // starts with the engine, and a reload can come before it gets here).
+    std::lock_guard runners_lock(runners_mu);
+    for (const auto& r : runners) {
+      if (r && r->cfg.deadline.count() > 0) shortest = std::min(shortest, r->cfg.deadline);
+    }
   }
   const auto period = std::clamp<std::chrono::nanoseconds>(
       shortest / 4, std::chrono::milliseconds(5), std::chrono::milliseconds(250));

@@ -65,17 +65,22 @@ printf '\n   %s$ %s%s\n' "$bold" "psql -c 'TRUNCATE staging_events'" "$plain"
 (cd "$workspace" && "$bin" check --config "$config" --state-dir "$state" --timeout-ms 2000 \
    --session agent-7 --wait 30 -- "psql -c 'TRUNCATE staging_events'" >"$out/wait.txt" 2>&1) &
 waiter=$!
+# On-call acts as soon as the approval is listed. (check prints nothing until its wait ends, so
+# there is nothing else to wait for: an earlier loop also waited for the id in wait.txt, which
+# only appears after the wait, so it always ran to its end, and with a slow build on a loaded
+# machine that took longer than the agent's 30 s wait.)
 approval=""
 for _ in $(seq 100); do
   approval=$(lw approvals --json 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
 pending = [a for a in json.load(sys.stdin).get("approvals", []) if a.get("state") == "pending"]
 print(pending[-1]["id"] if pending else "")' 2>/dev/null || true)
-  [[ -n $approval ]] && grep -q "$approval" "$out/wait.txt" 2>/dev/null && break
+  [[ -n $approval ]] && break
   sleep 0.1
 done
 lw approvals | sed 's/^/   /'
 [[ -n $approval ]] || fail "no pending approval appeared"
+kill -0 "$waiter" 2>/dev/null || problems+=("the agent stopped waiting before on-call could approve")
 say "   On-call approves $approval with a reason (audited)"
 lw approve "$approval" --reason "staging only; snapshot taken at 10:40" | sed 's/^/   /'
 wait_code=0

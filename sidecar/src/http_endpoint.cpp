@@ -155,6 +155,18 @@ class bounded_task_queue final : public httplib::TaskQueue {
   std::vector<std::jthread> workers_;       // last: joined before the members above go
 };
 
+// What one source call produced: fn()'s value, or what it threw, as text. The text is taken on
+// the caller thread, so no exception object crosses threads: libstdc++ counts the references to
+// an exception and to runtime_error's message inside its own library, where ThreadSanitizer does
+// not see them, so an exception handed to an HTTP worker through a future was reported as a race
+// between the worker reading what() and the caller thread freeing the message when it dropped the
+// last reference ("a source that throws fails the scrape ...", tsan preset).
+template <typename T>
+struct answer {
+  std::optional<T> value;
+  std::string failure;  // when value is empty: ": " and what() of what fn threw, or that it was none
+};
+
 // Runs the daemon's source callbacks one at a time on its own thread, so an HTTP worker waits for
 // a source with a deadline and never longer: a stuck source costs one caller thread, not the pool.
 // Thread-safety: submit from any thread.
@@ -162,21 +174,25 @@ class source_caller {
  public:
   source_caller() : thread_([this](std::stop_token st) { run(st); }) {}
 
-  // A future for fn()'s value, or nullopt when too many calls are already waiting (the source is
-  // stuck) or the caller is stopped. An exception from fn arrives through the future.
+  // A future for fn()'s answer, or nullopt when too many calls are already waiting (the source is
+  // stuck) or the caller is stopped. An exception from fn arrives as its message (answer).
   template <typename T>
-  std::optional<std::future<T>> submit(std::function<T()> fn) {
-    auto promise = std::make_shared<std::promise<T>>();
+  std::optional<std::future<answer<T>>> submit(std::function<T()> fn) {
+    auto promise = std::make_shared<std::promise<answer<T>>>();
     auto future = promise->get_future();
     {
       std::lock_guard lock(mu_);
       if (stopped_ || jobs_.size() >= max_pending_source_calls) return std::nullopt;
       jobs_.push_back([promise, fn = std::move(fn)] {
+        answer<T> a;
         try {
-          promise->set_value(fn());
+          a.value.emplace(fn());
+        } catch (const std::exception& e) {
+          a.failure = std::string(": ") + e.what();
         } catch (...) {
-          promise->set_exception(std::current_exception());
+          a.failure = " with an unknown exception";
         }
+        promise->set_value(std::move(a));
       });
     }
     cv_.notify_one();
@@ -224,7 +240,7 @@ template <typename T>
 struct pending {
   std::string what;  // "status", "breakers", ...
   bool available = false;
-  std::optional<std::future<T>> future;
+  std::optional<std::future<answer<T>>> future;
 };
 
 template <typename T>
@@ -254,15 +270,18 @@ core::result<T> finish(pending<T>& p, clock::time_point deadline,
         core::status_code::timeout,
         fmt::format("the {} source did not answer within {} ms", p.what, budget.count()));
   }
+  answer<T> a;
   try {
-    return p.future->get();
-  } catch (const std::exception& e) {
+    a = p.future->get();
+  } catch (const std::future_error& e) {  // a broken promise: the caller was stopped
     return core::make_error(core::status_code::internal,
-                            "the " + p.what + " source failed: " + e.what());
-  } catch (...) {
-    return core::make_error(core::status_code::internal,
-                            "the " + p.what + " source failed with an unknown exception");
+                            "the " + p.what + " source was not called: " + e.what());
   }
+  if (!a.value) {
+    return core::make_error(core::status_code::internal,
+                            "the " + p.what + " source failed" + a.failure);
+  }
+  return std::move(*a.value);
 }
 
 std::int64_t wall_now() {

@@ -177,6 +177,13 @@ struct server::impl {
   std::unique_ptr<core::breaker_registry> registry;
   std::atomic<bool> restored{false};
   std::unique_ptr<core::alert_router> router;
+  // The router as the threads that only wake it see it (the registry's listener, on whichever
+  // thread a breaker moves, and the chores thread's approval expiry). Those can run before the
+  // router's start-up step has assigned `router` (the engine thread starts first, and its first
+  // expiry chore is due after one tick), so they must not read `router` itself: this is published
+  // once, with release, after the router has started; until then they have no router to wake, and
+  // what they committed is in the outbox, which the router reads when it starts and at each poll.
+  std::atomic<core::alert_router*> router_to_wake{nullptr};
   std::unique_ptr<detail::http_endpoint> http;
   // When the engine thread last took events from the queue (steady clock, ns), for /readyz.
   std::atomic<std::int64_t> last_dequeue_ns{0};
@@ -187,7 +194,12 @@ struct server::impl {
   std::unique_ptr<core::engine> engine;  // guarded by engine_mu (writes), engine thread (reads)
 
   std::unique_ptr<detail::breaker_publisher> publisher;
-  std::unique_ptr<detail::ingest_loop> ingest;
+  std::unique_ptr<detail::ingest_loop> ingest;  // set on the starting thread, before control
+  // The ingest loop as the engine thread sees it. The engine thread starts before the ingest
+  // sockets are opened, so it must not read `ingest` itself (a data race with the assignment, seen
+  // by ThreadSanitizer); this is published once, with release, after `ingest` is constructed, and
+  // the loop outlives the engine thread (teardown joins the thread before `ingest` is destroyed).
+  std::atomic<const detail::ingest_loop*> ingest_for_engine{nullptr};
   std::unique_ptr<detail::control_handler> control_commands;  // used by the control thread
   std::unique_ptr<detail::control_service> control;
   std::jthread engine_thread;
@@ -374,7 +386,7 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          m.registry->add_listener([pub, mp](const v1::BreakerTransition& t) {
            pub->publish(t);
            // The transition and its alerts are already committed: wake the router.
-           if (mp->router) mp->router->notify();
+           if (auto* r = mp->router_to_wake.load(std::memory_order_acquire)) r->notify();
            const bool opened = t.breaker().state() == v1::BREAKER_STATE_OPEN ||
                                t.breaker().state() == v1::BREAKER_STATE_FORCED_OPEN;
            core::log_message(opened ? sdk::log_level::warn : sdk::log_level::info,
@@ -398,12 +410,14 @@ core::result<std::unique_ptr<server>> server::start(const serve_options& options
          };
          m.router = std::make_unique<core::alert_router>(m.sections.alerts, *m.store, ro);
          m.router->start();  // delivers whatever a previous run left pending, too
+         m.router_to_wake.store(m.router.get(), std::memory_order_release);
          return core::status::success();
        }},
       {"open the ingest sockets",
        [&] {
          m.ingest = std::make_unique<detail::ingest_loop>(m.cfg.transport, options.record_file,
                                                           &m.queue_received);
+         m.ingest_for_engine.store(m.ingest.get(), std::memory_order_release);
          return m.ingest->start();
        }},
       {"open the control socket",
@@ -704,8 +718,8 @@ void server::impl::run_engine(std::stop_token stop,
     note_step("dispatching events", std::chrono::steady_clock::now() - events_began);
     const auto now = std::chrono::steady_clock::now();
     // After a backlog has drained, the memory it held goes back to the system (memory_return.hpp).
-    if (ingest) {
-      const std::uint64_t sent = ingest->enqueued();
+    if (const auto* in = ingest_for_engine.load(std::memory_order_acquire)) {
+      const std::uint64_t sent = in->enqueued();
       const std::uint64_t taken = queue_received.load(std::memory_order_relaxed);
       const std::uint64_t freed = detail::freed_batch_bytes();
       if (memory_policy.observe(sent > taken ? sent - taken : 0, freed, now)) {
@@ -1056,7 +1070,7 @@ v1::SidecarStatus server::status() const {
 }
 
 void server::impl::approval_alerts_committed() {
-  if (router) router->notify();
+  if (auto* r = router_to_wake.load(std::memory_order_acquire)) r->notify();
 }
 
 void server::impl::audit(std::string_view kind, std::string_view actor,
