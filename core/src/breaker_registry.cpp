@@ -21,6 +21,7 @@ breaker_registry::breaker_registry(breaker_store& store, std::chrono::nanosecond
     : store_(store), default_probation_(default_probation) {}
 
 status breaker_registry::restore() {
+  std::lock_guard commit_lock(commit_mu_);
   auto loaded = store_.load();
   if (!loaded.ok()) return loaded.error().with_context("can't restore breakers");
   std::lock_guard lock(mu_);
@@ -42,13 +43,14 @@ void breaker_registry::configure_probation(
 }
 
 void breaker_registry::add_listener(listener l) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(commit_mu_);
   listeners_.push_back(std::move(l));
 }
 
 void breaker_registry::declare(const sdk::breaker_spec& spec, std::string_view monitor,
                                bool shadow) {
   if (spec.scope != sdk::breaker_scope::global) return;
+  std::lock_guard commit_lock(commit_mu_);
   std::lock_guard lock(mu_);
   breaker_key key{spec.name, ""};
   if (breakers_.count(key) != 0) return;
@@ -80,11 +82,32 @@ v1::BreakerTransition breaker_registry::commit(v1::BreakerStatus& b, v1::Breaker
   return t;
 }
 
+status breaker_registry::record_and_apply(const breaker_key& key, v1::BreakerStatus next,
+                                          const v1::BreakerTransition& t, bool keep_on_failure) {
+  // The commit (and its fsync) runs without mu_: readers go on seeing the last recorded state.
+  status s = store_.record(t);
+  if (!s.ok()) {
+    ++store_errors_;
+    if (!keep_on_failure) return s;
+    detail::log().error("{}: {}", describe_key(key), s.message());
+  }
+  {
+    std::lock_guard lock(mu_);
+    breakers_[key] = std::move(next);
+  }
+  for (auto& l : listeners_) l(t);
+  return s;
+}
+
 std::optional<v1::BreakerTransition> breaker_registry::trip(const trip_input& in) {
-  std::lock_guard lock(mu_);
+  std::lock_guard commit_lock(commit_mu_);
   const bool global = in.scope == sdk::breaker_scope::global;
   breaker_key key{in.breaker, global ? std::string() : in.run_id};
-  v1::BreakerStatus& b = breakers_[key];
+  v1::BreakerStatus b;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = breakers_.find(key); it != breakers_.end()) b = it->second;
+  }
   const v1::BreakerState previous =
       b.state() == v1::BREAKER_STATE_UNSPECIFIED ? v1::BREAKER_STATE_CLOSED : b.state();
   if (is_open(previous)) return std::nullopt;  // latched until an operator resets it
@@ -116,11 +139,8 @@ std::optional<v1::BreakerTransition> breaker_registry::trip(const trip_input& in
       commit(b, previous, "trip", "", escalated ? "re-opened during probation (escalated)" : "");
   t.set_trigger_source(in.trigger_source);
   t.set_trigger_seq(in.trigger_seq);
-  if (auto s = store_.record(t); !s.ok()) {
-    ++store_errors_;
-    detail::log().error("{}: {}", describe_key(key), s.message());
-  }
-  for (auto& l : listeners_) l(t);
+  // A trip the store refuses still opens the breaker in memory (fail safe), counted and logged.
+  (void)record_and_apply(key, std::move(b), t, /*keep_on_failure=*/true);
   return t;
 }
 
@@ -128,12 +148,16 @@ result<v1::BreakerTransition> breaker_registry::acknowledge(const breaker_key& k
                                                             std::string_view operator_id,
                                                             std::string_view note,
                                                             std::int64_t now_unix_nano) {
-  std::lock_guard lock(mu_);
-  auto it = breakers_.find(key);
-  if (it == breakers_.end()) {
-    return make_error(sdk::status_code::not_found, "no " + describe_key(key));
+  std::lock_guard commit_lock(commit_mu_);
+  v1::BreakerStatus b;
+  {
+    std::lock_guard lock(mu_);
+    auto it = breakers_.find(key);
+    if (it == breakers_.end()) {
+      return make_error(sdk::status_code::not_found, "no " + describe_key(key));
+    }
+    b = it->second;
   }
-  v1::BreakerStatus& b = it->second;
   if (!is_open(b.state())) {
     return make_error(sdk::status_code::failed_precondition,
                       "can't acknowledge " + describe_key(key) + ": it is " +
@@ -144,17 +168,13 @@ result<v1::BreakerTransition> breaker_registry::acknowledge(const breaker_key& k
                       describe_key(key) + " is already acknowledged by " + b.acknowledged_by());
   }
   // Operator actions take effect only once recorded: an unrecorded ack would vanish on restart.
-  v1::BreakerStatus next = b;
-  next.set_acknowledged(true);
-  next.set_acknowledged_by(std::string(operator_id));
-  next.set_changed_unix_nano(now_unix_nano);
-  v1::BreakerTransition t = commit(next, next.state(), "ack", operator_id, note);
-  if (auto s = store_.record(t); !s.ok()) {
-    ++store_errors_;
+  b.set_acknowledged(true);
+  b.set_acknowledged_by(std::string(operator_id));
+  b.set_changed_unix_nano(now_unix_nano);
+  v1::BreakerTransition t = commit(b, b.state(), "ack", operator_id, note);
+  if (auto s = record_and_apply(key, std::move(b), t, /*keep_on_failure=*/false); !s.ok()) {
     return s.with_context("can't record acknowledgement of " + describe_key(key));
   }
-  b = std::move(next);
-  for (auto& l : listeners_) l(t);
   return t;
 }
 
@@ -166,12 +186,19 @@ result<v1::BreakerTransition> breaker_registry::reset(const breaker_key& key,
     return make_error(sdk::status_code::refused,
                       "can't reset " + describe_key(key) + ": a reset needs a reason");
   }
-  std::lock_guard lock(mu_);
-  auto it = breakers_.find(key);
-  if (it == breakers_.end()) {
-    return make_error(sdk::status_code::not_found, "no " + describe_key(key));
+  std::lock_guard commit_lock(commit_mu_);
+  v1::BreakerStatus b;
+  std::chrono::nanoseconds probation{};
+  {
+    std::lock_guard lock(mu_);
+    auto it = breakers_.find(key);
+    if (it == breakers_.end()) {
+      return make_error(sdk::status_code::not_found, "no " + describe_key(key));
+    }
+    b = it->second;
+    probation = probation_for(key.name);
   }
-  const v1::BreakerState previous = it->second.state();
+  const v1::BreakerState previous = b.state();
   if (!is_open(previous) && previous != v1::BREAKER_STATE_HALF_OPEN) {
     return make_error(
         sdk::status_code::failed_precondition,
@@ -179,8 +206,6 @@ result<v1::BreakerTransition> breaker_registry::reset(const breaker_key& key,
   }
   // Resetting a half-open breaker ends its probation early; an open one starts probation.
   // A reset that cannot be recorded does not happen: the breaker stays open (fail safe).
-  v1::BreakerStatus b = it->second;
-  const auto probation = probation_for(key.name);
   if (previous != v1::BREAKER_STATE_HALF_OPEN && probation.count() > 0) {
     b.set_state(v1::BREAKER_STATE_HALF_OPEN);
     b.set_probation_until_unix_nano(now_unix_nano + probation.count());
@@ -192,12 +217,9 @@ result<v1::BreakerTransition> breaker_registry::reset(const breaker_key& key,
   b.clear_acknowledged_by();
   b.set_changed_unix_nano(now_unix_nano);
   v1::BreakerTransition t = commit(b, previous, "reset", operator_id, reason);
-  if (auto s = store_.record(t); !s.ok()) {
-    ++store_errors_;
+  if (auto s = record_and_apply(key, std::move(b), t, /*keep_on_failure=*/false); !s.ok()) {
     return s.with_context("can't record reset of " + describe_key(key));
   }
-  it->second = std::move(b);
-  for (auto& l : listeners_) l(t);
   return t;
 }
 
@@ -210,8 +232,12 @@ result<v1::BreakerTransition> breaker_registry::force_open(const breaker_key& ke
     return make_error(sdk::status_code::refused,
                       "can't force " + describe_key(key) + " open: it needs a reason");
   }
-  std::lock_guard lock(mu_);
-  v1::BreakerStatus& b = breakers_[key];
+  std::lock_guard commit_lock(commit_mu_);
+  v1::BreakerStatus b;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = breakers_.find(key); it != breakers_.end()) b = it->second;
+  }
   const v1::BreakerState previous =
       b.state() == v1::BREAKER_STATE_UNSPECIFIED ? v1::BREAKER_STATE_CLOSED : b.state();
   if (previous == v1::BREAKER_STATE_FORCED_OPEN) {
@@ -234,40 +260,40 @@ result<v1::BreakerTransition> breaker_registry::force_open(const breaker_key& ke
   b.clear_probation_until_unix_nano();
   b.set_changed_unix_nano(now_unix_nano);
   v1::BreakerTransition t = commit(b, previous, "force_open", operator_id, reason);
-  if (auto s = store_.record(t); !s.ok()) {
-    ++store_errors_;
-    detail::log().error("{}: {}", describe_key(key), s.message());
-  }
-  for (auto& l : listeners_) l(t);
+  (void)record_and_apply(key, std::move(b), t, /*keep_on_failure=*/true);
   return t;
 }
 
 std::vector<v1::BreakerTransition> breaker_registry::advance(std::int64_t now_unix_nano) {
-  std::lock_guard lock(mu_);
-  return advance_locked(now_unix_nano);
+  std::lock_guard commit_lock(commit_mu_);
+  return advance_committing(now_unix_nano);
 }
 
 std::vector<v1::BreakerTransition> breaker_registry::try_advance(std::int64_t now_unix_nano) {
-  std::unique_lock lock(mu_, std::try_to_lock);
-  if (!lock.owns_lock()) return {};
-  return advance_locked(now_unix_nano);
+  std::unique_lock commit_lock(commit_mu_, std::try_to_lock);
+  if (!commit_lock.owns_lock()) return {};
+  return advance_committing(now_unix_nano);
 }
 
-std::vector<v1::BreakerTransition> breaker_registry::advance_locked(std::int64_t now_unix_nano) {
+std::vector<v1::BreakerTransition> breaker_registry::advance_committing(
+    std::int64_t now_unix_nano) {
+  std::vector<std::pair<breaker_key, v1::BreakerStatus>> due;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, b] : breakers_) {
+      if (b.state() != v1::BREAKER_STATE_HALF_OPEN) continue;
+      if (b.probation_until_unix_nano() > now_unix_nano) continue;
+      due.emplace_back(key, b);
+    }
+  }
   std::vector<v1::BreakerTransition> out;
-  for (auto& [key, b] : breakers_) {
-    if (b.state() != v1::BREAKER_STATE_HALF_OPEN) continue;
-    if (b.probation_until_unix_nano() > now_unix_nano) continue;
+  for (auto& [key, b] : due) {
     b.set_state(v1::BREAKER_STATE_CLOSED);
     b.clear_probation_until_unix_nano();
     b.set_changed_unix_nano(now_unix_nano);
     v1::BreakerTransition t =
         commit(b, v1::BREAKER_STATE_HALF_OPEN, "probation_end", "", "probation ended");
-    if (auto s = store_.record(t); !s.ok()) {
-      ++store_errors_;
-      detail::log().error("{}: {}", describe_key(key), s.message());
-    }
-    for (auto& l : listeners_) l(t);
+    (void)record_and_apply(key, std::move(b), t, /*keep_on_failure=*/true);
     out.push_back(std::move(t));
   }
   return out;
@@ -300,9 +326,6 @@ bool breaker_registry::any_open() const {
   return false;
 }
 
-std::uint64_t breaker_registry::store_errors() const {
-  std::lock_guard lock(mu_);
-  return store_errors_;
-}
+std::uint64_t breaker_registry::store_errors() const { return store_errors_.load(); }
 
 }  // namespace loopwarden::core

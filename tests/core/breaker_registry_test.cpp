@@ -316,3 +316,62 @@ TEST_CASE("try_advance never waits for a transition being recorded and closes at
   CHECK(closed[0].cause() == "probation_end");
   CHECK(reg.find(key)->state() == v1::BREAKER_STATE_CLOSED);
 }
+
+TEST_CASE("readers never wait for a transition being recorded and see it once it is recorded",
+          "[core][breakers]") {
+  stalled_store store;
+  std::promise<void> release;
+  store.release = release.get_future().share();
+  breaker_registry reg(store, std::chrono::seconds(0));
+  const breaker_key key{"b", "run-1"};
+  REQUIRE(reg.trip(make_trip("b", "run-1", 100)));
+  REQUIRE(reg.reset(key, "alice", "fixed", 200).ok());  // closed, epoch 2
+
+  // Another thread trips it again and its commit is stuck on the disk.
+  store.stall_next = true;
+  auto entered = store.entered.get_future();
+  std::jthread tripper([&] { (void)reg.trip(make_trip("b", "run-1", 300)); });
+  REQUIRE(entered.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+
+  // `status`, the publisher's heartbeat and the gate read at once (run apart, so that a wait
+  // fails the test instead of hanging it), and they see the last recorded state: what a reader
+  // sees open, a restart must keep open, and this trip is not on disk yet.
+  struct seen {
+    std::optional<v1::BreakerStatus> found;
+    v1::BreakerSnapshot snap;
+    bool any_open = true;
+  };
+  auto read = std::async(std::launch::async, [&] {
+    return seen{reg.find(key), reg.snapshot(), reg.any_open()};
+  });
+  const bool returned = read.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  // A second writer waits for the first: transitions are recorded in order.
+  auto ack = std::async(std::launch::async, [&] { return reg.acknowledge(key, "bob", "", 400); });
+  const bool ack_waited = ack.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout;
+  release.set_value();
+  REQUIRE(returned);
+  const seen before = read.get();
+  REQUIRE(before.found);
+  CHECK(before.found->state() == v1::BREAKER_STATE_CLOSED);
+  CHECK(before.found->epoch() == 2);
+  REQUIRE(before.snap.breakers_size() == 1);
+  CHECK(before.snap.breakers(0).state() == v1::BREAKER_STATE_CLOSED);
+  CHECK_FALSE(before.any_open);
+  CHECK(ack_waited);
+
+  // Once recorded, the trip is what everyone sees, and the ack that waited applies to it.
+  tripper.join();
+  const auto acked = ack.get();
+  REQUIRE(acked.ok());
+  CHECK(acked->breaker().epoch() == 4);
+  const auto after = reg.find(key);
+  REQUIRE(after);
+  CHECK(after->state() == v1::BREAKER_STATE_OPEN);
+  CHECK(after->acknowledged());
+  CHECK(reg.any_open());
+  const auto recorded = reg.history(key, 10);
+  REQUIRE(recorded.ok());
+  REQUIRE(recorded->size() == 4);
+  CHECK((*recorded)[2].cause() == "trip");
+  CHECK((*recorded)[3].cause() == "ack");
+}

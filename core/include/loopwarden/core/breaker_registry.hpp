@@ -8,6 +8,7 @@
 // An open breaker is latched: further trips change nothing until an operator resets it. Every
 // change increments the breaker's epoch, is recorded in the store, and then reaches listeners.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -53,8 +54,14 @@ struct trip_input {
   bool shadow = false;  // tripped by a monitor in shadow mode (never published to hosts)
 };
 
-// Thread-safety: every method is safe from any thread; operations are serialised by one mutex,
-// and listeners run under it, in transition order. Listeners must not call the registry.
+// Thread-safety: every method is safe from any thread. Two locks:
+// - `commit_mu_` serialises every change: it is held from the decision through the store's commit
+//   (which ends in an fsync) and the listeners, so transitions are recorded and heard in order.
+// - `mu_` guards the breakers' state and is held only for in-memory work, never across a commit.
+// So a reader (snapshot, find, any_open: the control plane's `status`, the publisher's heartbeat)
+// never waits on the disk, and it sees a change only once the change is recorded (what a reader
+// sees open, a restart keeps open). Listeners run under `commit_mu_` in transition order; they may
+// read the registry but must not change it.
 class breaker_registry {
  public:
   using listener = std::function<void(const v1::BreakerTransition&)>;
@@ -96,8 +103,9 @@ class breaker_registry {
 
   // Closes half-open breakers whose probation ended at or before `now_unix_nano`.
   std::vector<v1::BreakerTransition> advance(std::int64_t now_unix_nano);
-  // The same, but returns at once (closing nothing) while another thread holds the registry:
-  // it does so while it records a transition, through a store commit that ends in an fsync.
+  // The same, but returns at once (closing nothing) while another thread is changing the
+  // registry: it does so while it records a transition, through a store commit that ends in an
+  // fsync.
   // For the engine thread's tick, which must never wait on the disk (a tick that waited for a
   // trip's commit stalled the event queue for 1.6 s under a busy disk; docs/reliability.md,
   // "Soak"). A probation end is then seen by the next tick that finds the registry free.
@@ -122,14 +130,24 @@ class breaker_registry {
 
   breaker_store& store_;
 
-  std::vector<v1::BreakerTransition> advance_locked(std::int64_t now_unix_nano);  // holds mu_
+  // Both hold commit_mu_.
+  std::vector<v1::BreakerTransition> advance_committing(std::int64_t now_unix_nano);
+  // Records `t` (counting and logging a failure when `keep_on_failure`, as for trips, which stay
+  // open in memory even if the disk refuses them), then stores `next` as `key`'s state and tells
+  // the listeners. Returns the store's status.
+  status record_and_apply(const breaker_key& key, v1::BreakerStatus next,
+                          const v1::BreakerTransition& t, bool keep_on_failure);
+
+  // Lock order: commit_mu_, then mu_. breakers_ changes only with both held, so a holder of
+  // commit_mu_ may read it under mu_ and know it is unchanged until it applies its own change.
+  std::mutex commit_mu_;
+  std::vector<listener> listeners_;  // guarded by commit_mu_
 
   mutable std::mutex mu_;
-  std::map<breaker_key, v1::BreakerStatus> breakers_;          // guarded by mu_
+  std::map<breaker_key, v1::BreakerStatus> breakers_;          // guarded by mu_ (see above)
   std::chrono::nanoseconds default_probation_;                 // guarded by mu_
   std::map<std::string, std::chrono::nanoseconds> probation_;  // guarded by mu_
-  std::vector<listener> listeners_;                            // guarded by mu_
-  std::uint64_t store_errors_ = 0;                             // guarded by mu_
+  std::atomic<std::uint64_t> store_errors_{0};
 };
 
 }  // namespace loopwarden::core
