@@ -23,7 +23,10 @@
 #include <loopwarden/core/breaker_registry.hpp>
 #include <loopwarden/core/logging.hpp>
 
+#include "../wait_until.hpp"
+
 using namespace loopwarden;
+using test::wait_until;
 using core::alert_sink_type;
 using core::alerts_config;
 using core::memory_alert_outbox;
@@ -98,15 +101,6 @@ std::vector<json> read_json_lines(const std::filesystem::path& p) {
 }
 
 // Polls `done` until it holds or `limit` passes; true when it held.
-template <typename F>
-bool eventually(F done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return done();
-}
 
 core::trip_input make_trip(std::string name, std::string run = "run-7", std::int64_t t = 1'000) {
   core::trip_input in;
@@ -666,11 +660,11 @@ TEST_CASE("the router delivers the same alert enqueued twice only once", "[alert
   core::alert_router router(cfg, box, fast_options());
   router.start();
   router.notify();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   // A third copy arriving later (a store replaying its outbox) is recognised too.
   REQUIRE(box.enqueue(rows).ok());
   router.notify();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();
 
   const auto lines = read_json_lines(file);
@@ -707,7 +701,7 @@ TEST_CASE("the router delivers a trigger before its resolve and both exactly onc
   REQUIRE(box.enqueue(planner(closed[0])).ok());  // a second resolve of the same incident
   core::alert_router router(cfg, box, fast_options());
   router.start();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();
   const auto lines = read_json_lines(file);
   REQUIRE(lines.size() == 2);
@@ -733,7 +727,7 @@ TEST_CASE("a new router delivers what an earlier one left pending", "[alerts]") 
   CHECK(box.pending_count() == 1);
   core::alert_router second(cfg, box, fast_options());
   second.start();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   second.stop();
   CHECK(read_json_lines(file).size() == 1);
 }
@@ -751,7 +745,7 @@ TEST_CASE("an alert for a sink that is no longer configured is given up with an 
   REQUIRE(box.enqueue({orphan}).ok());
   core::alert_router router(cfg, box, fast_options());
   router.start();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();
   const auto e = box.entries().at(0);
   CHECK(e.state == memory_alert_outbox::alert_state::failed);
@@ -768,7 +762,7 @@ TEST_CASE("a file sink that cannot write gives the alert up after its attempts",
   REQUIRE(box.enqueue({core::make_test_alert(cfg, "archive", "box", 1)}).ok());
   core::alert_router router(cfg, box, fast_options());
   router.start();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();
   const auto e = box.entries().at(0);
   CHECK(e.state == memory_alert_outbox::alert_state::failed);
@@ -834,7 +828,7 @@ TEST_CASE("a log sink writes one readable line per alert through the engine's lo
     stderr_capture capture(dir.path / "stderr.txt");
     core::alert_router router(cfg, box, fast_options());
     router.start();
-    const bool done = eventually([&] { return box.pending_count() == 0; });
+    const bool done = wait_until([&] { return box.pending_count() == 0; });
     router.stop();
     text = capture.finish();
     REQUIRE(done);

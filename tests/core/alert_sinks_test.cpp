@@ -37,8 +37,11 @@
 #include <loopwarden/core/alert_router.hpp>
 #include <loopwarden/core/breaker_registry.hpp>
 
+#include "../wait_until.hpp"
+
 using namespace loopwarden;
 using namespace std::chrono_literals;
+using test::wait_until;
 using core::alert_sink_type;
 using core::alerts_config;
 using core::memory_alert_outbox;
@@ -169,16 +172,6 @@ struct temp_dir {
   }
 };
 
-template <typename F>
-bool eventually(F done, std::chrono::milliseconds limit = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return done();
-}
-
 core::alert_sink_config sink(std::string name, alert_sink_type type, std::string url) {
   core::alert_sink_config s;
   s.name = std::move(name);
@@ -265,7 +258,7 @@ TEST_CASE("a webhook sink posts the sink-neutral alert with its configured heade
   core::alert_router router(cfg, box, fast_options());
   router.start();
   REQUIRE(rx.wait_for(1));
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();
 
   const auto req = rx.requests().at(0);
@@ -500,7 +493,7 @@ TEST_CASE("a receiver answering 500 then 200 gets the alert once, after one retr
   REQUIRE(box.enqueue({test_alert(cfg, "hook", 1)}).ok());
   core::alert_router router(cfg, box, fast_options());
   router.start();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();  // nothing can be sent after this: the counts below are final
 
   REQUIRE(rx.count() == 2);
@@ -593,7 +586,7 @@ TEST_CASE("a dead receiver falls back to a file sink, and the file has the alert
   REQUIRE(box.enqueue(rows).ok());
   core::alert_router router(cfg, box, fast_options());
   router.start();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();
 
   const auto e = box.entries().at(0);
@@ -638,7 +631,7 @@ TEST_CASE("a permanent client error skips the retries and goes to the fallback a
   REQUIRE(box.enqueue({test_alert(cfg, "pager", 1)}).ok());
   core::alert_router router(cfg, box, fast_options());
   router.start();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();
   CHECK(rx.count() == 1);
   const auto e = box.entries().at(0);
@@ -662,7 +655,7 @@ TEST_CASE("an alert whose sink and fallback both fail is marked failed", "[alert
   REQUIRE(box.enqueue({test_alert(cfg, "first", 1)}).ok());
   core::alert_router router(cfg, box, fast_options());
   router.start();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();
   CHECK(a.count() == 2);
   CHECK(b.count() == 2);
@@ -694,7 +687,7 @@ TEST_CASE("a full sink queue defers alerts to the outbox, blocks nobody and lose
 
   // One request hangs at the receiver, two wait in the queue, the rest stay in the outbox.
   REQUIRE(rx.wait_for(1));
-  REQUIRE(eventually([&] {
+  REQUIRE(wait_until([&] {
     const auto st = router.stats().at(0);
     return st.queue_depth == 2 && st.deferred >= total - 3;
   }));
@@ -707,7 +700,7 @@ TEST_CASE("a full sink queue defers alerts to the outbox, blocks nobody and lose
   CHECK(rx.count() == 1);
 
   rx.release();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();
   const auto reqs = rx.requests();
   CHECK(reqs.size() == total + 1);
@@ -746,7 +739,7 @@ TEST_CASE("stop abandons a hung delivery after its deadline and the alert stays 
   // Started again, the router delivers them.
   rx.release();
   router.start();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   router.stop();
 }
 
@@ -870,7 +863,7 @@ TEST_CASE("firing alerts are re-posted to alertmanager every resend_interval unt
     }
     return out;
   };
-  REQUIRE(eventually([&] { return am_posts().size() >= 4; }));
+  REQUIRE(wait_until([&] { return am_posts().size() >= 4; }));
   for (const auto& a : am_posts()) {
     CHECK(a["labels"]["incident"] == box.entries().at(0).alert.fingerprint);
   }
@@ -886,10 +879,10 @@ TEST_CASE("firing alerts are re-posted to alertmanager every resend_interval unt
   REQUIRE(reset.ok());
   REQUIRE(box.enqueue(planner(*reset)).ok());
   router.notify();
-  REQUIRE(eventually([&] { return box.pending_count() == 0; }));
+  REQUIRE(wait_until([&] { return box.pending_count() == 0; }));
   // Two more re-send rounds with the (stale) open breaker: neither may fire it again.
   const int seen = listings();
-  REQUIRE(eventually([&] { return listings() >= seen + 2; }));
+  REQUIRE(wait_until([&] { return listings() >= seen + 2; }));
   router.stop();
   const auto posts = am_posts();
   REQUIRE(!posts.empty());

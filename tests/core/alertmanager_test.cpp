@@ -40,10 +40,13 @@
 #include <loopwarden/core/alert_router.hpp>
 #include <loopwarden/core/breaker_registry.hpp>
 
+#include "../wait_until.hpp"
+
 extern char** environ;
 
 using namespace loopwarden;
 using namespace std::chrono_literals;
+using test::wait_until;
 using json = nlohmann::json;
 
 namespace {
@@ -176,16 +179,6 @@ class alertmanager_process {
   pid_t pid_ = -1;
 };
 
-template <typename F>
-bool eventually(F done, std::chrono::milliseconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
-}
-
 // The alert of `breaker` in an /api/v2/alerts answer, if listed.
 std::optional<json> find_alert(const json& alerts, const std::string& breaker) {
   if (!alerts.is_array()) return std::nullopt;
@@ -264,12 +257,12 @@ TEST_CASE("a trip fires in the real alertmanager and its reset resolves it",
   const std::string fingerprint = outbox.entries().at(0).alert.fingerprint;
 
   std::optional<json> firing;
-  const bool fired = eventually(
+  const bool fired = wait_until(
       [&] {
         firing = find_alert(am.alerts(), "training.collapse");
         return firing && (*firing)["status"]["state"] == "active";
       },
-      20s);
+      20s, 50ms);
   INFO("alertmanager log:\n" << am.log());
   REQUIRE(fired);
   CHECK((*firing)["labels"] == json({{"alertname", "LoopwardenBreakerOpen"},
@@ -285,24 +278,25 @@ TEST_CASE("a trip fires in the real alertmanager and its reset resolves it",
   CHECK((*firing)["generatorURL"] == "https://runbooks.example/lw.md#training.collapse");
 
   // Re-sends keep it firing: wait for at least one, then it must still be active.
-  REQUIRE(eventually([&] { return router.stats().at(0).resent >= 1; }, 10s));
+  REQUIRE(wait_until([&] { return router.stats().at(0).resent >= 1; }, 10s));
   REQUIRE(find_alert(am.alerts(), "training.collapse"));
 
   auto reset = registry.reset({"training.collapse", "run-42"}, "alice", "false alarm", now + 1);
   REQUIRE(reset.ok());
   const bool resolved =
-      eventually([&] { return !find_alert(am.alerts(), "training.collapse").has_value(); }, 20s);
+      wait_until([&] { return !find_alert(am.alerts(), "training.collapse").has_value(); }, 20s,
+                 50ms);
   INFO("alertmanager log:\n" << am.log());
   CHECK(resolved);
   // Re-send rounds after the reset do not bring it back.
-  CHECK(eventually([&] { return outbox.pending_count() == 0; }, 10s));
+  CHECK(wait_until([&] { return outbox.pending_count() == 0; }, 10s));
   const auto resent = router.stats().at(0).resent;
   auto rounds = [&] {
     std::lock_guard lock(listed_mu);
     return listed;
   };
   const int seen = rounds();
-  REQUIRE(eventually([&] { return rounds() >= seen + 2; }, 10s));
+  REQUIRE(wait_until([&] { return rounds() >= seen + 2; }, 10s));
   CHECK_FALSE(find_alert(am.alerts(), "training.collapse").has_value());
   CHECK(router.stats().at(0).resent == resent);
   router.stop();

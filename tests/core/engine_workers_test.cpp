@@ -10,9 +10,15 @@
 #include <loopwarden/core/engine.hpp>
 
 #include "test_paths.hpp"
+#include "../wait_until.hpp"
+#include "engine_samples.hpp"
 
 using namespace loopwarden;
 using namespace std::chrono_literals;
+using test::wait_until;
+using test::gauge;
+using test::sample;
+using test::status_of;
 
 namespace {
 
@@ -41,43 +47,6 @@ std::unique_ptr<core::engine> threaded_engine(
   return std::move(*e);
 }
 
-v1::Envelope sample(std::uint64_t seq, const std::string& name, const std::string& run = "run-1") {
-  v1::Envelope e;
-  e.set_source("trainer/rank0");
-  e.set_run_id(run);
-  e.set_seq(seq);
-  e.set_time_unix_nano(static_cast<std::int64_t>(seq) * 1'000'000);
-  auto* s = e.mutable_metrics()->add_samples();
-  s->set_name(name);
-  s->set_value(1.0);
-  return e;
-}
-
-core::monitor_status status_of(core::engine& e, const std::string& name) {
-  for (const auto& m : e.monitors()) {
-    if (m.name == name) return m;
-  }
-  FAIL("no monitor " << name);
-  return {};
-}
-
-double gauge(const core::monitor_status& m, const std::string& name) {
-  for (const auto& [n, v] : m.gauges) {
-    if (n == name) return v;
-  }
-  return -1.0;
-}
-
-template <typename F>
-bool eventually(F&& done, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return done();
-}
-
 bool open(core::engine& e, const std::string& breaker, const std::string& run = "run-1") {
   auto b = e.breakers().find({breaker, run});
   return b && b->state() == v1::BREAKER_STATE_OPEN;
@@ -101,7 +70,7 @@ TEST_CASE("a slow monitor does not hold back the others", "[core][engine][worker
   const auto start = std::chrono::steady_clock::now();
   for (std::uint64_t seq = 1; seq <= 20; ++seq) e->process(sample(seq, "x"));
   // The fast monitor has seen everything long before the slow one (20 × 40 ms = 800 ms).
-  REQUIRE(eventually([&] { return gauge(status_of(*e, "fx"), "samples") == 20.0; }));
+  REQUIRE(wait_until([&] { return gauge(status_of(*e, "fx"), "samples") == 20.0; }));
   const auto fx_done = std::chrono::steady_clock::now() - start;
   CHECK(gauge(status_of(*e, "slow"), "samples") < 20.0);
   CHECK(fx_done < 700ms);
@@ -120,7 +89,7 @@ TEST_CASE("a monitor that hangs is marked hung, fails closed, and the others car
       "  - {name: fx, plugin: fixture_monitor}\n"));
   e->process(sample(1, "hang"));
   for (std::uint64_t seq = 2; seq <= 10; ++seq) e->process(sample(seq, "x"));
-  REQUIRE(eventually([&] { return open(*e, "hanging.trip"); }, 5s));
+  REQUIRE(wait_until([&] { return open(*e, "hanging.trip"); }, 5s));
   auto b = e->breakers().find({"hanging.trip", "run-1"});
   REQUIRE(b);
   CHECK_THAT(b->reason(), Catch::Contains("monitor 'stuck' failed in watchdog: hung: on_event has "
@@ -131,14 +100,14 @@ TEST_CASE("a monitor that hangs is marked hung, fails closed, and the others car
   // What it had not reached was dropped and counted, never delivered late.
   CHECK(stuck.dropped == 9);
   CHECK(stuck.queue_depth == 0);
-  REQUIRE(eventually([&] { return gauge(status_of(*e, "fx"), "samples") == 10.0; }));
+  REQUIRE(wait_until([&] { return gauge(status_of(*e, "fx"), "samples") == 10.0; }));
 
   // The call comes back after 1.5 s: the monitor is active again, its breaker stays open until
   // an operator resets it.
-  REQUIRE(eventually(
+  REQUIRE(wait_until(
       [&] { return status_of(*e, "stuck").current == core::monitor_status::state::active; }));
   e->process(sample(11, "x"));
-  REQUIRE(eventually([&] { return gauge(status_of(*e, "stuck"), "samples") == 2.0; }));
+  REQUIRE(wait_until([&] { return gauge(status_of(*e, "stuck"), "samples") == 2.0; }));
   CHECK(open(*e, "hanging.trip"));
 }
 
@@ -148,7 +117,7 @@ TEST_CASE("a hung monitor with the disable policy is switched off without a trip
       "  - {name: stuck, plugin: hanging_monitor, deadline: 100ms, on_error: disable, "
       "config: {hang_ms: 600}}\n"));
   e->process(sample(1, "hang"));
-  REQUIRE(eventually(
+  REQUIRE(wait_until(
       [&] { return status_of(*e, "stuck").current == core::monitor_status::state::disabled; }));
   CHECK_FALSE(open(*e, "hanging.trip"));
   // It stays disabled when the call returns.
@@ -179,7 +148,7 @@ TEST_CASE("a gate a monitor does not answer in time is denied, and at once once 
   CHECK(waited < 2s);
 
   // The watchdog's trip belongs to the run that asked.
-  REQUIRE(eventually([&] { return open(*e, "hanging.trip", "run-1"); }, 5s));
+  REQUIRE(wait_until([&] { return open(*e, "hanging.trip", "run-1"); }, 5s));
   const auto again_start = std::chrono::steady_clock::now();
   auto hung = e->gate(gate_request("ls"));
   CHECK(hung.decision.verdict == sdk::gate_verdict::deny);

@@ -12,9 +12,13 @@
 #include <loopwarden/core/engine.hpp>
 
 #include "test_paths.hpp"
+#include "engine_samples.hpp"
 
 using namespace loopwarden;
 using namespace std::chrono_literals;
+using test::gauge;
+using test::sample;
+using test::status_of;
 
 namespace {
 
@@ -46,33 +50,6 @@ std::unique_ptr<core::engine> isolated_engine(const core::config& cfg, bool thre
   INFO((e.ok() ? std::string() : e.error().message()));
   REQUIRE(e.ok());
   return std::move(*e);
-}
-
-v1::Envelope sample(std::uint64_t seq, const std::string& name, const std::string& run = "run-1") {
-  v1::Envelope e;
-  e.set_source("trainer/rank0");
-  e.set_run_id(run);
-  e.set_seq(seq);
-  e.set_time_unix_nano(static_cast<std::int64_t>(seq) * 1'000'000);
-  auto* s = e.mutable_metrics()->add_samples();
-  s->set_name(name);
-  s->set_value(1.0);
-  return e;
-}
-
-core::monitor_status status_of(core::engine& e, const std::string& name) {
-  for (const auto& m : e.monitors()) {
-    if (m.name == name) return m;
-  }
-  FAIL("no monitor " << name);
-  return {};
-}
-
-double gauge(const core::monitor_status& m, const std::string& name) {
-  for (const auto& [n, v] : m.gauges) {
-    if (n == name) return v;
-  }
-  return -1.0;
 }
 
 const v1::BreakerStatus* open_breaker(core::engine& e, const std::string& name,

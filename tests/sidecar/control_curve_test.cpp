@@ -8,21 +8,11 @@
 #include <loopwarden/sidecar/control_client.hpp>
 #include <loopwarden/sidecar/server.hpp>
 
+#include "daemon.hpp"
+
 using namespace loopwarden;
+using loopwarden::test::free_tcp_port;
 namespace fs = std::filesystem;
-
-namespace {
-
-// A port that was free a moment ago on 127.0.0.1.
-int free_tcp_port() {
-  zmq::context_t ctx;
-  zmq::socket_t s(ctx, zmq::socket_type::rep);
-  s.bind("tcp://127.0.0.1:*");
-  const std::string ep = s.get(zmq::sockopt::last_endpoint);
-  return std::stoi(ep.substr(ep.rfind(':') + 1));
-}
-
-}  // namespace
 
 TEST_CASE("a tcp control socket answers allowlisted CURVE keys and refuses every other client",
           "[sidecar][control][integration]") {

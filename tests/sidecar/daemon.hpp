@@ -55,6 +55,7 @@
 #include <loopwarden/sidecar/control_client.hpp>
 
 #include "../time_scale.hpp"
+#include "../wait_until.hpp"
 
 extern char** environ;
 
@@ -75,21 +76,7 @@ inline std::string daemon_bundled_plugin_dir() {
   return std::string(LOOPWARDEN_BINARY_DIR) + "/lib/loopwarden/plugins";
 }
 
-// ---- waiting ---------------------------------------------------------------------------------
-
-// Polls `done()` every `period` until it is true or `timeout` (scaled: time_scale.hpp) passes;
-// returns its last value. A wait for something that must never happen only gets longer, never
-// shorter, under a sanitizer.
-template <typename Done>
-bool wait_until(Done done, std::chrono::milliseconds timeout,
-                std::chrono::milliseconds period = 10ms) {
-  const auto deadline = std::chrono::steady_clock::now() + scaled(timeout);
-  while (true) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return done();
-    std::this_thread::sleep_for(period);
-  }
-}
+// ---- waiting (wait_until: ../wait_until.hpp) ------------------------------------------------
 
 inline double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -490,6 +477,15 @@ inline const v1::MonitorStatus* find_monitor(const v1::ControlResponse& r, std::
 inline zmq::context_t& test_context() {
   static zmq::context_t context(1);
   return context;
+}
+
+// A port that was free a moment ago on 127.0.0.1 (tests run in parallel: never a fixed port).
+inline int free_tcp_port() {
+  zmq::socket_t s(test_context(), zmq::socket_type::rep);
+  s.set(zmq::sockopt::linger, 0);
+  s.bind("tcp://127.0.0.1:*");
+  const std::string ep = s.get(zmq::sockopt::last_endpoint);
+  return std::stoi(ep.substr(ep.rfind(':') + 1));
 }
 
 // A socket of test_context() with linger 0, connected to `endpoint`.

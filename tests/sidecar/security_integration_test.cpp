@@ -32,20 +32,12 @@ namespace fs = std::filesystem;
 using loopwarden::test::daemon_config;
 using loopwarden::test::daemon_options;
 using loopwarden::test::daemon_process;
+using loopwarden::test::free_tcp_port;
 using loopwarden::test::wait_until;
 
 namespace {
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
-// A port that was free a moment ago on 127.0.0.1.
-int free_tcp_port() {
-  zmq::socket_t s(test::test_context(), zmq::socket_type::rep);
-  s.set(zmq::sockopt::linger, 0);
-  s.bind("tcp://127.0.0.1:*");
-  const std::string ep = s.get(zmq::sockopt::last_endpoint);
-  return std::stoi(ep.substr(ep.rfind(':') + 1));
-}
 
 // connect(2) to the unix socket at `path` from a child process running as `uid`; the child's
 // errno (0: connected).
