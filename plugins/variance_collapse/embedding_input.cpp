@@ -7,6 +7,7 @@
 #include <loopwarden/stats/dispersion.hpp>
 #include <loopwarden/stats/distribution.hpp>
 #include <loopwarden/stats/diversity.hpp>
+#include <loopwarden/stats/welford.hpp>
 
 namespace loopwarden::variance_collapse {
 
@@ -128,6 +129,9 @@ class embedding_run {
     // Kept once ready:
     double total_variance = nan;
     double d_eff = 1.0;
+    // n·Var(ln TV) under no change: max(2/d_eff, CV² of the squared distances). Not persisted:
+    // recomputed from d_eff and distances (noise_factor) when the baseline completes or is read.
+    double noise = 2.0;
     double vendi2 = nan;  // debiased order-2 Vendi score
     double vendi = nan;   // Shannon Vendi score (d ≤ spectrum_max_dimension)
     double effective_rank = nan;
@@ -187,6 +191,26 @@ void embedding_run::add_to_baseline(const Eigen::Ref<const Eigen::MatrixXd>& row
   }
 }
 
+// n·Var(ln TV) under no change, for a generation of n vectors. For Gaussian vectors
+// Var(tr S) = 2 tr(Σ²)/(n − 1), i.e. 2/d_eff; in general, to first order, Var(tr S) ≈
+// Var(‖x − μ‖²)/n, i.e. the squared coefficient of variation of the squared distances to the
+// mean, which heavy tails (a Student-t 3 has no fourth moment) make far larger than 2/d_eff. The
+// larger of the two (from the baseline's reservoir) is the noise: the Gaussian value is the floor,
+// as the scalar streams' kurtosis is never below 3 — a plug-in from a finite reservoir
+// understates heavy tails, and understating the noise would make the checks fire more often
+// than alpha.
+namespace {
+double noise_factor(double d_eff, const std::vector<double>& distances) {
+  const double gaussian = 2.0 / d_eff;
+  if (distances.size() < 2) return gaussian;
+  stats::welford squared;
+  for (double d : distances) squared.add(d * d);
+  const double mean = squared.mean();
+  const double cv2 = mean > 0.0 ? squared.sample_variance() / (mean * mean) : 0.0;
+  return std::isfinite(cv2) ? std::max(gaussian, cv2) : gaussian;
+}
+}  // namespace
+
 bool embedding_run::finish_baseline() {
   baseline& b = *base_;
   if (b.moments.count < 2) return false;
@@ -227,7 +251,8 @@ bool embedding_run::finish_baseline() {
   b.gram.reset();
   b.ready = true;
   b.open = false;
-  series_.set_baseline_variance(2.0 / (b.d_eff * static_cast<double>(b.moments.count - 1)));
+  b.noise = noise_factor(b.d_eff, b.distances);
+  series_.set_baseline_variance(b.noise / static_cast<double>(b.moments.count - 1));
   return true;
 }
 
@@ -343,13 +368,14 @@ void embedding_run::evaluate(run_decision& decision, sdk::context& ctx) {
   }
   std::vector<statistic_check> checks;
 
-  // Total variance against the baseline's, with the sampling noise of its log: for Gaussian
-  // vectors Var(tr S) = 2 tr(Σ²) / (n − 1), so Var(ln tr S) ≈ 2 / (d_eff (n − 1)).
+  // Total variance against the baseline's, with the sampling noise of its log under no change:
+  // Var(ln tr S) ≈ noise / (n − 1) (noise_factor: 2/d_eff for Gaussian vectors, more for
+  // heavier tails).
   const double tv = g.moments.total_variance();
   const double ratio = stats::dispersion_ratio(tv, b.total_variance);
   const double log_ratio = stats::log_dispersion_ratio(tv, b.total_variance);
-  const double v_current = 2.0 / (b.d_eff * static_cast<double>(n - 1));
-  const double v_base = 2.0 / (b.d_eff * static_cast<double>(b.moments.count - 1));
+  const double v_current = b.noise / static_cast<double>(n - 1);
+  const double v_base = b.noise / static_cast<double>(b.moments.count - 1);
   const double z = stats::normal_quantile(1.0 - in_.alpha_);
   const double margin = z * std::sqrt(v_current + v_base);
   ctx.set_gauge("embeddings.dispersion_ratio", ratio);
@@ -486,6 +512,7 @@ void embedding_run::read(sdk::state_reader& r) {
          !std::is_sorted(b.distances.begin(), b.distances.end()))) {
       r.fail("an embedding baseline that is not consistent");
     }
+    if (r.ok()) b.noise = noise_factor(b.d_eff, b.distances);
   }
   if (r.read_bool()) {
     open_.emplace(r.read_i64(), dim_);

@@ -46,6 +46,7 @@
 #include <loopwarden/state_codec.hpp>
 #include <loopwarden/stats/dispersion.hpp>
 #include <loopwarden/stats/divergence.hpp>
+#include <loopwarden/stats/refit_recursion.hpp>
 #include <loopwarden/stats/trend.hpp>
 
 #include "decision.hpp"
@@ -62,8 +63,8 @@ using vc::format_number;
 using vc::nan;
 
 constexpr std::string_view plugin_name = "variance_collapse";
-constexpr std::uint32_t snapshot_version = 1;
-constexpr std::size_t max_ngram_orders = 16;  // orders of NgramDiversity a baseline keeps
+constexpr std::uint32_t snapshot_version = 2;  // 2: the provenance model's mean offset
+constexpr std::size_t max_ngram_orders = 16;   // orders of NgramDiversity a baseline keeps
 
 // Reference values of generation 0 or of the operator's declaration; NaN = not known.
 struct baseline_values {
@@ -105,7 +106,8 @@ struct run_state {
   baseline_values base;
   std::optional<std::int64_t> last_generation;  // of the last summary
   double expected_ratio = 1.0;                  // NaN once a generation came without provenance
-  vc::log_ratio_series series;                  // ln of the summary statistic's variance ratio
+  double expected_mean_offset = 0.0;  // E‖μ_g − μ₀‖²/V₀ of the provenance model
+  vc::log_ratio_series series;        // ln of the summary statistic's variance ratio
   vc::run_decision decision;
   bool below_real_floor = false;  // the last summary trained on too little real data
 };
@@ -710,12 +712,16 @@ class variance_collapse_monitor final : public sdk::monitor {
   }
 
   // The expected dispersion ratio of a recursion that refits on N samples, a share s of them
-  // drawn from the previous generation and 1 - s from the real distribution:
-  //   E_g = (1 - 1/N) (s E_{g-1} + (1 - s))
-  // which is ((N-1)/N)^g for s = 1: the closed form of a Gaussian refitted with the ddof-0
-  // variance, and of Gini-Simpson diversity under multinomial resampling. It does not depend on
-  // the sampling noise of one run, so its crossing of the floor is where collapse is expected;
-  // the observed statistics catch a run that collapses faster than the model says.
+  // drawn from the previous generation and 1 - s from the real distribution, exactly
+  // (stats::refit_expectation):
+  //   E_g = (1 - 1/N) (s E_{g-1} + (1 - s)) + s (1 - s) M_{g-1},
+  //   M_g = s² M_{g-1} + (s E_{g-1} + (1 - s)) / N
+  // where M is the expected squared offset of the model's mean from the real data's: with real
+  // data in the mix the model's wandering mean adds spread back. For s = 1 it is ((N-1)/N)^g:
+  // the closed form of a Gaussian refitted with the ddof-0 variance, and of Gini-Simpson diversity
+  // under multinomial resampling. It does not depend on the sampling noise of one run, so its
+  // crossing of the floor is where collapse is expected; the observed statistics catch a run
+  // that collapses faster than the model says.
   void update_expected_ratio(const v1::GenerationSummary& g, run_state& run) const {
     const double real = real_share_of(g, s_.real_sources);
     double n = static_cast<double>(g.sample_count());
@@ -724,12 +730,15 @@ class variance_collapse_monitor final : public sdk::monitor {
         n = static_cast<double>(stat->count());
       }
     }
-    if (std::isnan(real) || n < 2.0) {
+    if (std::isnan(real) || n < 2.0 || !std::isfinite(n)) {
       run.expected_ratio = nan;  // without provenance the model can say nothing from now on
       return;
     }
-    const double synthetic = std::clamp(1.0 - real, 0.0, 1.0);
-    run.expected_ratio = (1.0 - 1.0 / n) * (synthetic * run.expected_ratio + (1.0 - synthetic));
+    stats::refit_expectation e;
+    if (!e.restore(run.expected_ratio, run.expected_mean_offset)) return;  // already unknown
+    e.step(n, std::clamp(1.0 - real, 0.0, 1.0));
+    run.expected_ratio = e.dispersion();
+    run.expected_mean_offset = e.mean_offset();
   }
 
   void check_collapse(const v1::GenerationSummary& g, run_state& run, sdk::context& ctx) const {
@@ -858,6 +867,7 @@ class variance_collapse_monitor final : public sdk::monitor {
     w.write_bool(run.last_generation.has_value());
     w.write_i64(run.last_generation.value_or(0));
     w.write_f64(run.expected_ratio);
+    w.write_f64(run.expected_mean_offset);
     run.series.write(w);
     run.decision.write(w);
     w.write_bool(run.below_real_floor);
@@ -888,6 +898,7 @@ class variance_collapse_monitor final : public sdk::monitor {
     const std::int64_t last = r.read_i64();
     if (has_last) run.last_generation = last;
     run.expected_ratio = r.read_f64();
+    run.expected_mean_offset = r.read_f64();
     run.series.read(r);
     run.decision.read(r);
     run.below_real_floor = r.read_bool();

@@ -19,10 +19,12 @@
 #include <loopwarden/stats/page_hinkley.hpp>  // Page-Hinkley change-in-mean test
 #include <loopwarden/stats/set_overlap.hpp>   // Jaccard and weighted Jaccard on keys and n-grams
 #include <loopwarden/stats/quantile_sketch.hpp>  // relative-error quantiles in bounded memory
+#include <loopwarden/stats/refit_recursion.hpp>  // exact expected dispersion of a refit on a real-data mix
 #include <loopwarden/stats/queueing.hpp>      // M/M/1, Little's law, net-flow growth test
 #include <loopwarden/stats/signal.hpp>        // signal_side, direction
 #include <loopwarden/stats/sparse_histogram.hpp>  // sparse histograms on shared keys; JS in bits
 #include <loopwarden/stats/tail_mass.hpp>     // share of samples beyond baseline quantiles
+#include <loopwarden/stats/tail_loss.hpp>     // material loss of the share beyond a baseline tail
 #include <loopwarden/stats/time_buckets.hpp>  // sliding time window of per-bucket summaries
 #include <loopwarden/stats/trend.hpp>         // windowed line fit, generations until a floor
 #include <loopwarden/stats/welford.hpp>       // running count, mean, variance, min, max
