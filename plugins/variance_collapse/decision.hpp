@@ -53,6 +53,10 @@ struct decision_settings {
   std::uint64_t consecutive = 2;
   std::size_t trend_window = 8;
   double dispersion_floor = 0.7;  // the floor projections aim at
+  // The share of a baseline's tails that must be lost before a tail check may cross: the
+  // summaries' tail_ratio floor, and the material loss the scalar and embedding tail tests test
+  // against (stats::tail_loss_p_value), so every input calls the same loss collapse.
+  double tail_floor = 0.5;
   double cusum_k = 0.5;
   double cusum_h = 7.0;
   double ewma_lambda = 0.5;

@@ -406,7 +406,8 @@ void embedding_run::evaluate(run_decision& decision, sdk::context& ctx) {
   }
 
   // Tail share: the count beyond the j-th smallest of m baseline distances is exactly
-  // BetaBinomial(n, m − j + 1, j) under no change; crossing when its lower tail is below alpha.
+  // BetaBinomial(n, m − j + 1, j) under no change; crossing when its lower tail is below alpha
+  // (significant) and the share is below tail_floor times the baseline's (material).
   const auto m = static_cast<double>(b.distances.size());
   const double a = m - static_cast<double>(b.threshold_rank) + 1.0;
   const double bb = static_cast<double>(b.threshold_rank);
@@ -417,9 +418,9 @@ void embedding_run::evaluate(run_decision& decision, sdk::context& ctx) {
   statistic_check tail;
   tail.statistic = "embeddings.tail_share";
   tail.value = share;
-  tail.limit = a / (a + bb);
+  tail.limit = in_.ds_->tail_floor * a / (a + bb);  // the material share
   tail.below = true;
-  tail.crossed = p < in_.alpha_;
+  tail.crossed = p < in_.alpha_ && share < tail.limit;
   tail.details = {{"p_value", format_number(p)},
                   {"alpha", format_number(in_.alpha_)},
                   {"beyond", std::to_string(g.beyond) + "/" + std::to_string(n)}};

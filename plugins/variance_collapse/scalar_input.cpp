@@ -317,7 +317,8 @@ void scalar_stream::evaluate(run_decision& decision, sdk::context& ctx) {
   }
 
   // Tails: the count outside [x_(i), x_(j)] is BetaBinomial(n, m − (j − i) + 1, j − i) under no
-  // change; crossing when its lower tail (too few: the tails are going) is below alpha.
+  // change; crossing when its lower tail (too few: the tails are going) is below alpha
+  // (significant) and the share is below tail_floor times the baseline's (material).
   const auto m = static_cast<double>(reservoir_.size());
   const double inside = static_cast<double>(high_rank_ - low_rank_);
   const double a = m - inside + 1.0;
@@ -327,9 +328,9 @@ void scalar_stream::evaluate(run_decision& decision, sdk::context& ctx) {
   statistic_check tail;
   tail.statistic = prefix_ + "tail_share";
   tail.value = share;
-  tail.limit = a / (a + inside);
+  tail.limit = in_.ds_->tail_floor * a / (a + inside);  // the material share
   tail.below = true;
-  tail.crossed = p < in_.alpha_;
+  tail.crossed = p < in_.alpha_ && share < tail.limit;
   tail.details = {{"p_value", format_number(p)},
                   {"alpha", format_number(in_.alpha_)},
                   {"outside", std::to_string(outside_) + "/" + std::to_string(n)}};

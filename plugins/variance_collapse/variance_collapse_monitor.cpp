@@ -82,7 +82,6 @@ struct settings {
   bool declared = false;
   baseline_values declared_baseline;
   double observed_dispersion_floor = 0.05;
-  double tail_floor = 0.5;
   double diversity_floor = 0.75;
   std::uint32_t ngram_order = 0;
   double kl_ceiling = 0.25;
@@ -290,8 +289,8 @@ class variance_collapse_monitor final : public sdk::monitor {
     for (auto [key, field] :
          {std::pair{"dispersion_floor", &s.decision.dispersion_floor},
           std::pair{"observed_dispersion_floor", &s.observed_dispersion_floor},
-          std::pair{"tail_floor", &s.tail_floor}, std::pair{"diversity_floor", &s.diversity_floor},
-          std::pair{"alpha", &s.alpha}}) {
+          std::pair{"tail_floor", &s.decision.tail_floor},
+          std::pair{"diversity_floor", &s.diversity_floor}, std::pair{"alpha", &s.alpha}}) {
       if (auto st = read_open_fraction(config, key, *field); !st.ok()) return st;
     }
     if (s.observed_dispersion_floor > s.decision.dispersion_floor) {
@@ -774,7 +773,8 @@ class variance_collapse_monitor final : public sdk::monitor {
     if (g.has_tail_mass()) {
       const double ratio = g.tail_mass() / run.base.tail_mass;
       ctx.set_gauge("tail_ratio", ratio);
-      if (std::isfinite(ratio)) vc::add_check(checks, "tail_ratio", ratio, s_.tail_floor, true);
+      if (std::isfinite(ratio))
+        vc::add_check(checks, "tail_ratio", ratio, s_.decision.tail_floor, true);
     }
 
     for (const auto& d : g.diversity()) {

@@ -24,7 +24,6 @@
 #include <loopwarden/stats/signal.hpp>        // signal_side, direction
 #include <loopwarden/stats/sparse_histogram.hpp>  // sparse histograms on shared keys; JS in bits
 #include <loopwarden/stats/tail_mass.hpp>     // share of samples beyond baseline quantiles
-#include <loopwarden/stats/tail_loss.hpp>     // material loss of the share beyond a baseline tail
 #include <loopwarden/stats/time_buckets.hpp>  // sliding time window of per-bucket summaries
 #include <loopwarden/stats/trend.hpp>         // windowed line fit, generations until a floor
 #include <loopwarden/stats/welford.hpp>       // running count, mean, variance, min, max
