@@ -4,6 +4,8 @@
 #include <cmath>
 #include <sstream>
 
+#include <loopwarden/stats/welford.hpp>
+
 namespace loopwarden::variance_collapse {
 
 std::string format_number(double v) {
@@ -48,6 +50,10 @@ void log_ratio_series::add(std::int64_t generation, double log_ratio, double var
   // increment is smaller, so the charts err quiet).
   double noise = variance > 0.0 ? variance : nan;
   if (previous_variance_ > 0.0) noise += previous_variance_;
+  // The model's noise is the floor: generations whose spread varies more than their own samples
+  // say (heavy tails in a summary, batch-to-batch effects, a host that re-samples) show it in
+  // the increments already seen, whose sample variance is used when larger.
+  if (std::isfinite(log_ratio)) noise = std::max(noise, observed_increment_variance());
   const double change = log_ratio - previous_log_ratio_;
   previous_log_ratio_ = log_ratio;
   previous_variance_ = variance;
@@ -60,6 +66,20 @@ void log_ratio_series::add(std::int64_t generation, double log_ratio, double var
     add_check(checks, prefix + "log_dispersion_ewma", ewma_.statistic(), ewma_.lower_limit(), true,
               true);
   }
+}
+
+double log_ratio_series::observed_increment_variance() const {
+  const stats::trend_state t = trend_.state();
+  const std::size_t window = t.ys.size();
+  if (t.size < 5 || window == 0) return nan;  // at least 3 increments before the current one
+  stats::welford increments;
+  double previous = nan;
+  for (std::size_t i = 0; i + 1 < t.size; ++i) {  // the last point is the current generation's
+    const double y = t.ys[(t.next + window - t.size + i) % window];
+    if (std::isfinite(previous)) increments.add(y - previous);
+    previous = y;
+  }
+  return increments.sample_variance();
 }
 
 void log_ratio_series::write(sdk::state_writer& w) const {

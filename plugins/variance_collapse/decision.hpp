@@ -90,6 +90,10 @@ class log_ratio_series {
   void read(sdk::state_reader& r);
 
  private:
+  // The sample variance of the increments of ln r among the trend window's points before the
+  // current one (NaN with fewer than 3): the observed noise, derived from the trend's state.
+  double observed_increment_variance() const;
+
   const decision_settings* s_;
   double previous_log_ratio_ = 0.0;
   double previous_variance_ = nan;
