@@ -413,7 +413,9 @@ class variance_collapse_monitor final : public sdk::monitor {
 
   sdk::status restore(std::string_view state) override {
     sdk::state_reader r(state);
-    if (auto version = r.read_header(plugin_name, snapshot_version); !version.ok()) {
+    // Version 1 lacked the provenance model's mean term: refused rather than misread.
+    if (auto version = r.read_header(plugin_name, snapshot_version, snapshot_version);
+        !version.ok()) {
       return version.error();
     }
     std::map<std::string, std::unique_ptr<run_state>> runs;
