@@ -1499,8 +1499,42 @@ TEST_CASE("agent_drift refuses a truncated, foreign or mismatched snapshot and s
 
 namespace {
 
-// The steps of tests/fixtures/agent_sessions/realistic_sessions.jsonl (see make_sessions.py),
-// as envelopes with their own timestamps.
+// One line of an agent_sessions fixture (realistic_sessions.jsonl, holdout_sessions.jsonl) as an
+// envelope with its own timestamp.
+v1::Envelope session_envelope(const nlohmann::json& j, std::uint64_t seq) {
+  v1::Envelope e;
+  e.set_source("fixture/coder");
+  e.set_run_id(j.at("run").get<std::string>());
+  e.set_seq(seq);
+  e.set_time_unix_nano(1'700'000'000'000'000'000 +
+                       static_cast<std::int64_t>(j.at("t").get<double>() * 1e9));
+  v1::AgentStep& s = *e.mutable_agent_step();
+  s.set_agent_id(j.at("agent").get<std::string>());
+  s.set_session_id(j.at("session").get<std::string>());
+  s.set_turn(j.at("turn").get<std::uint64_t>());
+  s.set_workspace_hash(j.at("workspace").get<std::string>());
+  s.set_tokens_in(j.at("tokens_in").get<std::uint64_t>());
+  s.set_tokens_out(j.at("tokens_out").get<std::uint64_t>());
+  s.set_cost(j.at("cost").get<double>());
+  s.set_output_length(j.at("output_length").get<std::uint64_t>());
+  s.set_reasoning_length(j.at("reasoning_length").get<std::uint64_t>());
+  s.set_output_digest(j.at("output_digest").get<std::string>());
+  s.set_task_completed(j.at("completed").get<bool>());
+  s.set_human_intervention(j.at("human").get<bool>());
+  for (const auto& c : j.at("tool_calls")) {
+    const std::string status = c.at("status").get<std::string>();
+    *s.add_tool_calls() = call(
+        c.at("name").get<std::string>(), c.at("args").get<std::string>(),
+        status == "ok"        ? v1::TOOL_STATUS_OK
+        : status == "timeout" ? v1::TOOL_STATUS_TIMEOUT
+                              : v1::TOOL_STATUS_ERROR,
+        status == "ok" ? c.at("observation").get<std::string>() : c.at("error").get<std::string>(),
+        c.at("target").get<std::string>());
+  }
+  return e;
+}
+
+// The steps of tests/fixtures/agent_sessions/realistic_sessions.jsonl (see make_sessions.py).
 std::vector<v1::Envelope> realistic_sessions() {
   std::ifstream in(std::string(LOOPWARDEN_FIXTURES_DIR) +
                    "/agent_sessions/realistic_sessions.jsonl");
@@ -1508,39 +1542,8 @@ std::vector<v1::Envelope> realistic_sessions() {
   std::vector<v1::Envelope> out;
   std::string line;
   std::uint64_t seq = 0;
-  while (std::getline(in, line)) {
-    const auto j = nlohmann::json::parse(line);
-    v1::Envelope e;
-    e.set_source("fixture/coder");
-    e.set_run_id(j.at("run").get<std::string>());
-    e.set_seq(++seq);
-    e.set_time_unix_nano(1'700'000'000'000'000'000 +
-                         static_cast<std::int64_t>(j.at("t").get<double>() * 1e9));
-    v1::AgentStep& s = *e.mutable_agent_step();
-    s.set_agent_id(j.at("agent").get<std::string>());
-    s.set_session_id(j.at("session").get<std::string>());
-    s.set_turn(j.at("turn").get<std::uint64_t>());
-    s.set_workspace_hash(j.at("workspace").get<std::string>());
-    s.set_tokens_in(j.at("tokens_in").get<std::uint64_t>());
-    s.set_tokens_out(j.at("tokens_out").get<std::uint64_t>());
-    s.set_cost(j.at("cost").get<double>());
-    s.set_output_length(j.at("output_length").get<std::uint64_t>());
-    s.set_reasoning_length(j.at("reasoning_length").get<std::uint64_t>());
-    s.set_output_digest(j.at("output_digest").get<std::string>());
-    s.set_task_completed(j.at("completed").get<bool>());
-    s.set_human_intervention(j.at("human").get<bool>());
-    for (const auto& c : j.at("tool_calls")) {
-      const std::string status = c.at("status").get<std::string>();
-      *s.add_tool_calls() = call(c.at("name").get<std::string>(), c.at("args").get<std::string>(),
-                                 status == "ok"        ? v1::TOOL_STATUS_OK
-                                 : status == "timeout" ? v1::TOOL_STATUS_TIMEOUT
-                                                       : v1::TOOL_STATUS_ERROR,
-                                 status == "ok" ? c.at("observation").get<std::string>()
-                                                : c.at("error").get<std::string>(),
-                                 c.at("target").get<std::string>());
-    }
-    out.push_back(std::move(e));
-  }
+  while (std::getline(in, line))
+    out.push_back(session_envelope(nlohmann::json::parse(line), ++seq));
   return out;
 }
 
@@ -1735,4 +1738,90 @@ TEST_CASE("agent_drift measure: headroom of each guard on the realistic fixture"
     if (c > peak) peak = c;
   }
   WARN("drift CUSUM peak over all sessions: " << peak << " (h 6)");
+}
+
+// --- the holdout trajectories -----------------------------------------------------------------
+
+namespace {
+
+// One labelled case of tests/fixtures/agent_sessions/holdout_sessions.jsonl (see
+// make_holdout_sessions.py): its run, the breaker on-call would want ("" = none), its class.
+struct holdout_case {
+  std::string run;
+  std::string expect;
+  std::string klass;
+  std::vector<v1::Envelope> events;
+};
+
+std::vector<holdout_case> holdout_cases() {
+  std::ifstream in(std::string(LOOPWARDEN_FIXTURES_DIR) + "/agent_sessions/holdout_sessions.jsonl");
+  REQUIRE(in.good());
+  std::vector<holdout_case> out;
+  std::string line;
+  std::uint64_t seq = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    const auto run = j.at("run").get<std::string>();
+    if (out.empty() || out.back().run != run) {
+      out.push_back({run, j.at("expect").get<std::string>(), j.at("class").get<std::string>(), {}});
+    }
+    out.back().events.push_back(session_envelope(j, ++seq));
+  }
+  return out;
+}
+
+// What one case did to a fresh engine with the default config: the first step (1-based) at which
+// each breaker opened on the case's run (0 = never) and the guard named by agent.runaway.
+struct holdout_result {
+  std::size_t runaway_at = 0;
+  std::size_t drift_at = 0;
+  std::string guard;
+};
+
+holdout_result run_holdout(const holdout_case& c) {
+  auto e = engine_with("{}");
+  holdout_result r;
+  for (std::size_t i = 0; i < c.events.size(); ++i) {
+    e->process(c.events[i]);
+    if (r.runaway_at == 0 && e->breakers().find({runaway, c.run})) {
+      r.runaway_at = i + 1;
+      r.guard = evidence_of(*e, runaway, c.run)["guard"];
+    }
+    if (r.drift_at == 0 && e->breakers().find({drift, c.run})) r.drift_at = i + 1;
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("agent_drift detects the holdout failure modes and leaves the healthy holdout sessions",
+          "[plugins][agent_drift][holdout]") {
+  const auto cases = holdout_cases();
+  REQUIRE(cases.size() == 21);
+  int failures = 0;
+  int detected = 0;
+  int healthy = 0;
+  int false_trips = 0;
+  for (const auto& c : cases) {
+    const auto r = run_holdout(c);
+    const bool tripped_expected =
+        (c.expect == runaway && r.runaway_at != 0) || (c.expect == drift && r.drift_at != 0);
+    const bool tripped_any = r.runaway_at != 0 || r.drift_at != 0;
+    if (c.expect.empty()) {
+      ++healthy;
+      if (tripped_any) ++false_trips;
+    } else {
+      ++failures;
+      if (tripped_expected) ++detected;
+    }
+    WARN(c.run << " [" << c.klass << "] expect=" << (c.expect.empty() ? "none" : c.expect)
+               << " steps=" << c.events.size() << " runaway_at=" << r.runaway_at << " (" << r.guard
+               << ") drift_at=" << r.drift_at
+               << (c.expect.empty() ? (tripped_any ? "  FALSE TRIP" : "  ok")
+                                    : (tripped_expected ? "  detected" : "  MISSED")));
+  }
+  WARN("holdout: detected " << detected << "/" << failures << ", false trips " << false_trips << "/"
+                            << healthy);
+  CHECK(failures == 11);
+  CHECK(healthy == 10);
 }
