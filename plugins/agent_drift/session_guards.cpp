@@ -229,7 +229,21 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                                    .add(outcome)
                                    .value();
     const bool novel = seen_pairs_.insert(pair);
-    novel_call = novel_call || novel;
+    // Progress is a result never seen, not a call never seen: the next page of a search that has
+    // nothing new, a scroll that loads nothing, a click a pixel off, a file re-opened at another
+    // line are new calls with old results (the holdout fixture's loops that vary an argument
+    // trivially). A success's result is its observation at its place (tool, target); a
+    // failure's is its error from the tool, wherever it was aimed. A success without an
+    // observation digest has no known result: the call's novelty stands in for it. The results
+    // share the session's novelty table with the (call, outcome) pairs (other fingerprints).
+    bool novel_result = novel;
+    if (failing ? !c.error_digest().empty() : ok && !c.observation_digest().empty()) {
+      fingerprint result;
+      result.add("result").add(c.name()).add(failing ? std::string_view{} : c.target());
+      novel_result = seen_pairs_.insert(
+          result.add_u64(static_cast<std::uint64_t>(c.status())).add(outcome).value());
+    }
+    novel_call = novel_call || novel_result;
     // Without hashes, a successful call never seen before may have changed the workspace (an
     // edit); count it as a change, before counting the call itself, so it opens the new epoch.
     if (!has_hashes_ && ok && novel) new_epoch();
@@ -240,7 +254,7 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     // in between (re-reading a file between reads of new ones is normal). A call is only "the
     // same" when it names its arguments or target; a result is only "the same" when it is known
     // (a failure, an observation digest) or the workspace hash vouches for it.
-    if (novel) ++progress_;
+    if (novel_result) ++progress_;
     const bool identifiable = !c.args_digest().empty() || !c.target().empty();
     const bool known = failing || (ok && (!c.observation_digest().empty() || has_hashes_));
     const std::uint64_t repeat_limit = failing ? g.same_error : g.same_observation;

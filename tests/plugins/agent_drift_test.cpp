@@ -524,6 +524,31 @@ TEST_CASE(
        with_tokens(generate(60, [](int i) { return step({read_file(n("src/m", i) + ".py")}); }),
                    500'000),
        0, ""},
+      // A new call is not progress when its result is one already seen (the holdout fixture's
+      // pagination, scrolling and jittered-click loops): the page number changes, the page does
+      // not.
+      {"the next page of a search, the same results every time", "{}",
+       generate(40, [](int i) { return step({ok("web_search", n("page=", i), "same-10", "q")}); }),
+       21, "no_progress"},
+      {"scrolling further, the same rows, without hashes, 500k tokens a step", "{}",
+       without_hashes(with_tokens(
+           generate(40, [](int i) { return step({ok("scroll", n("y=", i), "rows-1-40", "u")}); }),
+           500'000)),
+       12, "tokens_without_progress"},
+      {"a file re-opened at other lines, the same content", "{}",
+       generate(40, [](int i) { return step({ok("open", n("line=", i), "a-v0", "a.py")}); }), 21,
+       "no_progress"},
+      {"twin: the next page of a search, new results every time", "{}",
+       generate(40, [](int i) { return step({ok("web_search", n("page=", i), n("r", i), "q")}); }),
+       0, ""},
+      {"twin: the same result from many places (a crawler), without hashes, 500k a step", "{}",
+       without_hashes(with_tokens(
+           generate(40, [](int i) { return step({ok("fetch", "get", "200-ok", n("url", i))}); }),
+           500'000)),
+       0, ""},
+      {"twin: new calls without observation digests (the result unknown)", "{}",
+       generate(40, [](int i) { return step({ok("click", n("x=", i), "", "u")}, n("ws", i)); }), 0,
+       ""},
       {"twin: a review rereading ten files with an edit every ten steps", "{}",
        generate(
            60,
