@@ -169,6 +169,36 @@ session_guards::session_guards(const settings& s)
 
 // The workspace changed (or, without hashes, may have): "the same call gave the same result" and
 // "the same error again" start counting afresh, because re-running after a change is normal work.
+bool retry_spacing::note(std::int64_t now, bool first, double factor) {
+  if (first) {
+    *this = retry_spacing{};
+  } else {
+    const std::int64_t gap = now - last_at;
+    // A backoff never shortens its wait; it grows by the factor, or stays at its cap once there.
+    if (gap <= 0 || (last_gap > 0 && gap < last_gap)) growing = false;
+    if (last_gap > 0 && static_cast<double>(gap) >= factor * static_cast<double>(last_gap)) {
+      ++grew;
+    }
+    last_gap = gap;
+  }
+  last_at = now;
+  return growing && grew > 0;
+}
+
+void retry_spacing::save(sdk::state_writer& w) const {
+  w.write_i64(last_at);
+  w.write_i64(last_gap);
+  w.write_u64(grew);
+  w.write_bool(growing);
+}
+
+void retry_spacing::load(sdk::state_reader& r) {
+  last_at = r.read_i64();
+  last_gap = r.read_i64();
+  grew = r.read_u64();
+  growing = r.read_bool();
+}
+
 void session_guards::new_epoch() {
   repeats_.clear();
   errors_.clear();
@@ -267,7 +297,14 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
         repeat_count& r = it->second;
         r.count = (failing || r.count == 0 || r.progress == progress_) ? r.count + 1 : 1;
         r.progress = progress_;
-        if (r.count >= repeat_limit) {
+        // Retries that wait longer each time (exponential backoff) are a retry policy waiting
+        // out a transient failure (a rate limit, a service restarting), not a loop: they may
+        // go on to backoff_retries while every interval keeps growing. A retry at a steady
+        // pace, or one that stops backing off, is held to the plain limit.
+        const bool backoff = failing && r.spacing.note(in.now, r.count == 1, g.backoff_factor);
+        const std::uint64_t limit =
+            backoff ? std::max(repeat_limit, g.backoff_retries) : repeat_limit;
+        if (r.count >= limit) {
           const std::string guard = failing ? "repeated_failure" : "repeated_action";
           const std::string what = failing
                                        ? "failed with the same error " + std::to_string(r.count) +
@@ -275,12 +312,13 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                                        : "returned the same result " + std::to_string(r.count) +
                                              " times with nothing new in between";
           report({guard,
-                  "the same call " + label_of(c) + " " + what + " (limit " +
-                      std::to_string(repeat_limit) + ")",
+                  "the same call " + label_of(c) + " " + what + " (limit " + std::to_string(limit) +
+                      ")",
                   {{"pattern", label_of(c)},
                    {"count", std::to_string(r.count)},
-                   {"limit", std::to_string(repeat_limit)},
-                   {"workspace_hash", has_hashes_ ? last_hash_text_ : "not reported"}}});
+                   {"limit", std::to_string(limit)},
+                   {"workspace_hash", has_hashes_ ? last_hash_text_ : "not reported"},
+                   {"backoff", backoff ? "yes" : "no"}}});
           r.count = 0;
         }
       }
@@ -304,21 +342,24 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
       if (it != errors_.end()) {
         error_streak& e = it->second;
         ++e.count;
+        const bool backoff = e.spacing.note(in.now, e.count == 1, g.backoff_factor);
         const std::uint64_t args = fingerprint().add(c.target()).add(c.args_digest()).value();
         if (e.args.size() < 64 && std::find(e.args.begin(), e.args.end(), args) == e.args.end()) {
           e.args.push_back(args);
         }
-        if (e.count >= g.same_error_varying_args) {
+        const std::uint64_t limit = backoff ? std::max(g.same_error_varying_args, g.backoff_retries)
+                                            : g.same_error_varying_args;
+        if (e.count >= limit) {
           report({"same_error",
                   std::to_string(e.count) + " failing calls of " + abbreviate(tool, 48) + " with " +
                       std::to_string(e.args.size()) +
                       " different arguments all failed with error " + e.error + " (limit " +
-                      std::to_string(g.same_error_varying_args) + ")",
+                      std::to_string(limit) + ")",
                   {{"pattern", abbreviate(tool, 48) + "(*) -> " +
                                    std::string(status_word(c.status())) + " " + e.error},
                    {"count", std::to_string(e.count)},
                    {"distinct_arguments", std::to_string(e.args.size())},
-                   {"limit", std::to_string(g.same_error_varying_args)},
+                   {"limit", std::to_string(limit)},
                    {"last_call", label_of(c)}}});
           errors_.erase(it);
         }
@@ -539,6 +580,7 @@ void session_guards::save(sdk::state_writer& w) const {
     w.write_u64(k);
     w.write_u64(r.count);
     w.write_u64(r.progress);
+    r.spacing.save(w);
   }
   w.write_u64(progress_);
   w.write_u64(errors_.size());
@@ -548,6 +590,7 @@ void session_guards::save(sdk::state_writer& w) const {
     w.write_u64(e.count);
     w.write_u64s(e.args);
     w.write_string(e.error);
+    e.spacing.save(w);
   }
   w.write_u64(stuck_.size());
   for (const auto& [k, f] : stuck_) {
@@ -599,6 +642,7 @@ bool session_guards::load(sdk::state_reader& r, const settings& s, std::uint32_t
     repeat_count& rc = repeats_[k];
     rc.count = r.read_u64();
     rc.progress = r.read_u64();
+    if (version >= 3) rc.spacing.load(r);
   }
   progress_ = r.read_u64();
   errors_.clear();
@@ -610,6 +654,7 @@ bool session_guards::load(sdk::state_reader& r, const settings& s, std::uint32_t
     e.count = r.read_u64();
     e.args = r.read_u64s(64);
     e.error = r.read_string(64);
+    if (version >= 3) e.spacing.load(r);
     errors_[{std::move(tool), key}] = std::move(e);
   }
   stuck_.clear();

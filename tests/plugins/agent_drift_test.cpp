@@ -296,6 +296,59 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "agent_drift lets failing retries that back off exponentially go on to backoff_retries, not "
+    "retries at a steady pace",
+    "[plugins][agent_drift][guards]") {
+  // The holdout fixture's rate-limited API: the same call fails with 429, the agent waits 1, 2,
+  // 4, ... s (capped at 120 s) and it then succeeds. The first gap is the wait before the first
+  // attempt.
+  const auto post = fail("http_post", "series-7", "E-429", "https://api.example");
+  auto spaced = [](const v1::ToolCall& c, const std::vector<double>& gaps) {
+    steps out;
+    for (double g : gaps) {
+      out.push_back(step({c}));
+      out.back().gap_seconds = g;
+    }
+    return out;
+  };
+  const std::vector<double> doubling = {1, 2, 4, 8, 16, 32, 64, 120, 120};
+  const std::vector<double> endless = {1, 2, 4, 8, 16, 32, 64, 120, 120, 120, 120, 120, 120};
+  auto varying = [&](const std::vector<double>& gaps) {
+    steps out;
+    for (std::size_t i = 0; i < gaps.size(); ++i) {
+      out.push_back(
+          step({fail("http_post", n("attempt-", static_cast<int>(i)), "E-429", "https://api")}));
+      out.back().gap_seconds = gaps[i];
+    }
+    return out;
+  };
+  std::vector<guard_row> rows = {
+      {"a backoff that never succeeds trips at backoff_retries", "{}", spaced(post, endless), 10,
+       "repeated_failure"},
+      {"a backoff that stops backing off trips at once", "{}", spaced(post, {1, 2, 4, 8, 3, 3}), 5,
+       "repeated_failure"},
+      {"retries at a steady 30 s trip at the plain limit", "{}", spaced(post, {30, 30, 30}), 3,
+       "repeated_failure"},
+      {"retries a little slower each time (by less than the factor) trip at the plain limit", "{}",
+       spaced(post, {10, 11, 12, 13}), 3, "repeated_failure"},
+      {"the backoff allowance turned off", "{guards: {backoff_retries: 0}}", spaced(post, doubling),
+       3, "repeated_failure"},
+      {"a backoff with varying arguments that never succeeds trips same_error at backoff_retries",
+       "{}", varying(endless), 10, "same_error"},
+      {"varying arguments at a steady pace trip same_error at its plain limit", "{}",
+       varying({5, 5, 5, 5, 5, 5, 5}), 6, "same_error"},
+      {"twin: nine retries backing off, then a success", "{}",
+       spaced(post, doubling) +
+           steps{step({ok("http_post", "series-7", "200", "https://api.example")})},
+       0, ""},
+      {"twin: nine retries with varying arguments backing off, then a success", "{}",
+       varying(doubling) + steps{step({ok("http_post", "attempt-ok", "200", "https://api")})}, 0,
+       ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE(
     "agent_drift repeated_action trips at the Nth identical call with the same result, not "
     "on the same tool over many files",
     "[plugins][agent_drift][guards]") {
@@ -1195,6 +1248,11 @@ TEST_CASE("agent_drift refuses bad config naming the field and line", "[plugins]
       {"{guards: {same_error: 1}}",
        "monitors[0].config.guards.same_error: expected 0 (off) or an integer in [2, 1000000], got "
        "\"1\""},
+      {"{guards: {backoff_factor: 1}}",
+       "monitors[0].config.guards.backoff_factor: expected a number > 1, got \"1\""},
+      {"{guards: {backoff_retries: 1}}",
+       "monitors[0].config.guards.backoff_retries: expected 0 (off) or an integer in [2, "
+       "1000000], got \"1\""},
       {"{guards: {max_steps: -5}}",
        "monitors[0].config.guards.max_steps: expected 0 (off) or an integer in [1, "
        "1000000000000000000], got \"-5\""},
@@ -1396,7 +1454,7 @@ std::pair<std::vector<opening>, std::string> run_split(const std::vector<v1::Env
 
 namespace {
 
-// `state` (a snapshot in the current format, 2) with its header's format version replaced.
+// `state` (a snapshot in the current format, 3) with its header's format version replaced.
 std::string with_format(std::string state, std::uint8_t version) {
   // LWSTATE1, the plugin name as a u64 length and its bytes, then the version as a u64 (LE).
   state[8 + 8 + std::string("agent_drift").size()] = static_cast<char>(version);
@@ -1421,7 +1479,11 @@ TEST_CASE("agent_drift restores a format 1 snapshot and trips at the next step o
   // session) that silenced them for the rest of the session; format 2 has none. A format 1
   // snapshot with every flag set restores to the same state (byte for byte once written again),
   // and the next step over budget trips.
-  auto a = engine_with("{guards: {session_tokens: 10000, run_tokens: 20000}}");
+  // same_observation off keeps the session's repeat table empty, so the format 3 snapshot taken
+  // here has the byte layout of format 2 (format 3 added the spacing of each repeat entry).
+  const std::string config =
+      "{guards: {session_tokens: 10000, run_tokens: 20000, same_observation: 0}}";
+  auto a = engine_with(config);
   feeder fa(*a);
   for (int i = 0; i < 8; ++i) fa.send(step({read_file(n("f", i))}, "ws-0", 3000));
   REQUIRE(fa.opened_at(runaway) == 4);
@@ -1435,7 +1497,7 @@ TEST_CASE("agent_drift restores a format 1 snapshot and trips at the next step o
   core::monitor_state old = saved[0];
   old.state = v1_state;
 
-  auto b = engine_with("{guards: {session_tokens: 10000, run_tokens: 20000}}");
+  auto b = engine_with(config);
   const auto restored = b->restore_monitor(old);
   INFO(restored.message());
   REQUIRE(restored.ok());
@@ -1485,8 +1547,8 @@ TEST_CASE("agent_drift refuses a truncated, foreign or mismatched snapshot and s
   const std::vector<row> rows = {
       {"truncated", "{}", good.substr(0, good.size() / 2), "truncated"},
       {"trailing bytes", "{}", good + "x", "unread bytes"},
-      {"a newer format", "{}", with_format(good, 3),
-       "snapshot format version 3, this build reads 1 to 2"},
+      {"a newer format", "{}", with_format(good, 4),
+       "snapshot format version 4, this build reads 1 to 3"},
       {"another plugin's", "{}", "LWSTATE1" + std::string("\x0b\0\0\0\0\0\0\0", 8) + "goal_drifts",
        "truncated"},
       {"other drift settings", "{drift: {window: 40}}", good, "other drift"},
