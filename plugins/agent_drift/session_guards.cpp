@@ -243,6 +243,7 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
   const std::size_t calls = std::min<std::size_t>(static_cast<std::size_t>(step.tool_calls_size()),
                                                   s.limits.max_tool_calls_per_step);
   bool watched_call = false;
+  bool results_known = true;  // every watched call's result is known (see no_progress)
   bool novel_call = false;
   for (std::size_t i = 0; i < calls; ++i) {
     const v1::ToolCall& c = step.tool_calls(static_cast<int>(i));
@@ -267,7 +268,10 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     // observation digest has no known result: the call's novelty stands in for it. The results
     // share the session's novelty table with the (call, outcome) pairs (other fingerprints).
     bool novel_result = novel;
-    if (failing ? !c.error_digest().empty() : ok && !c.observation_digest().empty()) {
+    const bool result_known =
+        failing ? !c.error_digest().empty() : ok && !c.observation_digest().empty();
+    results_known = results_known && result_known;
+    if (result_known) {
       fingerprint result;
       result.add("result").add(c.name()).add(failing ? std::string_view{} : c.target());
       novel_result = seen_pairs_.insert(
@@ -479,22 +483,30 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     }
   }
 
-  // Progress: a workspace state never seen in this session, a call or result never seen in it,
-  // the task completed, or a human stepped in. Reading new files is progress (new results);
-  // calling the same things again and getting the same answers is not.
+  // Progress: a workspace state never seen in this session, a result never seen in it (or, when
+  // the result is unknown, a call never seen), the task completed, or a human stepped in.
+  // Reading new files is progress (new results); calling the same things again, or other things
+  // that give the same answers, is not.
   const bool progress =
       new_state || novel_call || step.task_completed() || step.human_intervention();
 
   if (progress) {
     no_progress_steps_ = 0;
-  } else if (g.no_progress_steps > 0 && has_hashes_ && watched_call) {
+  } else if (g.no_progress_steps > 0 && (has_hashes_ || results_known) && watched_call) {
+    // Without workspace hashes a step counts only when every call's result is known: then
+    // "nothing new" is the results' own word (a browser scrolling a page that loads nothing). A
+    // call without an observation digest may have changed the world unseen.
     if (++no_progress_steps_ >= g.no_progress_steps) {
+      const std::string where = has_hashes_
+                                    ? "the workspace unchanged (hash " + last_hash_text_ + ")"
+                                    : "no workspace reported";
       report({"no_progress",
-              std::to_string(no_progress_steps_) +
-                  " steps of tool calls with the workspace unchanged (hash " + last_hash_text_ +
-                  ") and no call or result that was not seen before (limit " +
+              std::to_string(no_progress_steps_) + " steps of tool calls with " + where +
+                  " and no result that was not seen before (limit " +
                   std::to_string(g.no_progress_steps) + ")",
-              {{"pattern", "workspace " + last_hash_text_ + " unchanged, only repeated calls"},
+              {{"pattern", (has_hashes_ ? "workspace " + last_hash_text_ + " unchanged"
+                                        : std::string("no workspace reported")) +
+                               ", only results seen before"},
                {"count", std::to_string(no_progress_steps_)},
                {"limit", std::to_string(g.no_progress_steps)},
                {"workspace_hash", last_hash_text_}}});

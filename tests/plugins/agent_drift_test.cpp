@@ -570,7 +570,17 @@ TEST_CASE(
       {"a loop burning 500k tokens a step", "{}", loop(500'000), 21, "tokens_without_progress"},
       {"a loop burning 500k tokens a step, without hashes", "{}", without_hashes(loop(500'000)), 21,
        "tokens_without_progress"},
-      {"twin: the same loop at 2k tokens without hashes", "{}", without_hashes(loop(2000)), 0, ""},
+      // Without hashes the results vouch for "nothing new" when every call has one.
+      {"the same loop at 2k tokens without hashes", "{}", without_hashes(loop(2000)), 30,
+       "no_progress"},
+      {"twin: the same loop without hashes or observation digests (results unknown)", "{}",
+       without_hashes(generate(30,
+                               [&](int i) {
+                                 return step(
+                                     {ok("read_file", "args:" + std::string(1, order[i]) + ".py",
+                                         "", std::string(1, order[i]) + ".py")});
+                               })),
+       0, ""},
       {"twin: exploring 150 new files with the workspace unchanged", "{}",
        generate(150, [](int i) { return step({read_file(n("src/m", i) + ".py")}); }), 0, ""},
       {"twin: 60 new files at 500k tokens a step", "{}",
