@@ -1895,6 +1895,11 @@ TEST_CASE("agent_drift detects the holdout failure modes and leaves the healthy 
           "[plugins][agent_drift][holdout]") {
   const auto cases = holdout_cases();
   REQUIRE(cases.size() == 21);
+  // The two healthy cases the defaults still halt, by design (docs/monitors/agent-drift.md,
+  // "Held-out trajectories"): a 1529-step batch passes the iteration cap, and polling a CI
+  // pipeline is the same call with the same answer (put polling tools in ignore_tools).
+  const std::map<std::string, std::string> accepted_false_trips = {
+      {"holdout-batch-500-files", "iteration_cap"}, {"holdout-ci-polling", "repeated_action"}};
   int failures = 0;
   int detected = 0;
   int healthy = 0;
@@ -1907,9 +1912,19 @@ TEST_CASE("agent_drift detects the holdout failure modes and leaves the healthy 
     if (c.expect.empty()) {
       ++healthy;
       if (tripped_any) ++false_trips;
+      INFO(c.run << " tripped " << (r.drift_at ? "agent.drift" : r.guard));
+      const auto accepted = accepted_false_trips.find(c.run);
+      if (accepted == accepted_false_trips.end()) {
+        CHECK_FALSE(tripped_any);
+      } else {
+        CHECK(r.drift_at == 0);
+        CHECK((r.runaway_at == 0 || r.guard == accepted->second));
+      }
     } else {
       ++failures;
       if (tripped_expected) ++detected;
+      INFO(c.run << " [" << c.klass << "] expected " << c.expect);
+      CHECK(tripped_expected);
     }
     WARN(c.run << " [" << c.klass << "] expect=" << (c.expect.empty() ? "none" : c.expect)
                << " steps=" << c.events.size() << " runaway_at=" << r.runaway_at << " (" << r.guard
@@ -1921,4 +1936,8 @@ TEST_CASE("agent_drift detects the holdout failure modes and leaves the healthy 
                             << healthy);
   CHECK(failures == 11);
   CHECK(healthy == 10);
+  // Targets: every failure mode caught; at most the two accepted false trips. (The untouched
+  // monitor scored 7/11 and 3/10.)
+  CHECK(detected == 11);
+  CHECK(false_trips <= 2);
 }
