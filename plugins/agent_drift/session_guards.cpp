@@ -169,14 +169,15 @@ session_guards::session_guards(const settings& s)
 
 // The workspace changed (or, without hashes, may have): "the same call gave the same result" and
 // "the same error again" start counting afresh, because re-running after a change is normal work.
-bool retry_spacing::note(std::int64_t now, bool first, double factor) {
+bool retry_spacing::note(std::int64_t now, bool first, double factor, std::int64_t min_interval) {
   if (first) {
     *this = retry_spacing{};
   } else {
     const std::int64_t gap = now - last_at;
     // A backoff never shortens its wait; it grows by the factor, or stays at its cap once there.
     if (gap <= 0 || (last_gap > 0 && gap < last_gap)) growing = false;
-    if (last_gap > 0 && static_cast<double>(gap) >= factor * static_cast<double>(last_gap)) {
+    if (last_gap > 0 && gap >= min_interval &&
+        static_cast<double>(gap) >= factor * static_cast<double>(last_gap)) {
       ++grew;
     }
     last_gap = gap;
@@ -305,7 +306,8 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
         // out a transient failure (a rate limit, a service restarting), not a loop: they may
         // go on to backoff_retries while every interval keeps growing. A retry at a steady
         // pace, or one that stops backing off, is held to the plain limit.
-        const bool backoff = failing && r.spacing.note(in.now, r.count == 1, g.backoff_factor);
+        const bool backoff = failing && r.spacing.note(in.now, r.count == 1, g.backoff_factor,
+                                                       g.backoff_min_interval.count());
         const std::uint64_t limit =
             backoff ? std::max(repeat_limit, g.backoff_retries) : repeat_limit;
         if (r.count >= limit) {
@@ -346,7 +348,8 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
       if (it != errors_.end()) {
         error_streak& e = it->second;
         ++e.count;
-        const bool backoff = e.spacing.note(in.now, e.count == 1, g.backoff_factor);
+        const bool backoff =
+            e.spacing.note(in.now, e.count == 1, g.backoff_factor, g.backoff_min_interval.count());
         const std::uint64_t args = fingerprint().add(c.target()).add(c.args_digest()).value();
         if (e.args.size() < 64 && std::find(e.args.begin(), e.args.end(), args) == e.args.end()) {
           e.args.push_back(args);

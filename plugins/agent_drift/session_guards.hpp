@@ -68,7 +68,7 @@ struct retry_spacing {
   bool growing = true;        // no interval shorter than the one before
   // Records a failure at `now` (the streak's first when `first`); returns whether the streak is
   // a backoff.
-  bool note(std::int64_t now, bool first, double factor);
+  bool note(std::int64_t now, bool first, double factor, std::int64_t min_interval);
   void save(sdk::state_writer& w) const;
   void load(sdk::state_reader& r);
 };
