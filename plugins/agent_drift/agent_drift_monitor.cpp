@@ -55,8 +55,10 @@ constexpr double max_cost_per_step = 1e9;
 constexpr std::uint64_t max_length = 1'000'000'000;
 constexpr std::size_t max_id_length = 256;
 // Format 2 dropped the budgets' and the iteration cap's "already tripped" flags (they trip at
-// every step past the limit; the registry latches an open breaker); format 1 is still read.
-constexpr std::uint32_t snapshot_version = 2;
+// every step past the limit; the registry latches an open breaker); format 3 added the spacing
+// of failing retries (backoff_retries). Formats 1 and 2 are still read (their retry streaks
+// restore without spacing: held to the plain limits until they show a backoff again).
+constexpr std::uint32_t snapshot_version = 3;
 
 // A map key made of several ids, each length-prefixed so that no two id tuples share a key
 // ("a" + "b|c" and "a|b" + "c" differ whatever characters the ids hold).

@@ -169,6 +169,37 @@ session_guards::session_guards(const settings& s)
 
 // The workspace changed (or, without hashes, may have): "the same call gave the same result" and
 // "the same error again" start counting afresh, because re-running after a change is normal work.
+bool retry_spacing::note(std::int64_t now, bool first, double factor, std::int64_t min_interval) {
+  if (first) {
+    *this = retry_spacing{};
+  } else {
+    const std::int64_t gap = now - last_at;
+    // A backoff never shortens its wait; it grows by the factor, or stays at its cap once there.
+    if (gap <= 0 || (last_gap > 0 && gap < last_gap)) growing = false;
+    if (last_gap > 0 && gap >= min_interval &&
+        static_cast<double>(gap) >= factor * static_cast<double>(last_gap)) {
+      ++grew;
+    }
+    last_gap = gap;
+  }
+  last_at = now;
+  return growing && grew > 0;
+}
+
+void retry_spacing::save(sdk::state_writer& w) const {
+  w.write_i64(last_at);
+  w.write_i64(last_gap);
+  w.write_u64(grew);
+  w.write_bool(growing);
+}
+
+void retry_spacing::load(sdk::state_reader& r) {
+  last_at = r.read_i64();
+  last_gap = r.read_i64();
+  grew = r.read_u64();
+  growing = r.read_bool();
+}
+
 void session_guards::new_epoch() {
   repeats_.clear();
   errors_.clear();
@@ -213,6 +244,7 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
   const std::size_t calls = std::min<std::size_t>(static_cast<std::size_t>(step.tool_calls_size()),
                                                   s.limits.max_tool_calls_per_step);
   bool watched_call = false;
+  bool results_known = true;  // every watched call's result is known (see no_progress)
   bool novel_call = false;
   for (std::size_t i = 0; i < calls; ++i) {
     const v1::ToolCall& c = step.tool_calls(static_cast<int>(i));
@@ -229,7 +261,24 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                                    .add(outcome)
                                    .value();
     const bool novel = seen_pairs_.insert(pair);
-    novel_call = novel_call || novel;
+    // Progress is a result never seen, not a call never seen: the next page of a search that has
+    // nothing new, a scroll that loads nothing, a click a pixel off, a file re-opened at another
+    // line are new calls with old results (the holdout fixture's loops that vary an argument
+    // trivially). A success's result is its observation at its place (tool, target); a
+    // failure's is its error from the tool, wherever it was aimed. A success without an
+    // observation digest has no known result: the call's novelty stands in for it. The results
+    // share the session's novelty table with the (call, outcome) pairs (other fingerprints).
+    bool novel_result = novel;
+    const bool result_known =
+        failing ? !c.error_digest().empty() : ok && !c.observation_digest().empty();
+    results_known = results_known && result_known;
+    if (result_known) {
+      fingerprint result;
+      result.add("result").add(c.name()).add(failing ? std::string_view{} : c.target());
+      novel_result = seen_pairs_.insert(
+          result.add_u64(static_cast<std::uint64_t>(c.status())).add(outcome).value());
+    }
+    novel_call = novel_call || novel_result;
     // Without hashes, a successful call never seen before may have changed the workspace (an
     // edit); count it as a change, before counting the call itself, so it opens the new epoch.
     if (!has_hashes_ && ok && novel) new_epoch();
@@ -240,7 +289,7 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     // in between (re-reading a file between reads of new ones is normal). A call is only "the
     // same" when it names its arguments or target; a result is only "the same" when it is known
     // (a failure, an observation digest) or the workspace hash vouches for it.
-    if (novel) ++progress_;
+    if (novel_result) ++progress_;
     const bool identifiable = !c.args_digest().empty() || !c.target().empty();
     const bool known = failing || (ok && (!c.observation_digest().empty() || has_hashes_));
     const std::uint64_t repeat_limit = failing ? g.same_error : g.same_observation;
@@ -253,7 +302,15 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
         repeat_count& r = it->second;
         r.count = (failing || r.count == 0 || r.progress == progress_) ? r.count + 1 : 1;
         r.progress = progress_;
-        if (r.count >= repeat_limit) {
+        // Retries that wait longer each time (exponential backoff) are a retry policy waiting
+        // out a transient failure (a rate limit, a service restarting), not a loop: they may
+        // go on to backoff_retries while every interval keeps growing. A retry at a steady
+        // pace, or one that stops backing off, is held to the plain limit.
+        const bool backoff = failing && r.spacing.note(in.now, r.count == 1, g.backoff_factor,
+                                                       g.backoff_min_interval.count());
+        const std::uint64_t limit =
+            backoff ? std::max(repeat_limit, g.backoff_retries) : repeat_limit;
+        if (r.count >= limit) {
           const std::string guard = failing ? "repeated_failure" : "repeated_action";
           const std::string what = failing
                                        ? "failed with the same error " + std::to_string(r.count) +
@@ -261,12 +318,13 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
                                        : "returned the same result " + std::to_string(r.count) +
                                              " times with nothing new in between";
           report({guard,
-                  "the same call " + label_of(c) + " " + what + " (limit " +
-                      std::to_string(repeat_limit) + ")",
+                  "the same call " + label_of(c) + " " + what + " (limit " + std::to_string(limit) +
+                      ")",
                   {{"pattern", label_of(c)},
                    {"count", std::to_string(r.count)},
-                   {"limit", std::to_string(repeat_limit)},
-                   {"workspace_hash", has_hashes_ ? last_hash_text_ : "not reported"}}});
+                   {"limit", std::to_string(limit)},
+                   {"workspace_hash", has_hashes_ ? last_hash_text_ : "not reported"},
+                   {"backoff", backoff ? "yes" : "no"}}});
           r.count = 0;
         }
       }
@@ -290,21 +348,25 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
       if (it != errors_.end()) {
         error_streak& e = it->second;
         ++e.count;
+        const bool backoff =
+            e.spacing.note(in.now, e.count == 1, g.backoff_factor, g.backoff_min_interval.count());
         const std::uint64_t args = fingerprint().add(c.target()).add(c.args_digest()).value();
         if (e.args.size() < 64 && std::find(e.args.begin(), e.args.end(), args) == e.args.end()) {
           e.args.push_back(args);
         }
-        if (e.count >= g.same_error_varying_args) {
+        const std::uint64_t limit = backoff ? std::max(g.same_error_varying_args, g.backoff_retries)
+                                            : g.same_error_varying_args;
+        if (e.count >= limit) {
           report({"same_error",
                   std::to_string(e.count) + " failing calls of " + abbreviate(tool, 48) + " with " +
                       std::to_string(e.args.size()) +
                       " different arguments all failed with error " + e.error + " (limit " +
-                      std::to_string(g.same_error_varying_args) + ")",
+                      std::to_string(limit) + ")",
                   {{"pattern", abbreviate(tool, 48) + "(*) -> " +
                                    std::string(status_word(c.status())) + " " + e.error},
                    {"count", std::to_string(e.count)},
                    {"distinct_arguments", std::to_string(e.args.size())},
-                   {"limit", std::to_string(g.same_error_varying_args)},
+                   {"limit", std::to_string(limit)},
                    {"last_call", label_of(c)}}});
           errors_.erase(it);
         }
@@ -424,22 +486,30 @@ std::vector<guard_finding> session_guards::observe(const step_input& in, const s
     }
   }
 
-  // Progress: a workspace state never seen in this session, a call or result never seen in it,
-  // the task completed, or a human stepped in. Reading new files is progress (new results);
-  // calling the same things again and getting the same answers is not.
+  // Progress: a workspace state never seen in this session, a result never seen in it (or, when
+  // the result is unknown, a call never seen), the task completed, or a human stepped in.
+  // Reading new files is progress (new results); calling the same things again, or other things
+  // that give the same answers, is not.
   const bool progress =
       new_state || novel_call || step.task_completed() || step.human_intervention();
 
   if (progress) {
     no_progress_steps_ = 0;
-  } else if (g.no_progress_steps > 0 && has_hashes_ && watched_call) {
+  } else if (g.no_progress_steps > 0 && (has_hashes_ || results_known) && watched_call) {
+    // Without workspace hashes a step counts only when every call's result is known: then
+    // "nothing new" is the results' own word (a browser scrolling a page that loads nothing). A
+    // call without an observation digest may have changed the world unseen.
     if (++no_progress_steps_ >= g.no_progress_steps) {
+      const std::string where = has_hashes_
+                                    ? "the workspace unchanged (hash " + last_hash_text_ + ")"
+                                    : "no workspace reported";
       report({"no_progress",
-              std::to_string(no_progress_steps_) +
-                  " steps of tool calls with the workspace unchanged (hash " + last_hash_text_ +
-                  ") and no call or result that was not seen before (limit " +
+              std::to_string(no_progress_steps_) + " steps of tool calls with " + where +
+                  " and no result that was not seen before (limit " +
                   std::to_string(g.no_progress_steps) + ")",
-              {{"pattern", "workspace " + last_hash_text_ + " unchanged, only repeated calls"},
+              {{"pattern", (has_hashes_ ? "workspace " + last_hash_text_ + " unchanged"
+                                        : std::string("no workspace reported")) +
+                               ", only results seen before"},
                {"count", std::to_string(no_progress_steps_)},
                {"limit", std::to_string(g.no_progress_steps)},
                {"workspace_hash", last_hash_text_}}});
@@ -525,6 +595,7 @@ void session_guards::save(sdk::state_writer& w) const {
     w.write_u64(k);
     w.write_u64(r.count);
     w.write_u64(r.progress);
+    r.spacing.save(w);
   }
   w.write_u64(progress_);
   w.write_u64(errors_.size());
@@ -534,6 +605,7 @@ void session_guards::save(sdk::state_writer& w) const {
     w.write_u64(e.count);
     w.write_u64s(e.args);
     w.write_string(e.error);
+    e.spacing.save(w);
   }
   w.write_u64(stuck_.size());
   for (const auto& [k, f] : stuck_) {
@@ -585,6 +657,7 @@ bool session_guards::load(sdk::state_reader& r, const settings& s, std::uint32_t
     repeat_count& rc = repeats_[k];
     rc.count = r.read_u64();
     rc.progress = r.read_u64();
+    if (version >= 3) rc.spacing.load(r);
   }
   progress_ = r.read_u64();
   errors_.clear();
@@ -596,6 +669,7 @@ bool session_guards::load(sdk::state_reader& r, const settings& s, std::uint32_t
     e.count = r.read_u64();
     e.args = r.read_u64s(64);
     e.error = r.read_string(64);
+    if (version >= 3) e.spacing.load(r);
     errors_[{std::move(tool), key}] = std::move(e);
   }
   stuck_.clear();

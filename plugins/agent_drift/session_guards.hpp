@@ -58,6 +58,21 @@ class storm_counter {
   bool used_ = false;
 };
 
+// The spacing of a streak of failing retries: whether it is an exponential backoff, i.e. no
+// interval shorter than the one before and at least one longer by the backoff factor (a capped
+// backoff keeps its cap: 1, 2, 4, ... 120, 120 s). Thread-safety: a value type.
+struct retry_spacing {
+  std::int64_t last_at = 0;   // the clock at the streak's latest failure, ns
+  std::int64_t last_gap = 0;  // the interval before it, ns (0 = none yet)
+  std::uint64_t grew = 0;     // intervals >= factor x the one before
+  bool growing = true;        // no interval shorter than the one before
+  // Records a failure at `now` (the streak's first when `first`); returns whether the streak is
+  // a backoff.
+  bool note(std::int64_t now, bool first, double factor, std::int64_t min_interval);
+  void save(sdk::state_writer& w) const;
+  void load(sdk::state_reader& r);
+};
+
 // The guards of one session. Thread-safety: one owner (the monitor's worker).
 class session_guards {
  public:
@@ -72,8 +87,8 @@ class session_guards {
   std::uint64_t tokens() const { return tokens_; }
 
   void save(sdk::state_writer& w) const;
-  // Reads what save() wrote in the monitor's snapshot format `version` (1 or 2; 1 also held
-  // three flags, skipped).
+  // Reads what save() wrote in the monitor's snapshot format `version` (1, 2 or 3; 1 also held
+  // three flags, skipped; 3 added the retries' spacing).
   bool load(sdk::state_reader& r, const settings& s, std::uint32_t version);
 
  private:
@@ -81,6 +96,7 @@ class session_guards {
     std::uint64_t count = 0;
     std::vector<std::uint64_t> args;  // distinct argument digests, at most 64
     std::string error;                // abbreviated, for evidence
+    retry_spacing spacing;
   };
 
   void new_epoch();
@@ -102,6 +118,7 @@ class session_guards {
   struct repeat_count {
     std::uint64_t count = 0;
     std::uint64_t progress = 0;  // progress_ at the last occurrence
+    retry_spacing spacing;       // of a failure's retries
   };
   std::map<std::uint64_t, repeat_count> repeats_;
   std::uint64_t progress_ = 0;  // new states, new (call, outcome) pairs, humans seen so far

@@ -135,11 +135,11 @@ status read_drift(const config_node& node, drift_settings& d) {
 
 status read_guards(const config_node& node, guard_settings& g) {
   if (node.is_missing() || node.is_null()) return status::success();
-  if (auto st =
-          node.check_keys({"max_steps", "session_tokens", "session_cost", "run_tokens", "run_cost",
-                           "tokens_without_progress", "same_observation", "same_error",
-                           "same_error_varying_args", "failure_despite_edits", "cycle", "storm",
-                           "no_progress_steps", "deferral_steps", "ignore_tools", "breaker"});
+  if (auto st = node.check_keys(
+          {"max_steps", "session_tokens", "session_cost", "run_tokens", "run_cost",
+           "tokens_without_progress", "same_observation", "same_error", "same_error_varying_args",
+           "failure_despite_edits", "backoff_retries", "backoff_factor", "backoff_min_interval",
+           "cycle", "storm", "no_progress_steps", "deferral_steps", "ignore_tools", "breaker"});
       !st.ok()) {
     return st;
   }
@@ -158,8 +158,22 @@ status read_guards(const config_node& node, guard_settings& g) {
   for (auto [key, field] :
        {std::pair{"same_observation", &g.same_observation}, std::pair{"same_error", &g.same_error},
         std::pair{"same_error_varying_args", &g.same_error_varying_args},
-        std::pair{"failure_despite_edits", &g.failure_despite_edits}}) {
+        std::pair{"failure_despite_edits", &g.failure_despite_edits},
+        std::pair{"backoff_retries", &g.backoff_retries}}) {
     if (auto st = read_guard_count(node, key, 2, 1'000'000, *field); !st.ok()) return st;
+  }
+  // A factor of 1 or less would call any steady retry loop a backoff.
+  if (auto st = read_number(node, "backoff_factor", 1.0, true, g.backoff_factor); !st.ok()) {
+    return st;
+  }
+  if (node.contains("backoff_min_interval")) {
+    auto interval = node.get_duration("backoff_min_interval", g.backoff_min_interval);
+    if (!interval.ok()) return interval.error();
+    if (*interval < std::chrono::nanoseconds(0) || *interval > std::chrono::hours(24)) {
+      return node["backoff_min_interval"].error("expected a duration from 0s to 24h, got " +
+                                                node["backoff_min_interval"].describe());
+    }
+    g.backoff_min_interval = *interval;
   }
   for (auto [key, field] : {std::pair{"no_progress_steps", &g.no_progress_steps},
                             std::pair{"deferral_steps", &g.deferral_steps}}) {

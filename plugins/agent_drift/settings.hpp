@@ -50,6 +50,13 @@ struct guard_settings {
   std::uint64_t same_error = 3;               // identical failing calls, same error
   std::uint64_t same_error_varying_args = 6;  // failing calls of one tool with one error
   std::uint64_t failure_despite_edits = 10;   // the same failure after this many state changes
+  // Failing retries whose intervals each grow by backoff_factor or more (a retry policy with
+  // exponential backoff) may go on to backoff_retries before repeated_failure / same_error trip.
+  std::uint64_t backoff_retries = 10;
+  double backoff_factor = 1.5;
+  // A grown interval shorter than this does not count: backoff waits are seconds (an agent's
+  // retry takes a model turn), millisecond jitter between fast retries is not a backoff.
+  std::chrono::nanoseconds backoff_min_interval = std::chrono::seconds(1);
   std::size_t cycle_max_period = 5;
   std::size_t cycle_repeats = 3;
   std::chrono::nanoseconds storm_window = std::chrono::minutes(5);

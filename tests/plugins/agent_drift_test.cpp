@@ -296,6 +296,63 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "agent_drift lets failing retries that back off exponentially go on to backoff_retries, not "
+    "retries at a steady pace",
+    "[plugins][agent_drift][guards]") {
+  // The holdout fixture's rate-limited API: the same call fails with 429, the agent waits 1, 2,
+  // 4, ... s (capped at 120 s) and it then succeeds. The first gap is the wait before the first
+  // attempt.
+  const auto post = fail("http_post", "series-7", "E-429", "https://api.example");
+  auto spaced = [](const v1::ToolCall& c, const std::vector<double>& gaps) {
+    steps out;
+    for (double g : gaps) {
+      out.push_back(step({c}));
+      out.back().gap_seconds = g;
+    }
+    return out;
+  };
+  const std::vector<double> doubling = {1, 2, 4, 8, 16, 32, 64, 120, 120};
+  const std::vector<double> endless = {1, 2, 4, 8, 16, 32, 64, 120, 120, 120, 120, 120, 120};
+  auto varying = [&](const std::vector<double>& gaps) {
+    steps out;
+    for (std::size_t i = 0; i < gaps.size(); ++i) {
+      out.push_back(
+          step({fail("http_post", n("attempt-", static_cast<int>(i)), "E-429", "https://api")}));
+      out.back().gap_seconds = gaps[i];
+    }
+    return out;
+  };
+  std::vector<guard_row> rows = {
+      {"a backoff that never succeeds trips at backoff_retries", "{}", spaced(post, endless), 10,
+       "repeated_failure"},
+      {"a backoff that stops backing off trips at once", "{}", spaced(post, {1, 2, 4, 8, 3, 3}), 5,
+       "repeated_failure"},
+      {"retries at a steady 30 s trip at the plain limit", "{}", spaced(post, {30, 30, 30}), 3,
+       "repeated_failure"},
+      {"retries a little slower each time (by less than the factor) trip at the plain limit", "{}",
+       spaced(post, {10, 11, 12, 13}), 3, "repeated_failure"},
+      {"fast retries whose millisecond intervals happen to grow are not a backoff", "{}",
+       spaced(post, {0.05, 0.05, 0.08, 0.13}), 3, "repeated_failure"},
+      {"a configured minimum interval of 10 s", "{guards: {backoff_min_interval: 10s}}",
+       spaced(post, {1, 2, 4, 8, 16}), 3, "repeated_failure"},
+      {"the backoff allowance turned off", "{guards: {backoff_retries: 0}}", spaced(post, doubling),
+       3, "repeated_failure"},
+      {"a backoff with varying arguments that never succeeds trips same_error at backoff_retries",
+       "{}", varying(endless), 10, "same_error"},
+      {"varying arguments at a steady pace trip same_error at its plain limit", "{}",
+       varying({5, 5, 5, 5, 5, 5, 5}), 6, "same_error"},
+      {"twin: nine retries backing off, then a success", "{}",
+       spaced(post, doubling) +
+           steps{step({ok("http_post", "series-7", "200", "https://api.example")})},
+       0, ""},
+      {"twin: nine retries with varying arguments backing off, then a success", "{}",
+       varying(doubling) + steps{step({ok("http_post", "attempt-ok", "200", "https://api")})}, 0,
+       ""},
+  };
+  run_rows(rows);
+}
+
+TEST_CASE(
     "agent_drift repeated_action trips at the Nth identical call with the same result, not "
     "on the same tool over many files",
     "[plugins][agent_drift][guards]") {
@@ -517,13 +574,48 @@ TEST_CASE(
       {"a loop burning 500k tokens a step", "{}", loop(500'000), 21, "tokens_without_progress"},
       {"a loop burning 500k tokens a step, without hashes", "{}", without_hashes(loop(500'000)), 21,
        "tokens_without_progress"},
-      {"twin: the same loop at 2k tokens without hashes", "{}", without_hashes(loop(2000)), 0, ""},
+      // Without hashes the results vouch for "nothing new" when every call has one.
+      {"the same loop at 2k tokens without hashes", "{}", without_hashes(loop(2000)), 30,
+       "no_progress"},
+      {"twin: the same loop without hashes or observation digests (results unknown)", "{}",
+       without_hashes(generate(30,
+                               [&](int i) {
+                                 return step(
+                                     {ok("read_file", "args:" + std::string(1, order[i]) + ".py",
+                                         "", std::string(1, order[i]) + ".py")});
+                               })),
+       0, ""},
       {"twin: exploring 150 new files with the workspace unchanged", "{}",
        generate(150, [](int i) { return step({read_file(n("src/m", i) + ".py")}); }), 0, ""},
       {"twin: 60 new files at 500k tokens a step", "{}",
        with_tokens(generate(60, [](int i) { return step({read_file(n("src/m", i) + ".py")}); }),
                    500'000),
        0, ""},
+      // A new call is not progress when its result is one already seen (the holdout fixture's
+      // pagination, scrolling and jittered-click loops): the page number changes, the page does
+      // not.
+      {"the next page of a search, the same results every time", "{}",
+       generate(40, [](int i) { return step({ok("web_search", n("page=", i), "same-10", "q")}); }),
+       21, "no_progress"},
+      {"scrolling further, the same rows, without hashes, 500k tokens a step", "{}",
+       without_hashes(with_tokens(
+           generate(40, [](int i) { return step({ok("scroll", n("y=", i), "rows-1-40", "u")}); }),
+           500'000)),
+       12, "tokens_without_progress"},
+      {"a file re-opened at other lines, the same content", "{}",
+       generate(40, [](int i) { return step({ok("open", n("line=", i), "a-v0", "a.py")}); }), 21,
+       "no_progress"},
+      {"twin: the next page of a search, new results every time", "{}",
+       generate(40, [](int i) { return step({ok("web_search", n("page=", i), n("r", i), "q")}); }),
+       0, ""},
+      {"twin: the same result from many places (a crawler), without hashes, 500k a step", "{}",
+       without_hashes(with_tokens(
+           generate(40, [](int i) { return step({ok("fetch", "get", "200-ok", n("url", i))}); }),
+           500'000)),
+       0, ""},
+      {"twin: new calls without observation digests (the result unknown)", "{}",
+       generate(40, [](int i) { return step({ok("click", n("x=", i), "", "u")}, n("ws", i)); }), 0,
+       ""},
       {"twin: a review rereading ten files with an edit every ten steps", "{}",
        generate(
            60,
@@ -1170,6 +1262,11 @@ TEST_CASE("agent_drift refuses bad config naming the field and line", "[plugins]
       {"{guards: {same_error: 1}}",
        "monitors[0].config.guards.same_error: expected 0 (off) or an integer in [2, 1000000], got "
        "\"1\""},
+      {"{guards: {backoff_factor: 1}}",
+       "monitors[0].config.guards.backoff_factor: expected a number > 1, got \"1\""},
+      {"{guards: {backoff_retries: 1}}",
+       "monitors[0].config.guards.backoff_retries: expected 0 (off) or an integer in [2, "
+       "1000000], got \"1\""},
       {"{guards: {max_steps: -5}}",
        "monitors[0].config.guards.max_steps: expected 0 (off) or an integer in [1, "
        "1000000000000000000], got \"-5\""},
@@ -1371,7 +1468,7 @@ std::pair<std::vector<opening>, std::string> run_split(const std::vector<v1::Env
 
 namespace {
 
-// `state` (a snapshot in the current format, 2) with its header's format version replaced.
+// `state` (a snapshot in the current format, 3) with its header's format version replaced.
 std::string with_format(std::string state, std::uint8_t version) {
   // LWSTATE1, the plugin name as a u64 length and its bytes, then the version as a u64 (LE).
   state[8 + 8 + std::string("agent_drift").size()] = static_cast<char>(version);
@@ -1396,7 +1493,11 @@ TEST_CASE("agent_drift restores a format 1 snapshot and trips at the next step o
   // session) that silenced them for the rest of the session; format 2 has none. A format 1
   // snapshot with every flag set restores to the same state (byte for byte once written again),
   // and the next step over budget trips.
-  auto a = engine_with("{guards: {session_tokens: 10000, run_tokens: 20000}}");
+  // same_observation off keeps the session's repeat table empty, so the format 3 snapshot taken
+  // here has the byte layout of format 2 (format 3 added the spacing of each repeat entry).
+  const std::string config =
+      "{guards: {session_tokens: 10000, run_tokens: 20000, same_observation: 0}}";
+  auto a = engine_with(config);
   feeder fa(*a);
   for (int i = 0; i < 8; ++i) fa.send(step({read_file(n("f", i))}, "ws-0", 3000));
   REQUIRE(fa.opened_at(runaway) == 4);
@@ -1410,7 +1511,7 @@ TEST_CASE("agent_drift restores a format 1 snapshot and trips at the next step o
   core::monitor_state old = saved[0];
   old.state = v1_state;
 
-  auto b = engine_with("{guards: {session_tokens: 10000, run_tokens: 20000}}");
+  auto b = engine_with(config);
   const auto restored = b->restore_monitor(old);
   INFO(restored.message());
   REQUIRE(restored.ok());
@@ -1460,8 +1561,8 @@ TEST_CASE("agent_drift refuses a truncated, foreign or mismatched snapshot and s
   const std::vector<row> rows = {
       {"truncated", "{}", good.substr(0, good.size() / 2), "truncated"},
       {"trailing bytes", "{}", good + "x", "unread bytes"},
-      {"a newer format", "{}", with_format(good, 3),
-       "snapshot format version 3, this build reads 1 to 2"},
+      {"a newer format", "{}", with_format(good, 4),
+       "snapshot format version 4, this build reads 1 to 3"},
       {"another plugin's", "{}", "LWSTATE1" + std::string("\x0b\0\0\0\0\0\0\0", 8) + "goal_drifts",
        "truncated"},
       {"other drift settings", "{drift: {window: 40}}", good, "other drift"},
@@ -1499,8 +1600,42 @@ TEST_CASE("agent_drift refuses a truncated, foreign or mismatched snapshot and s
 
 namespace {
 
-// The steps of tests/fixtures/agent_sessions/realistic_sessions.jsonl (see make_sessions.py),
-// as envelopes with their own timestamps.
+// One line of an agent_sessions fixture (realistic_sessions.jsonl, holdout_sessions.jsonl) as an
+// envelope with its own timestamp.
+v1::Envelope session_envelope(const nlohmann::json& j, std::uint64_t seq) {
+  v1::Envelope e;
+  e.set_source("fixture/coder");
+  e.set_run_id(j.at("run").get<std::string>());
+  e.set_seq(seq);
+  e.set_time_unix_nano(1'700'000'000'000'000'000 +
+                       static_cast<std::int64_t>(j.at("t").get<double>() * 1e9));
+  v1::AgentStep& s = *e.mutable_agent_step();
+  s.set_agent_id(j.at("agent").get<std::string>());
+  s.set_session_id(j.at("session").get<std::string>());
+  s.set_turn(j.at("turn").get<std::uint64_t>());
+  s.set_workspace_hash(j.at("workspace").get<std::string>());
+  s.set_tokens_in(j.at("tokens_in").get<std::uint64_t>());
+  s.set_tokens_out(j.at("tokens_out").get<std::uint64_t>());
+  s.set_cost(j.at("cost").get<double>());
+  s.set_output_length(j.at("output_length").get<std::uint64_t>());
+  s.set_reasoning_length(j.at("reasoning_length").get<std::uint64_t>());
+  s.set_output_digest(j.at("output_digest").get<std::string>());
+  s.set_task_completed(j.at("completed").get<bool>());
+  s.set_human_intervention(j.at("human").get<bool>());
+  for (const auto& c : j.at("tool_calls")) {
+    const std::string status = c.at("status").get<std::string>();
+    *s.add_tool_calls() = call(
+        c.at("name").get<std::string>(), c.at("args").get<std::string>(),
+        status == "ok"        ? v1::TOOL_STATUS_OK
+        : status == "timeout" ? v1::TOOL_STATUS_TIMEOUT
+                              : v1::TOOL_STATUS_ERROR,
+        status == "ok" ? c.at("observation").get<std::string>() : c.at("error").get<std::string>(),
+        c.at("target").get<std::string>());
+  }
+  return e;
+}
+
+// The steps of tests/fixtures/agent_sessions/realistic_sessions.jsonl (see make_sessions.py).
 std::vector<v1::Envelope> realistic_sessions() {
   std::ifstream in(std::string(LOOPWARDEN_FIXTURES_DIR) +
                    "/agent_sessions/realistic_sessions.jsonl");
@@ -1508,39 +1643,8 @@ std::vector<v1::Envelope> realistic_sessions() {
   std::vector<v1::Envelope> out;
   std::string line;
   std::uint64_t seq = 0;
-  while (std::getline(in, line)) {
-    const auto j = nlohmann::json::parse(line);
-    v1::Envelope e;
-    e.set_source("fixture/coder");
-    e.set_run_id(j.at("run").get<std::string>());
-    e.set_seq(++seq);
-    e.set_time_unix_nano(1'700'000'000'000'000'000 +
-                         static_cast<std::int64_t>(j.at("t").get<double>() * 1e9));
-    v1::AgentStep& s = *e.mutable_agent_step();
-    s.set_agent_id(j.at("agent").get<std::string>());
-    s.set_session_id(j.at("session").get<std::string>());
-    s.set_turn(j.at("turn").get<std::uint64_t>());
-    s.set_workspace_hash(j.at("workspace").get<std::string>());
-    s.set_tokens_in(j.at("tokens_in").get<std::uint64_t>());
-    s.set_tokens_out(j.at("tokens_out").get<std::uint64_t>());
-    s.set_cost(j.at("cost").get<double>());
-    s.set_output_length(j.at("output_length").get<std::uint64_t>());
-    s.set_reasoning_length(j.at("reasoning_length").get<std::uint64_t>());
-    s.set_output_digest(j.at("output_digest").get<std::string>());
-    s.set_task_completed(j.at("completed").get<bool>());
-    s.set_human_intervention(j.at("human").get<bool>());
-    for (const auto& c : j.at("tool_calls")) {
-      const std::string status = c.at("status").get<std::string>();
-      *s.add_tool_calls() = call(c.at("name").get<std::string>(), c.at("args").get<std::string>(),
-                                 status == "ok"        ? v1::TOOL_STATUS_OK
-                                 : status == "timeout" ? v1::TOOL_STATUS_TIMEOUT
-                                                       : v1::TOOL_STATUS_ERROR,
-                                 status == "ok" ? c.at("observation").get<std::string>()
-                                                : c.at("error").get<std::string>(),
-                                 c.at("target").get<std::string>());
-    }
-    out.push_back(std::move(e));
-  }
+  while (std::getline(in, line))
+    out.push_back(session_envelope(nlohmann::json::parse(line), ++seq));
   return out;
 }
 
@@ -1735,4 +1839,109 @@ TEST_CASE("agent_drift measure: headroom of each guard on the realistic fixture"
     if (c > peak) peak = c;
   }
   WARN("drift CUSUM peak over all sessions: " << peak << " (h 6)");
+}
+
+// --- the holdout trajectories -----------------------------------------------------------------
+
+namespace {
+
+// One labelled case of tests/fixtures/agent_sessions/holdout_sessions.jsonl (see
+// make_holdout_sessions.py): its run, the breaker on-call would want ("" = none), its class.
+struct holdout_case {
+  std::string run;
+  std::string expect;
+  std::string klass;
+  std::vector<v1::Envelope> events;
+};
+
+std::vector<holdout_case> holdout_cases() {
+  std::ifstream in(std::string(LOOPWARDEN_FIXTURES_DIR) + "/agent_sessions/holdout_sessions.jsonl");
+  REQUIRE(in.good());
+  std::vector<holdout_case> out;
+  std::string line;
+  std::uint64_t seq = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    const auto run = j.at("run").get<std::string>();
+    if (out.empty() || out.back().run != run) {
+      out.push_back({run, j.at("expect").get<std::string>(), j.at("class").get<std::string>(), {}});
+    }
+    out.back().events.push_back(session_envelope(j, ++seq));
+  }
+  return out;
+}
+
+// What one case did to a fresh engine with the default config: the first step (1-based) at which
+// each breaker opened on the case's run (0 = never) and the guard named by agent.runaway.
+struct holdout_result {
+  std::size_t runaway_at = 0;
+  std::size_t drift_at = 0;
+  std::string guard;
+};
+
+holdout_result run_holdout(const holdout_case& c) {
+  auto e = engine_with("{}");
+  holdout_result r;
+  for (std::size_t i = 0; i < c.events.size(); ++i) {
+    e->process(c.events[i]);
+    if (r.runaway_at == 0 && e->breakers().find({runaway, c.run})) {
+      r.runaway_at = i + 1;
+      r.guard = evidence_of(*e, runaway, c.run)["guard"];
+    }
+    if (r.drift_at == 0 && e->breakers().find({drift, c.run})) r.drift_at = i + 1;
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("agent_drift detects the holdout failure modes and leaves the healthy holdout sessions",
+          "[plugins][agent_drift][holdout]") {
+  const auto cases = holdout_cases();
+  REQUIRE(cases.size() == 21);
+  // The two healthy cases the defaults still halt, by design (docs/monitors/agent-drift.md,
+  // "Held-out trajectories"): a 1529-step batch passes the iteration cap, and polling a CI
+  // pipeline is the same call with the same answer (put polling tools in ignore_tools).
+  const std::map<std::string, std::string> accepted_false_trips = {
+      {"holdout-batch-500-files", "iteration_cap"}, {"holdout-ci-polling", "repeated_action"}};
+  int failures = 0;
+  int detected = 0;
+  int healthy = 0;
+  int false_trips = 0;
+  for (const auto& c : cases) {
+    const auto r = run_holdout(c);
+    const bool tripped_expected =
+        (c.expect == runaway && r.runaway_at != 0) || (c.expect == drift && r.drift_at != 0);
+    const bool tripped_any = r.runaway_at != 0 || r.drift_at != 0;
+    if (c.expect.empty()) {
+      ++healthy;
+      if (tripped_any) ++false_trips;
+      INFO(c.run << " tripped " << (r.drift_at ? "agent.drift" : r.guard));
+      const auto accepted = accepted_false_trips.find(c.run);
+      if (accepted == accepted_false_trips.end()) {
+        CHECK_FALSE(tripped_any);
+      } else {
+        CHECK(r.drift_at == 0);
+        CHECK((r.runaway_at == 0 || r.guard == accepted->second));
+      }
+    } else {
+      ++failures;
+      if (tripped_expected) ++detected;
+      INFO(c.run << " [" << c.klass << "] expected " << c.expect);
+      CHECK(tripped_expected);
+    }
+    WARN(c.run << " [" << c.klass << "] expect=" << (c.expect.empty() ? "none" : c.expect)
+               << " steps=" << c.events.size() << " runaway_at=" << r.runaway_at << " (" << r.guard
+               << ") drift_at=" << r.drift_at
+               << (c.expect.empty() ? (tripped_any ? "  FALSE TRIP" : "  ok")
+                                    : (tripped_expected ? "  detected" : "  MISSED")));
+  }
+  WARN("holdout: detected " << detected << "/" << failures << ", false trips " << false_trips << "/"
+                            << healthy);
+  CHECK(failures == 11);
+  CHECK(healthy == 10);
+  // Targets: every failure mode caught; at most the two accepted false trips. (The untouched
+  // monitor scored 7/11 and 3/10.)
+  CHECK(detected == 11);
+  CHECK(false_trips <= 2);
 }
