@@ -115,6 +115,7 @@ int main(int argc, char** argv) {
 
   const auto corpus = load("corpus.tsv");
   const auto holdout = load("holdout.tsv");
+  const auto holdout2 = load("holdout2.tsv");
   if (corpus.empty()) {
     std::fprintf(stderr, "no corpus under %s/tests/fixtures/destructive_action\n",
                  LOOPWARDEN_SOURCE_DIR);
@@ -133,9 +134,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Detection on both corpora (each row its own session: no evasion breaker in the way).
+  // Detection on every corpus (each row its own session: no evasion breaker in the way).
   std::printf("destructive_action: detection\n");
-  for (const auto* set : {&corpus, &holdout}) {
+  for (const auto* set : {&corpus, &holdout, &holdout2}) {
     std::size_t destructive = 0, caught = 0, benign = 0, flagged = 0;
     std::size_t i = 0;
     for (const auto& r : *set) {
@@ -152,7 +153,10 @@ int main(int argc, char** argv) {
       }
     }
     std::printf("  %-12s destructive caught %zu/%zu (%.2f %%), benign flagged %zu/%zu (%.2f %%)\n",
-                set == &corpus ? "corpus.tsv" : "holdout.tsv", caught, destructive,
+                set == &corpus    ? "corpus.tsv"
+                : set == &holdout ? "holdout.tsv"
+                                  : "holdout2.tsv",
+                caught, destructive,
                 100.0 * static_cast<double>(caught) / static_cast<double>(std::max<std::size_t>(1, destructive)),
                 flagged, benign,
                 100.0 * static_cast<double>(flagged) / static_cast<double>(std::max<std::size_t>(1, benign)));

@@ -146,39 +146,58 @@ TEST_CASE("destructive_action judges every row of its corpus as the corpus expec
   CHECK(flagged == 0);
 }
 
-TEST_CASE("destructive_action meets its targets on a corpus written after tuning",
-          "[plugins][destructive_action]") {
-  // holdout.tsv was written after the rules were tuned on corpus.tsv; its first, untouched run
-  // is recorded in docs/monitors/destructive-action.md. Targets: >= 99 % of destructive rows
-  // caught, <= 0.5 % of benign rows flagged. Misses are listed (WARN) so they can be read.
+namespace {
+
+// Runs a held-out file through the default gate and checks the targets: >= 99 % of destructive
+// rows caught, <= 0.5 % of benign rows flagged. Misses and false positives are listed (WARN) so
+// they can be read.
+void check_held_out(const std::string& name) {
   auto e = engine_with();
-  const auto rows = load_corpus("holdout.tsv");
+  const auto rows = load_corpus(name);
   REQUIRE(rows.size() > 250);
   std::size_t destructive = 0, caught = 0, benign = 0, flagged = 0;
   for (const auto& row : rows) {
-    auto out = e->gate(shell_request(row.command, "holdout-" + std::to_string(row.line)));
+    REQUIRE((row.expect == "allow" || row.expect == "flag"));
+    auto out = e->gate(shell_request(row.command, name + "-" + std::to_string(row.line)));
     const bool flagged_now = out.decision.verdict != sdk::gate_verdict::allow;
     if (row.expect == "allow") {
       ++benign;
       if (flagged_now) {
         ++flagged;
-        WARN("false positive holdout.tsv:" << row.line << ": " << row.command << " -> "
-                                           << out.decision.rule_id << ": " << out.decision.reason);
+        WARN("false positive " << name << ":" << row.line << ": " << row.command << " -> "
+                               << out.decision.rule_id << ": " << out.decision.reason);
       }
     } else {
       ++destructive;
       if (flagged_now) {
         ++caught;
       } else {
-        WARN("missed holdout.tsv:" << row.line << ": " << row.command);
+        WARN("missed " << name << ":" << row.line << ": " << row.command);
       }
     }
   }
   const double catch_rate = static_cast<double>(caught) / static_cast<double>(destructive);
   const double fp_rate = static_cast<double>(flagged) / static_cast<double>(benign);
-  INFO("caught " << caught << "/" << destructive << ", flagged " << flagged << "/" << benign);
+  INFO(name << ": caught " << caught << "/" << destructive << ", flagged " << flagged << "/"
+            << benign);
   CHECK(catch_rate >= 0.99);
   CHECK(fp_rate <= 0.005);
+}
+
+}  // namespace
+
+TEST_CASE("destructive_action meets its targets on a corpus written after tuning",
+          "[plugins][destructive_action]") {
+  // holdout.tsv was written after the rules were tuned on corpus.tsv; its first, untouched run
+  // is recorded in docs/monitors/destructive-action.md.
+  check_held_out("holdout.tsv");
+}
+
+TEST_CASE("destructive_action meets its targets on a second corpus written after the first holdout",
+          "[plugins][destructive_action]") {
+  // holdout2.tsv was written after holdout.tsv had itself been used to fix rules, without reading
+  // the rules first; its first, untouched run is recorded in docs/monitors/destructive-action.md.
+  check_held_out("holdout2.tsv");
 }
 
 namespace {

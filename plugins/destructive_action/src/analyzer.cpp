@@ -768,12 +768,113 @@ struct analyzer::run {
       f.positional_text += lower(p);
     }
     f.attrs["program"] = program;
-    f.mutating = !read_only(program, f.positional);
+    const bool preview = previews(args);
+    if (preview) f.attrs["preview"] = "true";
+    f.mutating = !preview && !read_only(program, f.positional);
     for (const auto& p : f.positional) f.resources.push_back(p);
     frame local = fr;
     const std::string env = environment_of(program, args);
     if (!env.empty()) local.environment = env;
     add(std::move(f), local);
+  }
+
+  // The shell commands a fleet tool runs on its targets, when they are written out: salt TARGET
+  // cmd.run 'CMD', ansible HOSTS [-m shell|command|raw] -a 'CMD', pssh/pdsh/clush ... 'CMD', aws
+  // ssm send-command --parameters commands=... Empty when the tool runs no written-out command.
+  static std::vector<std::string> fleet_commands(const std::string& prog, const words& args) {
+    std::vector<std::string> out;
+    auto option = [&](std::initializer_list<std::string_view> names) -> const shell_word* {
+      const shell_word* found = nullptr;
+      for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& t = args[i].text;
+        for (const auto n : names) {
+          if (t == n && i + 1 < args.size()) found = &args[i + 1];
+        }
+      }
+      return found;
+    };
+    auto option_text = [&](std::initializer_list<std::string_view> names) -> std::string {
+      for (const auto& a : args) {
+        for (const auto n : names) {
+          const std::string eq = std::string(n) + "=";
+          if (n.starts_with("--") && a.text.starts_with(eq)) return a.text.substr(eq.size());
+        }
+      }
+      const shell_word* w = option(names);
+      return w == nullptr ? std::string() : w->text;
+    };
+    if (prog == "salt" || prog == "salt-ssh") {
+      for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+        if (in(args[i].text, {"cmd.run", "cmd.shell", "cmd.run_all", "cmd.run_stdout", "cmd.run_bg",
+                              "cmd.exec_code"})) {
+          out.push_back(args[i + 1].text);
+        }
+      }
+    } else if (prog == "ansible") {
+      const std::string module = option_text({"-m", "--module-name"});
+      const std::string a = option_text({"-a", "--args"});
+      if (!a.empty() && in(module, {"", "command", "shell", "raw", "ansible.builtin.command",
+                                    "ansible.builtin.shell", "ansible.builtin.raw"})) {
+        out.push_back(a);
+      }
+    } else if (in(prog, {"pssh", "parallel-ssh", "pdsh", "clush", "mussh"})) {
+      static const std::set<std::string> fleet_opts = {
+          "-h",        "-H",       "-l",           "-p",      "-o",    "-e",       "-t",
+          "-O",        "-x",       "-X",           "-w",      "-g",    "-u",       "-f",
+          "-R",        "--hosts",  "--host",       "--user",  "--par", "--outdir", "--errdir",
+          "--timeout", "--option", "--extra-args", "--group", "-c",    "--command"};
+      const parsed_args pa = parse_args(args, 0, &fleet_opts, true);
+      if (const shell_word* c = pa.value({"-c", "--command"}); c != nullptr) {
+        out.push_back(c->text);
+      } else if (pa.rest < args.size()) {
+        out.push_back(join(args, pa.rest));
+      }
+    } else if (prog == "aws" && std::adjacent_find(args.begin(), args.end(),
+                                                   [](const shell_word& a, const shell_word& b) {
+                                                     return a.text == "ssm" &&
+                                                            b.text == "send-command";
+                                                   }) != args.end()) {
+      std::string p = option_text({"--parameters"});
+      if (p.starts_with("commands=")) {
+        p = p.substr(9);
+        if (p.starts_with("[") && p.ends_with("]")) p = p.substr(1, p.size() - 2);
+        out.push_back(p);
+      } else if (const auto k = p.find("\"commands\""); k != std::string::npos) {
+        // JSON: {"commands":["cmd one","cmd two"]}
+        const auto open = p.find('[', k);
+        const auto close = p.find(']', open == std::string::npos ? k : open);
+        if (open != std::string::npos && close != std::string::npos) {
+          std::string list = p.substr(open + 1, close - open - 1);
+          std::size_t at = 0;
+          while (at < list.size()) {
+            const auto q1 = list.find('"', at);
+            if (q1 == std::string::npos) break;
+            const auto q2 = list.find('"', q1 + 1);
+            if (q2 == std::string::npos) break;
+            out.push_back(list.substr(q1 + 1, q2 - q1 - 1));
+            at = q2 + 1;
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  // A command line that only previews or prints help: --dry-run (kubectl's =client/=server, not
+  // =none), --dryrun (aws s3), --what-if (az), --help, or Go-style -help. Only words before a
+  // "--" count: after it they belong to another command.
+  static bool previews(const words& args) {
+    for (const auto& a : args) {
+      const std::string& t = a.text;
+      if (a.dynamic) continue;
+      if (t == "--") return false;
+      if (t == "--help" || t == "-help" || t == "--dryrun" || t == "--what-if" ||
+          t == "--dry-run" || t == "--dry-run=client" || t == "--dry-run=server" ||
+          t == "--dry-run=true") {
+        return true;
+      }
+    }
+    return false;
   }
 
   bool read_only(const std::string& program, const std::vector<std::string>& positional) const {
@@ -914,6 +1015,9 @@ struct analyzer::run {
           return;
         }
         if (prog == "ionice" && pa.has("-p")) return exec_fact(prog, args, fr, snippet);
+        // Privilege wrappers are recorded: what runs as root reaches every user's files and
+        // processes, and rules may say so (via_regex).
+        if (prog == "sudo" || prog == "doas") fr.via = via_of(fr, prog);
         next(pa.rest);
         continue;
       }
@@ -1081,6 +1185,7 @@ struct analyzer::run {
             deeper(prog + " -c");
             if (args[i].dynamic &&
                 args[i].text.find_first_not_of(unknown_marker) == std::string::npos) {
+              if (!args[i].from_file.empty()) return script_from_file(args[i], prog, snippet, fr);
               if (!trusted_eval(args[i].from_command))
                 substituted_code(args[i], snippet, fr, "code");
               return;
@@ -1123,6 +1228,11 @@ struct analyzer::run {
           }
           // eval "$(pyenv init -)": the output of a shell-setup tool is the usual, known case.
           if (trusted_eval(a.from_command)) continue;
+          if (!a.from_file.empty() &&
+              a.text.find_first_not_of(unknown_marker) == std::string::npos) {
+            script_from_file(a, prog, snippet, fr);
+            continue;
+          }
           substituted_code(a, snippet, fr, "eval");
           if (a.text.find_first_not_of(unknown_marker) != std::string::npos) known.push_back(a);
         }
@@ -1154,6 +1264,19 @@ struct analyzer::run {
         return;
       }
       // --- remote execution --------------------------------------------------------------------
+      // Fleet tools whose command is an argument: each command runs, through a shell, on every
+      // machine they target, and is judged like `ssh host 'command'`.
+      if (const std::vector<std::string> cmds = fleet_commands(prog, args); !cmds.empty()) {
+        exec_fact(prog, args, fr, snippet);
+        frame remote = fr;
+        remote.paths.remote = true;
+        remote.paths.cwd = std::string(1, unknown_marker);
+        remote.paths.workspace.clear();
+        remote.depth += 1;
+        remote.via = via_of(fr, prog);
+        for (const auto& c : cmds) script(c, remote);
+        return;
+      }
       if (prog == "ssh" || prog == "autossh" || prog == "mosh") {
         static const std::set<std::string> ssh_opts = {
             "-b", "-c", "-D", "-E", "-e", "-F", "-I", "-i", "-J", "-L", "-l",
@@ -1333,6 +1456,15 @@ struct analyzer::run {
       code(language, it->second, snippet, inner);
     }
     return true;
+  }
+
+  // sh -c "$(cat FILE)" and eval "$(cat FILE)" run FILE's text: judged like `sh FILE` / `source
+  // FILE` (read when this command line wrote it, otherwise a script run by path).
+  void script_from_file(const shell_word& w, const std::string& prog, const std::string& snippet,
+                        const frame& fr) {
+    const shell_word file{w.from_file};
+    if (run_script_file(file, "", snippet, fr, prog)) return;
+    exec_fact(prog, words{file}, fr, snippet);
   }
 
   bool trusted_eval(const std::string& program) const {
@@ -1847,6 +1979,8 @@ struct analyzer::run {
         return;
       }
       if (prog == "ln" && srcs.empty()) return;  // ln -s TARGET: a link in the cwd
+      // rsync -n / --dry-run lists what it would do and changes nothing.
+      if (prog == "rsync" && pa.has_any({"-n", "--dry-run"})) return;
       const shell_word& dest_path = dest;
       const resolved_path rd = resolve(dest_path.text, fr.paths);
       if (prog == "mv" && (rd.path == "/dev/null" || rd.path == "/dev/zero")) {
@@ -1885,6 +2019,11 @@ struct analyzer::run {
         in(prog,
            {"mke2fs", "mkswap", "fdisk", "sfdisk", "gdisk", "sgdisk", "parted", "cfdisk", "wipefs",
             "blkdiscard", "mkdosfs", "newfs", "zpool", "cryptsetup", "badblocks"})) {
+      // wipefs without -a / -o only lists the signatures it finds; with -n it erases nothing.
+      if (prog == "wipefs" &&
+          (!pa.has_any({"-a", "--all", "-o", "--offset"}) || pa.has_any({"-n", "--no-act"}))) {
+        return;
+      }
       for (const auto& p : pa.positional) {
         if (p.text.starts_with("/dev/")) {
           file_fact("disk.write", p, "format", true, prog, snippet, fr);
@@ -2061,6 +2200,7 @@ struct analyzer::run {
     static const std::set<std::string> push_opts = {"-o", "--push-option", "--repo",
                                                     "--receive-pack", "--exec"};
     const parsed_args pa = parse_args(args, 0, &push_opts, false);
+    if (pa.has_any({"-n", "--dry-run"})) return;  // reports what it would push, pushes nothing
     // "lease": --force-with-lease, which refuses to overwrite work it has not seen.
     const bool hard_force = pa.has_any({"-f", "--force"});
     const bool lease = pa.has_any({"--force-with-lease", "--force-if-includes"});

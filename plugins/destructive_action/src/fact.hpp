@@ -14,7 +14,7 @@ namespace loopwarden::destructive_action {
 
 // Every attribute a rule may test (`when: {target: system}`), and so every key a fact may
 // carry. Rules naming anything else are refused at load.
-inline constexpr std::array<std::string_view, 33> fact_attributes = {
+inline constexpr std::array<std::string_view, 34> fact_attributes = {
     "kind",          // the request's action kind: shell, sql, file, git, http, other
     "target",        // a path's class: inside, workspace_root, scratch, outside, home, system,
                      // device, remote, unknown
@@ -48,11 +48,13 @@ inline constexpr std::array<std::string_view, 33> fact_attributes = {
                     // unknown
     "environment",  // the environment acted on (declared, or inferred from flags/variables)
     "environment_protected",  // "true" when it is a protected environment (prod by default)
-    "in_scope",               // scope facts: "false" when outside the session's declared scope
-    "shared",                 // scope facts: "true" when the resource is configured as shared
-    "resource",               // scope facts: the resource concerned
-    "program",                // the program of the command the fact came from
-    "via",                    // the wrappers it was found through: "sudo > sh -c > python -c"
+    "preview",   // exec: "true" when the command only previews or prints help (--dry-run,
+                 // --dryrun, --what-if, --help, -help): it changes nothing
+    "in_scope",  // scope facts: "false" when outside the session's declared scope
+    "shared",    // scope facts: "true" when the resource is configured as shared
+    "resource",  // scope facts: the resource concerned
+    "program",   // the program of the command the fact came from
+    "via",       // the wrappers it was found through: "sudo > sh -c > python -c"
 };
 
 // A fact. `effect` says what kind of thing happens; attributes qualify it.

@@ -232,6 +232,7 @@ fields split_value(const shell_word& v) {
   for (auto& f : out) {
     f.dynamic = f.dynamic || (v.dynamic && f.text.find(unknown_marker) != std::string::npos);
     f.from_command = v.from_command;
+    f.from_file = v.from_file;
   }
   return out;
 }
@@ -249,7 +250,10 @@ void concat_into(fields& acc, fields next) {
 
 shell_word join_fields(const fields& f) {
   shell_word w;
-  if (f.size() == 1) w.from_command = f[0].from_command;
+  if (f.size() == 1) {
+    w.from_command = f[0].from_command;
+    w.from_file = f[0].from_file;
+  }
   for (std::size_t i = 0; i < f.size(); ++i) {
     if (i) w.text += ' ';
     w.text += f[i].text;
@@ -675,6 +679,19 @@ class walker {
       const std::string& p = out_.commands[first].words[0].text;
       w.from_command = p.substr(p.rfind('/') == std::string::npos ? 0 : p.rfind('/') + 1);
     }
+    // "$(cat FILE)" / "$(< FILE)": the output is that file's text; say which file.
+    if (out_.commands.size() == first + 1) {
+      const auto& c = out_.commands[first];
+      if (c.words.size() == 2 && w.from_command == "cat" && c.redirects.empty() &&
+          !c.has_stdin_text && !c.words[1].dynamic && !c.words[1].text.empty() &&
+          c.words[1].text[0] != '-') {
+        w.from_file = c.words[1].text;
+      } else if (c.words.empty() && c.redirects.size() == 1 && c.redirects[0].op == "<" &&
+                 !c.redirects[0].target.dynamic && !c.redirects[0].target.text.empty()) {
+        w.from_command = "cat";
+        w.from_file = c.redirects[0].target.text;
+      }
+    }
     return w;
   }
 
@@ -787,6 +804,7 @@ class walker {
       const std::uint32_t b = ts_node_end_byte(n) > a ? ts_node_end_byte(n) - 1 : a;
       std::uint32_t pos = a;
       std::string single_source;
+      std::string single_file;
       const std::uint32_t count = ts_node_named_child_count(n);
       for (std::uint32_t i = 0; i < count; ++i) {
         TSNode c = ts_node_named_child(n, i);
@@ -799,12 +817,14 @@ class walker {
           w.text += part.text;
           w.dynamic = w.dynamic || part.dynamic;
           single_source = part.from_command;
+          single_file = part.from_file;
         }
         pos = ts_node_end_byte(c);
       }
       if (b > pos && b <= src_.size()) w.text += unescape_double(src_.substr(pos, b - pos));
       if (count == 1 && is(ts_node_named_child(n, 0), "command_substitution")) {
         w.from_command = single_source;
+        w.from_file = single_file;
       }
       return {w};
     }

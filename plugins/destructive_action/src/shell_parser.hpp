@@ -33,6 +33,7 @@ struct shell_word {
   bool dynamic = false;      // contains an unknown part
   std::string from_command;  // for a word that is one command substitution ("$(pyenv init -)"):
                              // the program whose output it is
+  std::string from_file;     // for "$(cat FILE)" or "$(< FILE)": FILE, as written (literal)
 };
 
 struct shell_redirect {
