@@ -490,7 +490,7 @@ TEST_CASE(
     "[plugins][agent_drift][guards]") {
   const timed_step a = step({read_file("a.py")});
   const timed_step b = step({read_file("b.py")});
-  const timed_step c = step({ok("grep", "TODO", "3 matches", "src/")});
+  const timed_step c = step({ok("grep", "deprecated_call", "3 matches", "src/")});
   std::vector<guard_row> rows = {
       {"A-B-A-B-A-B over 6 steps", "{}", repeat({a, b}, 3), 6, "cycle"},
       {"A-B-C three times", "{}", repeat({a, b, c}, 3), 9, "cycle"},
@@ -1727,7 +1727,13 @@ TEST_CASE("agent_drift does not trip on realistic long coding sessions with its 
   }
 }
 
-// --- measurements quoted in docs/monitors/agent-drift.md (hidden: plugin_tests "[.measure]") ---
+// --- the detector-setting comparison in docs/monitors/agent-drift.md
+// ------------------------------ Hidden (run it with plugin_tests "[.measure]"): it is the sweep
+// behind the doc's table of six drift settings, 60 seeds each, 22 000 simulated steps per seed and
+// setting (about 8 M steps, minutes of CPU). It is not needed to keep the default honest: the suite
+// asserts the default setting's behaviour on its own, with fewer seeds ("... tool-mix shift at step
+// 500, never before" and "... stationary agents ... do not trip ..." above). Run it when a default
+// changes; it checks the default's row of the table, and prints every row.
 
 TEST_CASE("agent_drift measure: false alarms and detection delays per detector setting",
           "[.measure]") {
@@ -1770,13 +1776,27 @@ TEST_CASE("agent_drift measure: false alarms and detection delays per detector s
     }
     std::ostringstream d;
     for (const auto& [at, count] : delays) d << at << " x" << count << "  ";
+    if (s.config == "{}") {  // the default: the table's bold row
+      INFO("default: strong shift tripped at " << d.str());
+      CHECK(iid == 0);
+      CHECK(phased == 0);
+      CHECK(delays.count(0) == 0);         // every strong shift found by step 1000
+      CHECK(delays.begin()->first > 500);  // never before the shift
+    }
     WARN(s.config << ": i.i.d. " << iid << "/" << s.seeds << ", phased " << phased << "/" << s.seeds
                   << " false alarms in 10 000 steps; strong shift tripped at " << d.str()
                   << "; mild shift found by step 1000 in " << mild_found << "/" << s.seeds);
   }
 }
 
-TEST_CASE("agent_drift measure: headroom of each guard on the realistic fixture", "[.measure]") {
+TEST_CASE(
+    "agent_drift defaults leave headroom on the realistic fixture: each guard first trips at two "
+    "thirds of its default or less, and the drift CUSUM peaks below its limit",
+    "[plugins][agent_drift][headroom]") {
+  // The healthy realistic sessions must not merely pass at the defaults: a default that sits
+  // just above what healthy agents do would trip on the next healthy agent. For each setting,
+  // the largest value from its default down at which some session trips must be at most 2/3 of
+  // the default (the figures are in docs/monitors/agent-drift.md, "Safety margins").
   const auto events = realistic_sessions();
   std::set<std::string> sessions;
   for (const auto& e : events) sessions.insert(e.agent_step().session_id());
@@ -1828,8 +1848,9 @@ TEST_CASE("agent_drift measure: headroom of each guard on the realistic fixture"
         if (e->breakers().any_open()) trips_at = v;
       }
     }
-    WARN(k.name << " (default " << k.from << "): the fixture first trips at "
+    INFO(k.name << " (default " << k.from << "): the fixture first trips at "
                 << (trips_at ? std::to_string(trips_at) : std::string("none down to the minimum")));
+    CHECK(trips_at * 3 <= k.from * 2);
   }
   auto e = engine_with("{}");
   double peak = 0.0;
@@ -1838,7 +1859,8 @@ TEST_CASE("agent_drift measure: headroom of each guard on the realistic fixture"
     const double c = gauge(*e, "stability_cusum");
     if (c > peak) peak = c;
   }
-  WARN("drift CUSUM peak over all sessions: " << peak << " (h 6)");
+  INFO("drift CUSUM peak over all sessions: " << peak << " (h 6)");
+  CHECK(peak < 6.0);
 }
 
 // --- the holdout trajectories -----------------------------------------------------------------
