@@ -259,18 +259,27 @@ TEST_CASE("declared global breakers appear closed before they trip", "[core][bre
 
 namespace {
 
-// A store whose next record() waits until the test releases it: a commit stuck on a slow disk.
+// A store that can hold one record() until the test releases it: a commit stuck on a slow disk.
 class stalled_store final : public core::breaker_store {
  public:
   core::memory_breaker_store inner;
-  std::atomic<bool> stall_next{false};
-  std::promise<void> entered;
-  std::shared_future<void> release;
+
+  // Trips `in` on another thread and returns once that trip's commit is stuck here; the thread
+  // ends after release().
+  std::jthread stuck_trip(breaker_registry& reg, trip_input in) {
+    stall_next_ = true;
+    auto entered = entered_.get_future();
+    std::jthread tripper([&reg, in = std::move(in)] { (void)reg.trip(in); });
+    REQUIRE(entered.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    return tripper;
+  }
+  void release() { release_.set_value(); }
+
   sdk::result<std::vector<v1::BreakerStatus>> load() override { return inner.load(); }
   sdk::status record(const v1::BreakerTransition& t) override {
-    if (stall_next.exchange(false)) {
-      entered.set_value();
-      release.wait();
+    if (stall_next_.exchange(false)) {
+      entered_.set_value();
+      released_.wait();
     }
     return inner.record(t);
   }
@@ -279,6 +288,12 @@ class stalled_store final : public core::breaker_store {
                                                           std::size_t limit) override {
     return inner.history(n, r, limit);
   }
+
+ private:
+  std::atomic<bool> stall_next_{false};
+  std::promise<void> entered_;
+  std::promise<void> release_;
+  std::shared_future<void> released_ = release_.get_future().share();
 };
 
 }  // namespace
@@ -286,8 +301,6 @@ class stalled_store final : public core::breaker_store {
 TEST_CASE("try_advance never waits for a transition being recorded and closes at the next call",
           "[core][breakers]") {
   stalled_store store;
-  std::promise<void> release;
-  store.release = release.get_future().share();
   breaker_registry reg(store, std::chrono::seconds(10));
   const breaker_key key{"b", "run-1"};
   REQUIRE(reg.trip(make_trip("b", "run-1", 100)));
@@ -295,16 +308,13 @@ TEST_CASE("try_advance never waits for a transition being recorded and closes at
   const std::int64_t after_probation = 200 + 10'000'000'000;
 
   // Another thread's trip holds the registry while its commit is stuck.
-  store.stall_next = true;
-  auto entered = store.entered.get_future();
-  std::jthread tripper([&] { (void)reg.trip(make_trip("c", "run-1", 300)); });
-  REQUIRE(entered.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  std::jthread tripper = store.stuck_trip(reg, make_trip("c", "run-1", 300));
 
   // The tick's call returns at once and closes nothing (run apart, so that a wait fails the test
   // instead of hanging it); advance() would wait for the commit.
   auto tick = std::async(std::launch::async, [&] { return reg.try_advance(after_probation); });
   const bool returned = tick.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
-  release.set_value();
+  store.release();
   REQUIRE(returned);
   CHECK(tick.get().empty());
   tripper.join();
@@ -320,18 +330,13 @@ TEST_CASE("try_advance never waits for a transition being recorded and closes at
 TEST_CASE("readers never wait for a transition being recorded and see it once it is recorded",
           "[core][breakers]") {
   stalled_store store;
-  std::promise<void> release;
-  store.release = release.get_future().share();
   breaker_registry reg(store, std::chrono::seconds(0));
   const breaker_key key{"b", "run-1"};
   REQUIRE(reg.trip(make_trip("b", "run-1", 100)));
   REQUIRE(reg.reset(key, "alice", "fixed", 200).ok());  // closed, epoch 2
 
   // Another thread trips it again and its commit is stuck on the disk.
-  store.stall_next = true;
-  auto entered = store.entered.get_future();
-  std::jthread tripper([&] { (void)reg.trip(make_trip("b", "run-1", 300)); });
-  REQUIRE(entered.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  std::jthread tripper = store.stuck_trip(reg, make_trip("b", "run-1", 300));
 
   // `status`, the publisher's heartbeat and the gate read at once (run apart, so that a wait
   // fails the test instead of hanging it), and they see the last recorded state: what a reader
@@ -347,8 +352,9 @@ TEST_CASE("readers never wait for a transition being recorded and see it once it
   const bool returned = read.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
   // A second writer waits for the first: transitions are recorded in order.
   auto ack = std::async(std::launch::async, [&] { return reg.acknowledge(key, "bob", "", 400); });
-  const bool ack_waited = ack.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout;
-  release.set_value();
+  const bool ack_waited =
+      ack.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout;
+  store.release();
   REQUIRE(returned);
   const seen before = read.get();
   REQUIRE(before.found);
