@@ -167,8 +167,6 @@ session_guards::session_guards(const settings& s)
       cycles_({.max_period = std::max<std::size_t>(1, s.guards.cycle_max_period),
                .repeats = s.guards.cycle_repeats}) {}
 
-// The workspace changed (or, without hashes, may have): "the same call gave the same result" and
-// "the same error again" start counting afresh, because re-running after a change is normal work.
 bool retry_spacing::note(std::int64_t now, bool first, double factor, std::int64_t min_interval) {
   if (first) {
     *this = retry_spacing{};
@@ -200,6 +198,8 @@ void retry_spacing::load(sdk::state_reader& r) {
   growing = r.read_bool();
 }
 
+// The workspace changed (or, without hashes, may have): "the same call gave the same result" and
+// "the same error again" start counting afresh, because re-running after a change is normal work.
 void session_guards::new_epoch() {
   repeats_.clear();
   errors_.clear();
